@@ -1,0 +1,5 @@
+"""Benchmark suites for ``plip bench``. Each suite module has ``run(quick: bool, workdir: Path) -> dict``
+returning ``{"rows": [{"metric", "value", "unit", "goal", "note"}...], ...details}``."""
+SUITES = {
+    "shards": "pipelines.benchmarks.shards",
+}

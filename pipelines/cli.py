@@ -1,0 +1,61 @@
+"""The ``plip`` command line: one table of subcommands, each a module with ``add_arguments`` and ``run``.
+
+Command modules import their heavy dependencies inside ``run`` so ``plip --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+import torchvision_cpu_shim
+
+torchvision_cpu_shim.install()
+
+# name -> (module, one-line help). The order here is the order `plip --help` lists them in.
+COMMANDS = {
+    "import": ("pipelines.commands.importing", "import image folders and public datasets as synth-pedes datasets"),
+    "validate": ("pipelines.commands.validate", "check a dataset: manifest, schema, row counts, every checksum"),
+    "bench": ("pipelines.commands.bench", "run benchmarks, write bench/results.json and a Markdown table"),
+    "env": ("pipelines.commands.env", "show versions, weights, offline settings and the torchvision CPU shim"),
+}
+
+
+class UsageError(Exception):
+    """A problem with the command's input that the user can fix; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plip", description="PLIP + SPAC: synthesize person-caption datasets, pre-train, evaluate.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .logs import setup_logging
+
+    setup_logging(args.verbose)
+    from synth_pedes.errors import SynthPedesError
+
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (UsageError, SynthPedesError, FileNotFoundError, NotADirectoryError, ValueError) as e:
+        if os.environ.get("PLIP_DEBUG"):
+            raise
+        print(f"plip {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"plip {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""``plip validate DIR``: manifest format and id, shard paths, schema, row counts and every checksum."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", type=Path, help="dataset directory (holding manifest.json)")
+    parser.add_argument("--quick", action="store_true", help="skip the sha256 checksums (sizes and rows still checked)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from synth_pedes import validate_dataset
+
+    report = validate_dataset(args.dataset, "quick" if args.quick else "full")
+    m = report.manifest
+    if report.ok:
+        checks = "manifest, schema, row counts and sha256 of every shard" if report.checked_checksums \
+            else "manifest, schema and row counts (checksums skipped: --quick)"
+        print(f"OK {args.dataset}: {m.name!r} v{m.version} ({m.kind}), {m.num_rows} rows in {len(m.shards)} shards, "
+              f"id {m.id}\n   checked: {checks}")
+        return 0
+    print(f"INVALID {args.dataset}: {len(report.problems)} problem(s)", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1

@@ -1,0 +1,367 @@
+"""Write records as deterministic, resumable Parquet shards (design §3-4).
+
+Layout of a dataset directory::
+
+    manifest.json              written last: its presence means the dataset is finished
+    part-00000.parquet ...     the shards, one per planned unit of work
+    _stats/plan.json           the shard plan's fingerprint (written first)
+    _stats/part-00000.json     per-shard stats: rows, bytes, sha256, status counts, errors, timing
+
+Each shard is written to a temporary name in the same directory, hashed, and renamed into place; its
+stats file is written (atomically) after the rename and is the completion marker. A re-run with the
+same plan skips shards whose marker and file agree and redoes the rest, so a write killed at any
+moment (kill -9 included) finishes with exactly the rows of an uninterrupted run. Shards run as Dask
+tasks on whatever cluster the caller's ``client`` points at, or in-process without one.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import os
+import stat
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import DatasetExistsError, ShardWriteError
+from .manifest import MANIFEST_NAME, Manifest, ShardInfo, package_version, read_manifest
+from .schema import RECORD_SCHEMA, check_schema
+
+_log = logging.getLogger(__name__)
+STATS_DIR = "_stats"
+PLAN_NAME = "plan.json"
+ROW_GROUP_ROWS = 256  # rows per Parquet row group: the unit the readers split across workers
+ROW_GROUP_BYTES = 64 << 20  # ...or fewer rows when their image bytes pass this, to bound memory
+MAX_ERRORS_KEPT = 20  # error examples kept per shard (all are counted)
+_NO_DICTIONARY = {"image.bytes", "key", "image_sha256", "image.path", "extra"}  # unique per row
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+@dataclass
+class ShardStats:
+    """What one finished shard holds; serialised as its completion marker."""
+    index: int
+    path: str
+    rows: int
+    bytes: int
+    sha256: str
+    status_counts: dict = field(default_factory=dict)
+    splits: dict = field(default_factory=dict)
+    error_counts: dict = field(default_factory=dict)  # error reason (before ':') -> rows
+    errors: list = field(default_factory=list)  # up to MAX_ERRORS_KEPT [key, error] examples
+    seconds: float = 0.0
+    skipped: bool = False  # True when a re-run found it already finished
+
+    def to_info(self) -> ShardInfo:
+        return ShardInfo(path=self.path, rows=self.rows, bytes=self.bytes, sha256=self.sha256)
+
+
+def plan_shards(items: Sequence, *, shard_rows: int | None = None, shard_bytes: int | None = None,
+                size_of: Callable[[Any], int] | None = None) -> list[list]:
+    """Split ``items`` in order into shards of at most ``shard_rows`` items and/or ``shard_bytes``
+    (summing ``size_of(item)``). Deterministic: the same items give the same plan."""
+    if shard_rows is None and shard_bytes is None:
+        raise ValueError("plan_shards needs shard_rows or shard_bytes")
+    if (shard_rows is not None and shard_rows < 1) or (shard_bytes is not None and shard_bytes < 1):
+        raise ValueError(f"shard sizes must be positive, got shard_rows={shard_rows}, shard_bytes={shard_bytes}")
+    if shard_bytes is not None and size_of is None:
+        raise ValueError("shard_bytes needs size_of(item) to estimate each row's size")
+    shards, current, current_bytes = [], [], 0
+    for item in items:
+        size = size_of(item) if shard_bytes is not None else 0
+        full_rows = shard_rows is not None and len(current) >= shard_rows
+        full_bytes = shard_bytes is not None and current and current_bytes + size > shard_bytes
+        if full_rows or full_bytes:
+            shards.append(current)
+            current, current_bytes = [], 0
+        current.append(item)
+        current_bytes += size
+    if current:
+        shards.append(current)
+    return shards
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _row_size(record: dict) -> int:
+    image = record.get("image") or {}
+    return len(image.get("bytes") or b"") + 512  # the rest of a row is small text
+
+
+def _record_batches(records: Iterable) -> Iterator[pa.Table]:
+    """Group records (dicts, pandas frames or Arrow tables) into row-group-sized tables."""
+    buf, buf_bytes = [], 0
+    for rec in records:
+        if isinstance(rec, (pa.Table, pa.RecordBatch)):
+            yield pa.Table.from_batches([rec]) if isinstance(rec, pa.RecordBatch) else rec
+            continue
+        buf.append(rec)
+        buf_bytes += _row_size(rec)
+        if len(buf) >= ROW_GROUP_ROWS or buf_bytes >= ROW_GROUP_BYTES:
+            yield pa.Table.from_pylist(buf, schema=RECORD_SCHEMA)
+            buf, buf_bytes = [], 0
+    if buf:
+        yield pa.Table.from_pylist(buf, schema=RECORD_SCHEMA)
+
+
+def _parquet_writer(path: Path) -> pq.ParquetWriter:
+    # JPEG/PNG bytes do not compress and dictionary-encoding unique values wastes time: both off there.
+    dict_cols = [c for c in _leaf_columns(RECORD_SCHEMA) if c not in _NO_DICTIONARY]
+    compression = {c: ("none" if c == "image.bytes" else "snappy") for c in _leaf_columns(RECORD_SCHEMA)}
+    return pq.ParquetWriter(path, RECORD_SCHEMA, compression=compression, use_dictionary=dict_cols,
+                            write_statistics=["identity", "split", "status", "source"])
+
+
+def _leaf_columns(schema: pa.Schema) -> list[str]:
+    out = []
+
+    def walk(prefix: str, dtype: pa.DataType) -> None:
+        if pa.types.is_struct(dtype):
+            for i in range(dtype.num_fields):
+                walk(f"{prefix}.{dtype.field(i).name}", dtype.field(i).type)
+        elif pa.types.is_list(dtype):
+            walk(f"{prefix}.list.element", dtype.value_type)
+        else:
+            out.append(prefix)
+
+    for f in schema:
+        walk(f.name, f.type)
+    return out
+
+
+def _count_into(counter: collections.Counter, column: pa.ChunkedArray) -> None:
+    for entry in pc.value_counts(column).to_pylist():
+        counter[entry["values"]] += entry["counts"]
+
+
+def write_shard(records: Iterable, directory: str | os.PathLike, index: int) -> ShardStats:
+    """Write one shard atomically and record its stats marker. ``records`` may be a lazy iterator:
+    memory stays bounded by one row group."""
+    t0 = time.perf_counter()
+    directory = Path(directory)
+    final = directory / shard_name(index)
+    tmp = directory / f".{final.name}.{uuid.uuid4().hex}.tmp"
+    status, splits, reasons = collections.Counter(), collections.Counter(), collections.Counter()
+    errors, rows = [], 0
+    try:
+        with _parquet_writer(tmp) as writer:
+            for table in _record_batches(records):
+                check_schema(table.schema, f"shard {index} of {directory}")
+                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                rows += table.num_rows
+                _count_into(status, table.column("status"))
+                _count_into(splits, table.column("split"))
+                bad = table.filter(pc.not_equal(table.column("status"), "ok"))
+                for key, st, err in zip(*(bad.column(c).to_pylist() for c in ("key", "status", "error"))):
+                    reasons[(err or st).split(":")[0]] += 1
+                    if len(errors) < MAX_ERRORS_KEPT:
+                        errors.append([key, err])
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        stats = ShardStats(index=index, path=final.name, rows=rows, bytes=tmp.stat().st_size,
+                           sha256=_file_sha256(tmp), status_counts=dict(status), splits=dict(splits),
+                           error_counts=dict(reasons), errors=errors)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    stats.seconds = round(time.perf_counter() - t0, 4)
+    _atomic_write_text(directory / STATS_DIR / f"{final.stem}.json", json.dumps(stats.__dict__, indent=1))
+    return stats
+
+
+def _write_items_shard(items: list, transform: Callable | None, directory: str, index: int) -> ShardStats:
+    records = (transform(item) for item in items) if transform is not None else iter(items)
+    return write_shard(records, directory, index)
+
+
+def _write_partition_shard(partition: Any, directory: str, index: int) -> ShardStats:
+    if hasattr(partition, "to_dict") and hasattr(partition, "columns"):  # a pandas partition
+        partition = [pa.Table.from_pandas(partition, schema=RECORD_SCHEMA, preserve_index=False)]
+    return write_shard(partition, directory, index)
+
+
+def _finished_stats(directory: Path, index: int) -> ShardStats | None:
+    """The stats of a shard that a previous run finished, or None if it must be (re)done."""
+    marker = directory / STATS_DIR / f"part-{index:05d}.json"
+    shard = directory / shard_name(index)
+    if not marker.is_file() or not shard.is_file():
+        return None
+    try:
+        stats = ShardStats(**json.loads(marker.read_text()))
+        if shard.stat().st_size != stats.bytes or pq.ParquetFile(shard).metadata.num_rows != stats.rows:
+            return None
+    except (OSError, ValueError, TypeError, pa.ArrowException):
+        return None
+    stats.skipped = True
+    return stats
+
+
+def _plan(source: Any, transform: Callable | None, shard_rows: int | None, shard_bytes: int | None,
+          size_of: Callable | None, directory: str) -> tuple[int, str, Callable[[int], Any]]:
+    import dask
+
+    if hasattr(source, "to_delayed"):  # a dask Bag or DataFrame: one shard per partition
+        parts = source.to_delayed()
+        if hasattr(parts, "flatten"):
+            parts = list(parts.flatten())
+        fingerprint = f"dask:{source.name}:{len(parts)}"
+        return len(parts), fingerprint, lambda i: dask.delayed(_write_partition_shard, pure=False)(
+            parts[i], directory, i)
+    items = list(source)
+    if shard_rows is None and shard_bytes is None:
+        raise ValueError("writing a sequence needs shard_rows or shard_bytes")
+    shards = plan_shards(items, shard_rows=shard_rows, shard_bytes=shard_bytes, size_of=size_of)
+    h = hashlib.sha256()
+    for shard in shards:
+        h.update(repr(shard).encode())
+        h.update(b"\x00")
+    t = "" if transform is None else f"{getattr(transform, '__module__', '')}.{getattr(transform, '__qualname__', repr(transform))}"
+    fingerprint = f"items:{len(items)}:{len(shards)}:{t}:{h.hexdigest()}"
+    return len(shards), fingerprint, lambda i: dask.delayed(_write_items_shard, pure=False)(
+        shards[i], transform, directory, i)
+
+
+def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind: str,
+                  transform: Callable | None = None, shard_rows: int | None = None,
+                  shard_bytes: int | None = None, size_of: Callable | None = None,
+                  version: str = "1.0.0", parents: Sequence[str] = (), producer: dict | None = None,
+                  description: str = "", client: Any = None, retries: int = 2,
+                  on_progress: Callable[[ShardStats, int, int], None] | None = None) -> Manifest:
+    """Write ``source`` as a finished dataset in ``directory`` and return its manifest.
+
+    ``source`` is a sequence of records, or of work items that ``transform(item) -> record`` turns
+    into records inside the shard task (so workers do the work and memory stays per row group),
+    planned into shards by ``shard_rows`` and/or ``shard_bytes``; or a dask Bag/DataFrame of records,
+    one shard per partition. With a dask.distributed ``client`` shards run on its cluster, each retried
+    up to ``retries`` times; without one they run in this process. Re-running the same call after a
+    crash resumes; a directory holding something else is refused.
+    """
+    directory = Path(directory)
+    n, fingerprint, make_task = _plan(source, transform, shard_rows, shard_bytes, size_of, str(directory))
+    producer = dict(producer or {})
+    producer.setdefault("package_version", package_version())
+    plan_doc = {"fingerprint": fingerprint, "num_shards": n, "name": name, "kind": kind, "version": version,
+                "parents": list(parents), "producer": producer}
+    existing = _check_directory(directory, plan_doc)
+    if existing is not None:
+        return existing
+    done = {i: s for i in range(n) if (s := _finished_stats(directory, i)) is not None}
+    for stale in directory.glob(".part-*.tmp"):  # left by a killed run: never part of the dataset
+        stale.unlink()
+    for k, stats in enumerate(done.values(), 1):
+        if on_progress:
+            on_progress(stats, k, n)
+    if done:
+        _log.info("%s: resuming, %d of %d shards already finished", directory, len(done), n)
+    todo = [i for i in range(n) if i not in done]
+    failures = _run_tasks([make_task(i) for i in todo], todo, client, retries, done, n, on_progress)
+    if failures:
+        lines = "; ".join(f"shard {i}: {e}" for i, e in sorted(failures.items())[:5])
+        raise ShardWriteError(f"{directory}: {len(failures)} of {n} shards failed after {retries} retries "
+                              f"({lines}). Finished shards are kept: re-run the same command to retry the rest.")
+    return _finish(directory, [done[i] for i in range(n)], plan_doc, description)
+
+
+def _check_directory(directory: Path, plan_doc: dict) -> Manifest | None:
+    """Create or check the output directory; return the manifest if this exact write already finished."""
+    plan_path = directory / STATS_DIR / PLAN_NAME
+    if (directory / MANIFEST_NAME).exists():
+        manifest = read_manifest(directory)
+        if plan_path.is_file() and json.loads(plan_path.read_text()).get("fingerprint") == plan_doc["fingerprint"]:
+            _log.info("%s: already finished (%s); nothing to do", directory, manifest.id)
+            return manifest
+        raise DatasetExistsError(f"{directory} already holds the finished dataset {manifest.name!r} ({manifest.id}). "
+                                 "Finished datasets are immutable: write the new one to a new directory.")
+    if plan_path.is_file():
+        old = json.loads(plan_path.read_text())
+        if old.get("fingerprint") != plan_doc["fingerprint"]:
+            raise DatasetExistsError(
+                f"{directory} holds an unfinished write of a different input or configuration "
+                f"({old.get('name')!r}, {old.get('num_shards')} shards). Re-run that command to finish it, "
+                "or write to a new directory (or delete this one).")
+        return None
+    if directory.exists() and any(p.name != STATS_DIR for p in directory.iterdir()):
+        raise DatasetExistsError(f"{directory} is not empty and is not a synth-pedes write; choose a new output "
+                                 "directory so nothing of yours is overwritten.")
+    (directory / STATS_DIR).mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(plan_path, json.dumps(plan_doc, indent=1, sort_keys=True))
+    return None
+
+
+def _run_tasks(tasks: list, indices: list[int], client: Any, retries: int, done: dict, n: int,
+               on_progress: Callable | None) -> dict[int, str]:
+    failures: dict[int, str] = {}
+
+    def finished(index: int, stats: ShardStats) -> None:
+        done[index] = stats
+        if on_progress:
+            on_progress(stats, len(done), n)
+
+    if client is not None:
+        from distributed import as_completed
+
+        futures = client.compute(tasks, retries=retries)
+        index_of = {f.key: i for f, i in zip(futures, indices)}
+        for fut in as_completed(futures):
+            try:
+                finished(index_of[fut.key], fut.result())
+            except Exception as e:  # one bad shard must not stop the others
+                failures[index_of[fut.key]] = f"{type(e).__name__}: {e}"
+            fut.release()
+        return failures
+    for index, task in zip(indices, tasks):
+        for attempt in range(retries + 1):
+            try:
+                finished(index, task.compute(scheduler="sync"))
+                break
+            except Exception as e:
+                _log.warning("shard %d attempt %d failed: %s", index, attempt + 1, e)
+                if attempt == retries:
+                    failures[index] = f"{type(e).__name__}: {e}"
+    return failures
+
+
+def _finish(directory: Path, shard_stats: list[ShardStats], plan_doc: dict, description: str) -> Manifest:
+    splits, statuses = collections.Counter(), collections.Counter()
+    for s in shard_stats:
+        splits.update(s.splits)
+        statuses.update(s.status_counts)
+    manifest = Manifest(name=plan_doc["name"], kind=plan_doc["kind"], version=plan_doc["version"],
+                        shards=tuple(s.to_info() for s in shard_stats), parents=tuple(plan_doc["parents"]),
+                        producer=plan_doc["producer"], splits=dict(sorted(splits.items())),
+                        status_counts=dict(sorted(statuses.items())), description=description,
+                        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    _atomic_write_text(directory / MANIFEST_NAME, manifest.to_json())
+    read_only = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH  # finished datasets are immutable
+    for path in [directory / MANIFEST_NAME, *(directory / s.path for s in shard_stats)]:
+        os.chmod(path, read_only)
+    _log.info("%s: finished %s, %d rows in %d shards", directory, manifest.id, manifest.num_rows, len(shard_stats))
+    return manifest
