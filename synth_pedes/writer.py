@@ -204,6 +204,9 @@ def _write_items_shard(items: list, transform: Callable | None, directory: str, 
 
 def _write_partition_shard(partition: Any, directory: str, index: int) -> ShardStats:
     if hasattr(partition, "to_dict") and hasattr(partition, "columns"):  # a pandas partition
+        if len(partition) and isinstance(partition["image"].iloc[0], str):
+            raise TypeError("the DataFrame's nested columns arrived as strings: dask converted them. Build it "
+                            "under dask.config.set({'dataframe.convert-string': False}), or pass a dask Bag.")
         partition = [pa.Table.from_pandas(partition, schema=RECORD_SCHEMA, preserve_index=False)]
     return write_shard(partition, directory, index)
 
@@ -224,6 +227,21 @@ def _finished_stats(directory: Path, index: int) -> ShardStats | None:
     return stats
 
 
+def describe_callable(fn: Callable | None) -> str:
+    """A description of a transform that is stable across processes (part of the plan fingerprint):
+    functions by qualified name, partials by function and arguments, objects by class and repr (so a
+    dataclass transform's configuration counts, e.g. ``Records(delay=0.02)``)."""
+    import functools
+
+    if fn is None:
+        return ""
+    if isinstance(fn, functools.partial):
+        return f"partial({describe_callable(fn.func)}, {fn.args!r}, {sorted(fn.keywords.items())!r})"
+    if hasattr(fn, "__qualname__"):
+        return f"{fn.__module__}.{fn.__qualname__}"
+    return f"{type(fn).__module__}.{type(fn).__qualname__}:{fn!r}"
+
+
 def _plan(source: Any, transform: Callable | None, shard_rows: int | None, shard_bytes: int | None,
           size_of: Callable | None, directory: str) -> tuple[int, str, Callable[[int], Any]]:
     import dask
@@ -232,7 +250,9 @@ def _plan(source: Any, transform: Callable | None, shard_rows: int | None, shard
         parts = source.to_delayed()
         if hasattr(parts, "flatten"):
             parts = list(parts.flatten())
-        fingerprint = f"dask:{source.name}:{len(parts)}"
+        from dask.base import tokenize
+
+        fingerprint = f"dask:{tokenize(source)}:{len(parts)}"
         return len(parts), fingerprint, lambda i: dask.delayed(_write_partition_shard, pure=False)(
             parts[i], directory, i)
     items = list(source)
@@ -243,7 +263,7 @@ def _plan(source: Any, transform: Callable | None, shard_rows: int | None, shard
     for shard in shards:
         h.update(repr(shard).encode())
         h.update(b"\x00")
-    t = "" if transform is None else f"{getattr(transform, '__module__', '')}.{getattr(transform, '__qualname__', repr(transform))}"
+    t = describe_callable(transform)
     fingerprint = f"items:{len(items)}:{len(shards)}:{t}:{h.hexdigest()}"
     return len(shards), fingerprint, lambda i: dask.delayed(_write_items_shard, pure=False)(
         shards[i], transform, directory, i)

@@ -1,0 +1,56 @@
+"""Small generated data shared by the tests (importable by subprocesses via PYTHONPATH)."""
+from __future__ import annotations
+
+import io
+import os
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from synth_pedes import SLOTS, make_record
+
+
+def jpeg_bytes(seed: int, size: tuple[int, int] = (32, 64)) -> bytes:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=80)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Records:
+    """A picklable transform: item index -> record; ``delay`` seconds per row to make writes slow."""
+    delay: float = 0.0
+
+    def __call__(self, i: int) -> dict:
+        if self.delay:
+            time.sleep(self.delay)
+        return make_record(f"test/{i:05d}.jpg", identity=i // 4, source="test", split=("train", "val")[i % 2],
+                           image_bytes=jpeg_bytes(i), image_path=f"{i:05d}.jpg", width=32, height=64,
+                           attributes={s: f"{s} {i}" for s in SLOTS},
+                           captions=[{"text": f"caption {i}", "style": "s", "kind": "human",
+                                      "spans": [{"slot": "upper", "start": 0, "end": 7}]}],
+                           status="ok" if i % 7 else "error", error="" if i % 7 else "synthetic: test error")
+
+
+def make_writable(path: Path) -> None:
+    """Finished datasets are read-only; tests that tamper with one must lift that first."""
+    os.chmod(path, os.stat(path).st_mode | stat.S_IWUSR)
+
+
+def write_person_folder(root: Path, layout: str = "identity-folders", n_ids: int = 3, per_id: int = 4) -> list[str]:
+    """A LUPerson(-NL)-style folder of small JPEGs; returns the relative paths written."""
+    rel = []
+    for pid in range(n_ids):
+        for k in range(per_id):
+            name = f"{pid:04d}/{k}.jpg" if layout == "identity-folders" else f"{pid:04d}_{k}.jpg"
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(jpeg_bytes(pid * 100 + k))
+            rel.append(name)
+    return rel

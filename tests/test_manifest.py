@@ -1,0 +1,51 @@
+import json
+
+import pytest
+
+from synth_pedes import Manifest, ShardInfo, read_manifest
+from synth_pedes.errors import ManifestError, ShardPathError
+
+
+def _manifest(**kw):
+    shards = (ShardInfo("part-00000.parquet", 3, 100, "ab" * 32),)
+    return Manifest(name="m", kind="images", shards=shards, **kw)
+
+
+def test_id_is_a_content_hash_that_ignores_creation_time():
+    a, b = _manifest(created_at="2026-01-01"), _manifest(created_at="2026-02-02")
+    assert a.id == b.id and a.id.startswith("sha256:")
+    assert _manifest(parents=("sha256:x",)).id != a.id
+    assert _manifest(producer={"config": {"seed": 1}}).id != _manifest(producer={"config": {"seed": 2}}).id
+
+
+def test_round_trip_and_edit_detection(tmp_path):
+    m = _manifest(producer={"stage": "t"})
+    (tmp_path / "manifest.json").write_text(m.to_json())
+    assert read_manifest(tmp_path) == m
+    doc = json.loads(m.to_json())
+    doc["shards"][0]["rows"] = 4
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match="does not match its content"):
+        read_manifest(tmp_path)
+
+
+def test_unknown_format_is_named(tmp_path):
+    doc = json.loads(_manifest().to_json())
+    doc["format"] = "synth-pedes-manifest/9"
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match="unknown manifest format 'synth-pedes-manifest/9'"):
+        read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("bad", ["../x.parquet", "/etc/passwd", "a/../../b.parquet", "", "~/x", "a\\..\\b"])
+def test_shard_paths_that_leave_the_directory_are_refused(bad):
+    with pytest.raises(ShardPathError, match="leaves the dataset directory"):
+        Manifest(name="m", kind="images", shards=(ShardInfo(bad, 1, 1, "0" * 64),))
+
+
+def test_missing_and_garbled_manifests(tmp_path):
+    with pytest.raises(ManifestError, match="no manifest"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ManifestError, match="cannot read the manifest"):
+        read_manifest(tmp_path)

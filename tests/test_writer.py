@@ -1,0 +1,161 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dask.bag as db
+import pyarrow.parquet as pq
+import pytest
+from _fixtures import Records
+
+from synth_pedes import open_dataset, plan_shards, write_dataset
+from synth_pedes.errors import DatasetExistsError, ShardWriteError
+
+TESTS = Path(__file__).parent
+
+
+def _rows(path):
+    return open_dataset(path).to_table().to_pylist()
+
+
+def test_plan_shards_by_rows_and_bytes():
+    assert plan_shards(range(7), shard_rows=3) == [[0, 1, 2], [3, 4, 5], [6]]
+    sizes = [5, 5, 5, 20, 1]
+    assert plan_shards(range(5), shard_bytes=10, size_of=lambda i: sizes[i]) == [[0, 1], [2], [3], [4]]
+    assert plan_shards(range(5), shard_rows=2, shard_bytes=10, size_of=lambda i: 1) == [[0, 1], [2, 3], [4]]
+    with pytest.raises(ValueError, match="size_of"):
+        plan_shards(range(3), shard_bytes=10)
+
+
+def test_write_is_deterministic_and_counts_stats(tmp_path):
+    a = write_dataset(range(30), tmp_path / "a", name="t", kind="images", transform=Records(), shard_rows=8)
+    b = write_dataset(range(30), tmp_path / "b", name="t", kind="images", transform=Records(), shard_rows=8)
+    assert a.id == b.id and [s.sha256 for s in a.shards] == [s.sha256 for s in b.shards]
+    assert [s.path for s in a.shards] == [f"part-{i:05d}.parquet" for i in range(4)]
+    assert [s.rows for s in a.shards] == [8, 8, 8, 6]
+    assert a.status_counts == {"error": 5, "ok": 25} and a.splits == {"train": 15, "val": 15}
+    stats = json.loads((tmp_path / "a" / "_stats" / "part-00000.json").read_text())
+    assert stats["error_counts"] == {"synthetic": 2} and stats["errors"][0] == ["test/00000.jpg", "synthetic: test error"]
+    assert [r["key"] for r in _rows(tmp_path / "a")] == [f"test/{i:05d}.jpg" for i in range(30)]
+    # row groups bound the readers' unit of work
+    assert pq.ParquetFile(tmp_path / "a" / "part-00000.parquet").num_row_groups == 1
+
+
+def test_finished_datasets_are_immutable(tmp_path):
+    out = tmp_path / "d"
+    m = write_dataset(range(5), out, name="t", kind="images", transform=Records(), shard_rows=2)
+    assert write_dataset(range(5), out, name="t", kind="images", transform=Records(), shard_rows=2).id == m.id
+    with pytest.raises(DatasetExistsError, match="immutable"):
+        write_dataset(range(6), out, name="t", kind="images", transform=Records(), shard_rows=2)
+    assert not os.access(out / "part-00000.parquet", os.W_OK) or os.geteuid() == 0
+    assert oct(os.stat(out / "manifest.json").st_mode & 0o777) == "0o444"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetExistsError, match="not empty"):
+        write_dataset(range(5), tmp_path / "other", name="t", kind="images", transform=Records(), shard_rows=2)
+
+
+def test_a_different_unfinished_write_is_refused(tmp_path):
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "_stats").mkdir()
+    (out / "_stats" / "plan.json").write_text(json.dumps({"fingerprint": "other", "name": "x", "num_shards": 3}))
+    with pytest.raises(DatasetExistsError, match="unfinished write of a different input"):
+        write_dataset(range(5), out, name="t", kind="images", transform=Records(), shard_rows=2)
+
+
+class _FailOnce:
+    """Fails the first time it sees item 3 in this process, then works."""
+    seen = set()
+
+    def __call__(self, i):
+        if i == 3 and i not in self.seen:
+            self.seen.add(i)
+            raise RuntimeError("transient failure")
+        return Records()(i)
+
+
+class _AlwaysFail:
+    def __call__(self, i):
+        if i == 3:
+            raise RuntimeError("permanent failure")
+        return Records()(i)
+
+
+def test_failed_shards_are_retried_then_reported_and_resumable(tmp_path):
+    m = write_dataset(range(6), tmp_path / "a", name="t", kind="images", transform=_FailOnce(), shard_rows=2)
+    assert m.num_rows == 6
+    with pytest.raises(ShardWriteError, match="1 of 3 shards failed after 1 retries.*shard 1: RuntimeError"):
+        write_dataset(range(6), tmp_path / "b", name="t", kind="images", transform=_AlwaysFail(), shard_rows=2,
+                      retries=1)
+    assert sorted(p.name for p in (tmp_path / "b").glob("part-*")) == ["part-00000.parquet", "part-00002.parquet"]
+    assert not list((tmp_path / "b").glob(".*tmp"))  # no half-written shard left behind
+
+
+def test_bag_and_dataframe_sources_one_shard_per_partition(tmp_path):
+    records = [Records()(i) for i in range(10)]
+    bag = db.from_sequence(records, npartitions=3)
+    m = write_dataset(bag, tmp_path / "bag", name="t", kind="images")
+    assert len(m.shards) == 3 and m.num_rows == 10
+    assert [r["key"] for r in _rows(tmp_path / "bag")] == [r["key"] for r in records]
+    import dask.dataframe as dd
+    import pandas as pd
+
+    import dask
+
+    with dask.config.set({"dataframe.convert-string": False}):  # else dask casts the nested columns to str
+        frame = dd.from_pandas(pd.DataFrame(records), npartitions=2)
+    m2 = write_dataset(frame, tmp_path / "df", name="t", kind="images")
+    assert m2.num_rows == 10 and len(m2.shards) == 2
+    assert _rows(tmp_path / "df") == _rows(tmp_path / "bag")
+
+
+def test_on_a_dask_cluster(tmp_path):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        seen = []
+        m = write_dataset(range(20), tmp_path / "d", name="t", kind="images", transform=Records(), shard_rows=5,
+                          client=client, on_progress=lambda s, done, total: seen.append((done, total)))
+    assert sorted(seen) == [(i, 4) for i in range(1, 5)]
+    assert m.id == write_dataset(range(20), tmp_path / "e", name="t", kind="images", transform=Records(),
+                                 shard_rows=5).id
+
+
+_WRITER = """
+import sys
+from _fixtures import Records
+from synth_pedes import write_dataset
+write_dataset(range(40), sys.argv[1], name="t", kind="images", transform=Records(delay=float(sys.argv[2])),
+              shard_rows=4)
+"""
+
+
+def test_kill_9_mid_write_then_resume_gives_exactly_the_uninterrupted_rows(tmp_path):
+    reference = write_dataset(range(40), tmp_path / "ref", name="t", kind="images", transform=Records(delay=0.02),
+                              shard_rows=4)
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(TESTS))
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(out), "0.02"], env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((out / "_stats").glob("part-*.json"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((out / "_stats").glob("part-*.json")))
+    assert 3 <= done_before < 10, "the kill should land mid-write"
+    assert not (out / "manifest.json").exists()
+    resumed = []
+    m = write_dataset(range(40), out, name="t", kind="images", transform=Records(delay=0.02), shard_rows=4,
+                      on_progress=lambda s, d, t: resumed.append(s.skipped))
+    assert sum(resumed) >= done_before - 1  # a shard renamed but not yet marked is redone, never trusted
+    assert m.id == reference.id
+    with pytest.raises(DatasetExistsError):  # the transform's configuration is part of the plan
+        write_dataset(range(40), tmp_path / "ref", name="t", kind="images", transform=Records(delay=0.0),
+                      shard_rows=4)
+    assert _rows(out) == _rows(tmp_path / "ref")
+    assert not list(out.glob(".*.tmp"))
