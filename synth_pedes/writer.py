@@ -247,6 +247,12 @@ def _plan(source: Any, transform: Callable | None, shard_rows: int | None, shard
     import dask
 
     if hasattr(source, "to_delayed"):  # a dask Bag or DataFrame: one shard per partition
+        if hasattr(source, "repartition") and hasattr(source, "columns") and shard_bytes is not None:
+            source = source.repartition(partition_size=shard_bytes)  # a DataFrame: dask sizes partitions
+        elif shard_rows is not None or shard_bytes is not None:
+            raise ValueError("a dask Bag's partitions are its shards: size them when building it, e.g. "
+                             "db.from_sequence(records, partition_size=1000), or pass a list of items with "
+                             "shard_rows/shard_bytes instead")
         parts = source.to_delayed()
         if hasattr(parts, "flatten"):
             parts = list(parts.flatten())

@@ -101,6 +101,8 @@ def test_bag_and_dataframe_sources_one_shard_per_partition(tmp_path):
     m = write_dataset(bag, tmp_path / "bag", name="t", kind="images")
     assert len(m.shards) == 3 and m.num_rows == 10
     assert [r["key"] for r in _rows(tmp_path / "bag")] == [r["key"] for r in records]
+    with pytest.raises(ValueError, match="partitions are its shards"):
+        write_dataset(bag, tmp_path / "bag2", name="t", kind="images", shard_rows=4)
     import dask.dataframe as dd
     import pandas as pd
 
