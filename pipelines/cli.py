@@ -16,6 +16,7 @@ torchvision_cpu_shim.install()
 # name -> (module, one-line help). The order here is the order `plip --help` lists them in.
 COMMANDS = {
     "import": ("pipelines.commands.importing", "import image folders and public datasets as synth-pedes datasets"),
+    "export": ("pipelines.commands.export", "write a dataset in a published layout (SYNTH-PEDES JSON + Part folders)"),
     "validate": ("pipelines.commands.validate", "check a dataset: manifest, schema, row counts, every checksum"),
     "bench": ("pipelines.commands.bench", "run benchmarks, write bench/results.json and a Markdown table"),
     "env": ("pipelines.commands.env", "show versions, weights, offline settings and the torchvision CPU shim"),

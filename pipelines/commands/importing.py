@@ -22,11 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     images.add_argument("--max-pixels", type=int, default=None, help="reject images with more pixels (bomb guard)")
     add_shard_arguments(images)
     add_cluster_arguments(images)
+    _add_entry_importers(sub)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.kind == "images":
         return import_images(args)
+    if args.kind in ENTRY_IMPORTERS:
+        return import_entries(args)
     raise AssertionError(args.kind)
 
 
@@ -60,5 +63,118 @@ def import_images(args: argparse.Namespace) -> int:
         ("status", ", ".join(f"{k}={v}" for k, v in manifest.status_counts.items())),
         ("shards", len(manifest.shards)), ("size", f"{manifest.num_bytes / 2**20:.1f} MiB"),
         ("time", f"{seconds:.1f} s ({len(items) / seconds:.0f} images/s)"),
+    ])
+    return 0
+
+
+# ------------------------------------------------------------------ benchmarks, SYNTH-PEDES JSON, Market-1501
+
+# kind -> (dataset kind, one-line help, description)
+ENTRY_IMPORTERS = {
+    "cuhk-pedes": ("benchmark", "CUHK-PEDES (reid_raw.json or caption_all.json + imgs/)",
+                   "Import CUHK-PEDES: SRC/reid_raw.json (or caption_all.json; without 'split' it needs "
+                   "--split-file) and the images under SRC/imgs/<file_path>. One row per entry; identity is "
+                   "the dataset's own 1-based id; splits train/val/test as given."),
+    "icfg-pedes": ("benchmark", "ICFG-PEDES (ICFG_PEDES.json + imgs/)",
+                   "Import ICFG-PEDES: SRC/ICFG_PEDES.json and SRC/imgs/<file_path>. One row per entry; identity "
+                   "is the dataset's own 0-based id; splits train/test as given."),
+    "rstpreid": ("benchmark", "RSTPReid (data_captions.json + imgs/)",
+                 "Import RSTPReid: SRC/data_captions.json and SRC/imgs/<img_path>. One row per entry; identity "
+                 "is the dataset's own 0-based id; splits train/val/test as given."),
+    "synth-pedes-json": ("captions", "a released SYNTH-PEDES (Part1..Part11/ + synthpedes-dataset.json)",
+                         "Import the released SYNTH-PEDES layout: SRC/Part*/<id>/<k>.jpg and "
+                         "SRC/synthpedes-dataset.json (or synthpedes_dataset.json). attributes fill the six "
+                         "slots; captions become kind 'generated' (styles spac-0, spac-1, ...); prompt_caption "
+                         "becomes kind 'prompt'."),
+    "market1501": ("benchmark", "Market-1501 (bounding_box_train/, query/, bounding_box_test/)",
+                   "Import Market-1501: bounding_box_train/ -> train, query/ -> query, bounding_box_test/ -> "
+                   "gallery; identity and camera from PPPP_cXsY_FFFFFF_NN.jpg. Junk (-1) and distractor (0000) "
+                   "images are kept and flagged in 'extra' (junk: true / distractor: true)."),
+}
+DEFAULT_SOURCES = {"synth-pedes-json": "synth-pedes"}
+
+
+def _add_entry_importers(sub) -> None:
+    for kind, (_, help_text, description) in ENTRY_IMPORTERS.items():
+        p = sub.add_parser(kind, help=help_text, description=description + " Missing image files and malformed "
+                           "entries follow --on-bad-files; unreadable images become status=error rows.")
+        p.add_argument("src", type=Path, help="the dataset root folder, as distributed")
+        p.add_argument("--out", type=Path, required=True,
+                       help="output dataset directory (new, or an unfinished write)")
+        p.add_argument("--name", default=None, help=f"dataset name (default: {DEFAULT_SOURCES.get(kind, kind)})")
+        p.add_argument("--on-bad-files", choices=("error", "warn", "skip"), default="error",
+                       help="missing image files and malformed entries: error (default) stops before writing "
+                            "anything, naming them; warn keeps each as a status=error row; skip leaves them out. "
+                            "They are counted in the summary and the manifest either way")
+        if kind == "cuhk-pedes":
+            p.add_argument("--split-file", type=Path, default=None,
+                           help="JSON giving each file_path its split, for copies without 'split' "
+                                "(caption_all.json): {file_path: split}, {split: [file_path, ...]} or reid_raw.json")
+        if kind == "synth-pedes-json":
+            p.add_argument("--split", default="train", help="split recorded on every row (default: train)")
+        p.add_argument("--max-pixels", type=int, default=None, help="reject images with more pixels (bomb guard)")
+        add_shard_arguments(p)
+        add_cluster_arguments(p)
+
+
+def _scan(args: argparse.Namespace):
+    if args.kind == "synth-pedes-json":
+        from synth_pedes.sources.synth_pedes_json import scan_synth_pedes_json
+
+        return scan_synth_pedes_json(args.src, args.on_bad_files, split=args.split)
+    if args.kind == "market1501":
+        from synth_pedes.sources.market1501 import scan_market1501
+
+        return scan_market1501(args.src, args.on_bad_files)
+    from synth_pedes.sources.benchmarks import scan_benchmark
+
+    return scan_benchmark(args.src, args.kind, args.on_bad_files, split_file=getattr(args, "split_file", None))
+
+
+def import_entries(args: argparse.Namespace) -> int:
+    """``plip import cuhk-pedes|icfg-pedes|rstpreid|synth-pedes-json|market1501 SRC --out DIR``."""
+    import dataclasses
+
+    from synth_pedes import write_dataset
+    from synth_pedes.sources.images import MAX_PIXELS
+
+    from ..cluster import dask_client
+    from ..progress import ShardProgress
+
+    t0 = time.perf_counter()
+    scan, source = _scan(args)
+    source = dataclasses.replace(source, max_pixels=args.max_pixels or MAX_PIXELS)
+    name = args.name or DEFAULT_SOURCES.get(args.kind, args.kind)
+    shard_rows, shard_bytes = shard_sizes(args)
+    producer = {"stage": f"import-{args.kind}",
+                "config": {"src": str(args.src.resolve()), **scan.files, "source": source.source,
+                           "on_bad_files": args.on_bad_files, "max_pixels": source.max_pixels,
+                           **({"split": args.split} if args.kind == "synth-pedes-json" else {}),
+                           "shard_rows": shard_rows, "shard_bytes": shard_bytes},
+                "counts": {**scan.counts, "bad_reasons": scan.bad_reasons}}
+    progress = ShardProgress(f"import {name}")
+    with dask_client(args.workers, args.scheduler) as client:
+        manifest = write_dataset(scan.items, args.out, name=name, kind=ENTRY_IMPORTERS[args.kind][0],
+                                 transform=source, shard_rows=shard_rows, shard_bytes=shard_bytes,
+                                 size_of=lambda it: it.size, producer=producer, client=client, on_progress=progress,
+                                 description=f"{ENTRY_IMPORTERS[args.kind][1]} imported from {args.src}.")
+    progress.close()
+    seconds = time.perf_counter() - t0
+    counts = scan.counts
+    extra_rows = []
+    if args.kind == "market1501":
+        extra_rows = [("junk (-1)", counts["junk"]), ("distractors (0000)", counts["distractors"]),
+                      ("ignored files", counts["ignored_files"])]
+    print_summary(f"imported {counts['entries']} entries from {args.src} as {manifest.kind} dataset {name!r}", [
+        ("dataset", args.out), ("id", manifest.id), ("rows", manifest.num_rows),
+        ("splits", ", ".join(f"{k}={v}" for k, v in manifest.splits.items()) or "-"),
+        ("identities", scan.identities), ("captions", scan.captions),
+        ("status", ", ".join(f"{k}={v}" for k, v in manifest.status_counts.items()) or "-"),
+        ("bad entries", f"{counts['bad']} (kept as error rows: {counts['kept_as_error']}, skipped: "
+                        f"{counts['skipped']}; --on-bad-files {args.on_bad_files})"
+                        + (f": {', '.join(f'{k}={v}' for k, v in scan.bad_reasons.items())}" if counts["bad"] else "")),
+        *extra_rows,
+        ("shards", len(manifest.shards)), ("size", f"{manifest.num_bytes / 2**20:.1f} MiB"),
+        ("time", f"{seconds:.1f} s ({counts['entries'] / max(seconds, 1e-9):.0f} entries/s)"),
     ])
     return 0

@@ -13,6 +13,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -74,7 +75,12 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[str, list[ImageItem]]:
 
 
 def _inspect(data: bytes, source: ImageFolderSource) -> tuple[int, int]:
-    """Decode fully (catches truncation) with a pixel limit; raises ValueError with the reason."""
+    return check_image_bytes(data, source.max_pixels)
+
+
+def check_image_bytes(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """Decode fully (catches truncation) with a pixel limit and return ``(width, height)``; raises
+    ValueError with the reason (empty, not an image, too many pixels, corrupt, too small)."""
     import io
 
     if not data:
@@ -84,8 +90,8 @@ def _inspect(data: bytes, source: ImageFolderSource) -> tuple[int, int]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 width, height = img.size
-                if width * height > source.max_pixels:
-                    raise ValueError(f"too many pixels: {width}x{height} exceeds the limit of {source.max_pixels} "
+                if width * height > max_pixels:
+                    raise ValueError(f"too many pixels: {width}x{height} exceeds the limit of {max_pixels} "
                                      "(decompression bomb?)")
                 img.load()
     except UnidentifiedImageError:
@@ -99,25 +105,45 @@ def _inspect(data: bytes, source: ImageFolderSource) -> tuple[int, int]:
     return width, height
 
 
+class LoadedImage(NamedTuple):
+    """What ``read_image_file`` found: the bytes and size of a good image, or ``error`` saying why not."""
+    data: bytes | None  # the original file bytes (None when unreadable, too large or bad)
+    sha256: str | None  # of the file bytes, whenever they could be read
+    width: int | None
+    height: int | None
+    error: str  # "" for a good image
+
+
+def read_image_file(path: str | os.PathLike, max_file_bytes: int = MAX_FILE_BYTES,
+                    max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    """Read and check one image file (the checks of ``plip import images``, shared by every importer):
+    unreadable, too large, empty, not an image, too many pixels, corrupt or too small files come back
+    with ``error`` set (and no bytes) instead of raising."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_file_bytes:
+            raise ValueError(f"file too large: {size} bytes exceeds the limit of {max_file_bytes}")
+        data = path.read_bytes()
+    except OSError as e:
+        return LoadedImage(None, None, None, None, f"unreadable file: {e.strerror or e}")
+    except ValueError as e:
+        return LoadedImage(None, None, None, None, str(e))
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        width, height = check_image_bytes(data, max_pixels)
+    except ValueError as e:
+        return LoadedImage(None, digest, None, None, str(e))
+    return LoadedImage(data, digest, width, height, "")
+
+
 def load_image_record(item: ImageItem, source: ImageFolderSource) -> dict:
     """One file as one record: ``status=ok`` with the original bytes, or ``status=error`` with why."""
     key = f"{source.source}/{item.relpath}"
     common = dict(identity=item.identity, source=source.source, split=source.split,
                   extra={"folder": item.folder} if item.folder and not item.folder.isdigit() else None)
-    path = Path(source.root) / item.relpath
-    try:
-        size = path.stat().st_size
-        if size > source.max_file_bytes:
-            raise ValueError(f"file too large: {size} bytes exceeds the limit of {source.max_file_bytes}")
-        data = path.read_bytes()
-    except OSError as e:
-        return make_record(key, status="error", error=f"unreadable file: {e.strerror or e}", **common)
-    except ValueError as e:
-        return make_record(key, status="error", error=str(e), **common)
-    digest = hashlib.sha256(data).hexdigest()
-    try:
-        width, height = _inspect(data, source)
-    except ValueError as e:
-        return make_record(key, status="error", error=str(e), image_sha256=digest, **common)
-    return make_record(key, image_bytes=data, image_path=item.relpath, image_sha256=digest,
-                       width=width, height=height, **common)
+    image = read_image_file(Path(source.root) / item.relpath, source.max_file_bytes, source.max_pixels)
+    if image.error:
+        return make_record(key, status="error", error=image.error, image_sha256=image.sha256, **common)
+    return make_record(key, image_bytes=image.data, image_path=item.relpath, image_sha256=image.sha256,
+                       width=image.width, height=image.height, **common)

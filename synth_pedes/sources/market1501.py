@@ -1,0 +1,104 @@
+"""Market-1501 (Zheng et al., ICCV 2015) as an image Re-ID benchmark dataset.
+
+Layout as distributed (``gt_bbox/`` and ``gt_query/`` are not imported)::
+
+    SRC/bounding_box_train/   12,936 images -> split "train"
+    SRC/query/                 3,368 images -> split "query"
+    SRC/bounding_box_test/    19,732 images -> split "gallery"
+
+File names are ``PPPP_cXsY_FFFFFF_NN.jpg``: person id ``PPPP`` (``identity = int(PPPP)``), camera ``X``
+(``camera = "c<X>"``), sequence ``Y``, frame ``FFFFFF``, DPM box ``NN`` (``00``: hand-drawn); the
+sequence, frame and box go to ``extra`` with the folder. Files are imported in path order.
+
+Evaluation protocol (the dataset's README and evaluation code): for each query, the gallery images of
+the **same identity and the same camera** are excluded (neither correct nor wrong), and so are the
+**junk** images, person id ``-1`` (boxes that are neither good nor bad detections: "zero impact on
+accuracy"). Person id ``0000`` are **distractors** (false DPM detections): they stay in the gallery as
+negatives, they never match a query. Both are kept as rows so nothing is lost: ``-1`` keeps identity
+-1 and gets ``extra["junk"] = true``; ``0000`` keeps identity 0 and gets ``extra["distractor"] = true``
+(every row carries both flags). An evaluator drops ``junk`` rows and same-identity-same-camera
+matches, and keeps distractors.
+
+Files whose name does not follow the pattern are bad entries under the ``on_bad`` policy of
+``benchmarks.resolve_bad_entries``; hidden files and ``Thumbs.db`` (which some copies of the archive
+carry) are ignored and counted (``counts["ignored_files"]``). Subfolders inside the three folders are
+not scanned. Images that exist but cannot be decoded are ``status=error`` rows.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+from .benchmarks import EntryItem, EntrySource, ScanResult, check_on_bad, resolve_bad_entries
+
+_log = logging.getLogger(__name__)
+
+SOURCE = "market1501"
+FOLDERS = {"bounding_box_train": "train", "query": "query", "bounding_box_test": "gallery"}
+IGNORED_NAMES = ("Thumbs.db",)
+NAME_RE = re.compile(r"(-1|\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.(?:jpe?g|png)", re.IGNORECASE)
+
+
+def parse_name(name: str) -> dict:
+    """``0002_c1s1_000451_03.jpg`` -> identity, camera and the rest; ValueError for other names."""
+    m = NAME_RE.fullmatch(name)
+    if m is None:
+        raise ValueError(f"unexpected file name: {name!r} is not PPPP_cXsY_FFFFFF_NN.jpg")
+    pid = int(m.group(1))
+    return {"identity": pid, "camera": f"c{int(m.group(2))}", "sequence": int(m.group(3)),
+            "frame": int(m.group(4)), "bbox": int(m.group(5)), "junk": pid == -1, "distractor": pid == 0}
+
+
+def _list_files(folder: Path) -> tuple[list[tuple[str, int]], int]:
+    """(name, size) of the regular files in ``folder``, sorted, and how many were ignored."""
+    files, ignored = [], 0
+    with os.scandir(folder) as it:
+        for entry in it:
+            if entry.name.startswith(".") or entry.name in IGNORED_NAMES:
+                ignored += entry.is_file()
+                continue
+            st = entry.stat()
+            if stat.S_ISREG(st.st_mode):
+                files.append((entry.name, st.st_size))
+    return sorted(files), ignored
+
+
+def scan_market1501(src: str | os.PathLike, on_bad: str = "error") -> tuple[ScanResult, EntrySource]:
+    """List and parse the three folders under ``src`` (see the module docstring)."""
+    check_on_bad(on_bad)
+    src = Path(src)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: not a directory; pass the Market-1501 root folder holding "
+                                f"{', '.join(f + '/' for f in FOLDERS)}")
+    missing = [f for f in FOLDERS if not (src / f).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{src}: no {', '.join(f + '/' for f in missing)} here; a Market-1501 root holds "
+                                f"{', '.join(f + '/' for f in FOLDERS)} (as in Market-1501-v15.09.15.zip)")
+    items, ignored = [], 0
+    for folder in sorted(FOLDERS):
+        files, n_ignored = _list_files(src / folder)
+        ignored += n_ignored
+        for name, size in files:
+            relpath = f"{folder}/{name}"
+            item = EntryItem(index=len(items), key=f"{SOURCE}/{relpath}", relpath=relpath, size=size,
+                             split=FOLDERS[folder], extra=(("folder", folder),))
+            try:
+                info = parse_name(name)
+            except ValueError as e:
+                items.append(replace(item, error=str(e)))
+                continue
+            extra = (("folder", folder), ("sequence", info["sequence"]), ("frame", info["frame"]),
+                     ("bbox", info["bbox"]), ("junk", info["junk"]), ("distractor", info["distractor"]))
+            items.append(replace(item, identity=info["identity"], camera=info["camera"], extra=extra))
+    if ignored:
+        _log.info("%s: ignored %d hidden or Thumbs.db files", src, ignored)
+    result = resolve_bad_entries(items, on_bad, str(src))
+    result.counts["ignored_files"] = ignored
+    result.counts["junk"] = sum(1 for i in result.items if i.identity == -1 and not i.error)
+    result.counts["distractors"] = sum(1 for i in result.items if i.identity == 0 and not i.error)
+    result.files = {"images": str(src)}
+    return result, EntrySource(root=str(src.resolve()), source=SOURCE)
