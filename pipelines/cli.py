@@ -15,6 +15,8 @@ torchvision_cpu_shim.install()
 
 # name -> (module, one-line help). The order here is the order `plip --help` lists them in.
 COMMANDS = {
+    "demo": ("pipelines.commands.demo", "run the whole system end to end on the embedded ProcPedes corpus"),
+    "render": ("pipelines.commands.render", "render a ProcPedes corpus (dataset, official benchmark layout, folder)"),
     "import": ("pipelines.commands.importing", "import image folders and public datasets as synth-pedes datasets"),
     "export": ("pipelines.commands.export", "write a dataset in a published layout (SYNTH-PEDES JSON + Part folders)"),
     "validate": ("pipelines.commands.validate", "check a dataset: manifest, schema, row counts, every checksum"),

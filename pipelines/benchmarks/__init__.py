@@ -2,4 +2,5 @@
 returning ``{"rows": [{"metric", "value", "unit", "goal", "note"}...], ...details}``."""
 SUITES = {
     "shards": "pipelines.benchmarks.shards",
+    "render": "pipelines.benchmarks.render",
 }

@@ -1,0 +1,20 @@
+import json
+
+from pipelines.cli import main
+from synth_pedes import open_dataset
+
+
+def test_demo_quick_runs_every_stage_and_writes_a_summary(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--workers", "2"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["stage"] for s in summary["stages"]][:3] == [
+        "unlabeled images (LUPerson stand-in)", "captioned corpus (SPAC training)", "test benchmark (CUHK-PEDES layout)"]
+    assert "| stage | rows | seconds | output | note |" in printed
+    unlabeled = open_dataset(out / "datasets" / "unlabeled-images")
+    assert unlabeled.manifest.status_counts["error"] == 3  # the files broken on purpose are error rows
+    bench = open_dataset(out / "datasets" / "benchmark-test")
+    assert bench.manifest.kind == "benchmark" and set(bench.manifest.splits) == {"train", "val", "test"}
+    assert (out / "contact-sheet.png").stat().st_size > 10_000
+    assert main(["demo", "--quick", "--out", str(out)]) == 2  # a finished demo is not overwritten
