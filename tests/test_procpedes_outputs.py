@@ -24,7 +24,7 @@ FIELDS = {
 }
 
 
-@pytest.mark.parametrize("fmt", LAYOUT_FORMATS)
+@pytest.mark.parametrize("fmt", [f for f in LAYOUT_FORMATS if f != "market1501"])  # JSON layouts
 def test_layout_round_trip(records, tmp_path, fmt):
     summary = write_layout(iter(records), tmp_path / "a", fmt)
     name, fields, path_key = FIELDS[fmt]
@@ -69,7 +69,7 @@ def test_layout_round_trip(records, tmp_path, fmt):
 
 def test_layout_rejects_unknown_format(records, tmp_path):
     with pytest.raises(ValueError, match="format"):
-        write_layout(records, tmp_path, "market1501")
+        write_layout(records, tmp_path, "duke-mtmc")
 
 
 def test_contact_sheet_writes_a_png(records, tmp_path):

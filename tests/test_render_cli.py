@@ -65,3 +65,14 @@ def test_render_bad_input_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "busy" / "file").write_text("x")
     assert main(["render", "--out", str(tmp_path / "busy"), "--format", "cuhk-pedes", "--identities", "2"]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_market1501_layout_round_trips_through_its_importer(tmp_path):
+    raw = _render(tmp_path, "market1501", "--captions-per-image", "0")
+    assert main(["import", "market1501", str(raw), "--out", str(tmp_path / "m"), "--workers", "0"]) == 0
+    rows = list(open_dataset(tmp_path / "m").iter_records())
+    assert len(rows) == N_IDS * PER_ID and {r["split"] for r in rows} == {"train", "query", "gallery"}
+    query = {(r["identity"], r["camera"]) for r in rows if r["split"] == "query"}
+    assert len(query) == sum(1 for r in rows if r["split"] == "query")  # one query per identity and camera
+    train_ids = {r["identity"] for r in rows if r["split"] == "train"}
+    assert train_ids.isdisjoint({r["identity"] for r in rows if r["split"] != "train"})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ._common import add_cluster_arguments, print_summary
 
-FORMATS = ("dataset", "cuhk-pedes", "icfg-pedes", "rstpreid", "image-folder", "flat-folder")
+FORMATS = ("dataset", "cuhk-pedes", "icfg-pedes", "rstpreid", "market1501", "image-folder", "flat-folder")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--captions-per-image", type=int, default=2, help="human-style captions per image (default 2)")
     parser.add_argument("--format", choices=FORMATS, default="dataset",
                         help="dataset: manifest + Parquet shards; cuhk-pedes/icfg-pedes/rstpreid: the benchmark's "
-                             "official images + JSON; image-folder: LUPerson-NL layout (<identity>/<file>.jpg, no "
+                             "official images + JSON; market1501: the image-ReID folders; image-folder: LUPerson-NL layout (<identity>/<file>.jpg, no "
                              "labels); flat-folder: LUPerson layout (all files in one folder)")
     parser.add_argument("--styles", default="cuhk-pedes,icfg-pedes,rstpreid",
                         help="annotator styles of the captions, comma-separated")

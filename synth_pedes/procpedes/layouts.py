@@ -9,6 +9,11 @@
 * ``rstpreid``: ``imgs/`` + ``data_captions.json``: a list of ``{"id", "img_path", "captions",
   "split"}``; ids 0-based; split train/val/test.
 
+* ``market1501``: ``bounding_box_train/`` (train identities), ``query/`` and ``bounding_box_test/``
+  (val and test identities: the first image of an identity from each camera is its query for that
+  camera, the rest are gallery), file names ``PPPP_cCs1_FFFFFF_01.jpg`` with 1-based dense ids. No
+  junk (-1) or distractor (0000) images are written: ProcPedes has no false detections.
+
 Ids are dense and assigned in sorted order of the records' identities. Splits ``query``/``gallery``
 (image-ReID records) are written as test. Records whose status is not ``ok`` or that have no image
 are skipped. The JSON is deterministic (entries sorted by id then path, indent 4).
@@ -22,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 logger = logging.getLogger(__name__)
 
-LAYOUT_FORMATS = ("cuhk-pedes", "icfg-pedes", "rstpreid")
+LAYOUT_FORMATS = ("cuhk-pedes", "icfg-pedes", "rstpreid", "market1501")
 _JSON_NAME = {"cuhk-pedes": "reid_raw.json", "icfg-pedes": "ICFG_PEDES.json", "rstpreid": "data_captions.json"}
 _TOKEN = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 
@@ -62,6 +67,8 @@ def write_layout(records, out_dir, fmt: str) -> dict:
     """
     if fmt not in LAYOUT_FORMATS:
         raise ValueError(f"write_layout: unknown format {fmt!r}; choose one of {', '.join(LAYOUT_FORMATS)}")
+    if fmt == "market1501":
+        return _write_market(records, Path(out_dir))
     out = Path(out_dir)
     imgs = out / "imgs"
     imgs.mkdir(parents=True, exist_ok=True)
@@ -105,3 +112,30 @@ def write_layout(records, out_dir, fmt: str) -> dict:
                "split_map": {"val": "test"} if fmt == "icfg-pedes" else {}}
     logger.info("wrote %s layout: %d images, %d ids -> %s", fmt, len(entries), len(dense), json_path)
     return summary
+
+
+def _write_market(records, out: Path) -> dict:
+    """The Market-1501 image-ReID layout (see the module docstring)."""
+    kept = [r for r in records if r.get("status") == "ok" and (r.get("image") or {}).get("bytes") is not None]
+    dense = {ident: i + 1 for i, ident in enumerate(sorted({int(r["identity"]) for r in kept}))}
+    if len(dense) > 9999:
+        raise ValueError(f"write_layout: market1501 names hold 4-digit ids; {len(dense)} identities do not fit")
+    folders = {"bounding_box_train": 0, "query": 0, "bounding_box_test": 0}
+    for folder in folders:
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    queried: set[tuple[int, str]] = set()
+    for frame, rec in enumerate(sorted(kept, key=lambda r: (int(r["identity"]), r["key"]))):
+        ident, camera = int(rec["identity"]), str(rec.get("camera") or "c1")
+        if rec.get("split") == "train":
+            folder = "bounding_box_train"
+        elif (ident, camera) not in queried:
+            queried.add((ident, camera))
+            folder = "query"
+        else:
+            folder = "bounding_box_test"
+        cam = int(camera.lstrip("c") or 1)
+        (out / folder / f"{dense[ident]:04d}_c{cam}s1_{frame:06d}_01.jpg").write_bytes(rec["image"]["bytes"])
+        folders[folder] += 1
+    logger.info("wrote market1501 layout: %s -> %s", folders, out)
+    return {"format": "market1501", "images_dir": str(out), "n_images": sum(folders.values()), "n_ids": len(dense),
+            "id_base": 1, "images_per_folder": folders, "skipped_records": 0}
