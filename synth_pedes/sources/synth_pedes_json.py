@@ -47,8 +47,8 @@ from typing import Any, Callable
 
 from ..errors import DatasetExistsError
 from ..schema import SLOTS, UNKNOWN
-from .benchmarks import (EntryItem, EntrySource, ScanResult, is_int, check_on_bad, file_size, load_json_list,
-                         mark_duplicates, resolve_bad_entries, safe_relpath)
+from .benchmarks import (EntryItem, EntrySource, ScanResult, check_on_bad, file_size, find_annotations, is_int,
+                         load_json_list, mark_duplicates, resolve_bad_entries, safe_relpath)
 
 _log = logging.getLogger(__name__)
 
@@ -128,14 +128,7 @@ def _entry_item(index: int, entry: Any, root: Path, split: str) -> EntryItem:
 
 
 def find_synth_pedes_json(src: Path) -> Path:
-    if not src.is_dir():
-        raise FileNotFoundError(f"{src}: not a directory; pass the SYNTH-PEDES root folder holding Part1..Part11/ "
-                                f"and {ANNOTATION_NAMES[0]}")
-    for name in ANNOTATION_NAMES:
-        if (src / name).is_file():
-            return src / name
-    raise FileNotFoundError(f"{src}: no {' or '.join(ANNOTATION_NAMES)} here; pass the SYNTH-PEDES root folder "
-                            "(holding Part1..Part11/ and the annotation JSON)")
+    return find_annotations(src, ANNOTATION_NAMES, "SYNTH-PEDES (Part1..Part11/ + annotation JSON)")
 
 
 def scan_synth_pedes_json(src: str | os.PathLike, on_bad: str = "error",
