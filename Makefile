@@ -14,6 +14,7 @@ demo: $(STAMP)
 	$(BIN)/plip demo $(DEMO_ARGS)
 
 test: $(STAMP)
+	$(BIN)/ruff check --quiet .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
