@@ -197,9 +197,27 @@ def write_shard(records: Iterable, directory: str | os.PathLike, index: int) -> 
     return stats
 
 
+def _apply(transform: Callable | None, items: list) -> Iterator:
+    """Records from items, lazily. A transform with an integer ``batch_size`` attribute is batched:
+    it gets lists of up to that many items and returns one record per item (for model inference)."""
+    if transform is None:
+        yield from items
+        return
+    batch_size = getattr(transform, "batch_size", None)
+    if not batch_size:
+        yield from (transform(item) for item in items)
+        return
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        records = list(transform(chunk))
+        if len(records) != len(chunk):
+            raise ValueError(f"batched transform {describe_callable(transform)} returned {len(records)} records "
+                             f"for {len(chunk)} items; it must return exactly one per item")
+        yield from records
+
+
 def _write_items_shard(items: list, transform: Callable | None, directory: str, index: int) -> ShardStats:
-    records = (transform(item) for item in items) if transform is not None else iter(items)
-    return write_shard(records, directory, index)
+    return write_shard(_apply(transform, items), directory, index)
 
 
 def _write_partition_shard(partition: Any, directory: str, index: int) -> ShardStats:
@@ -284,7 +302,8 @@ def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind:
     """Write ``source`` as a finished dataset in ``directory`` and return its manifest.
 
     ``source`` is a sequence of records, or of work items that ``transform(item) -> record`` turns
-    into records inside the shard task (so workers do the work and memory stays per row group),
+    into records inside the shard task (so workers do the work and memory stays per row group; a
+    transform with a ``batch_size`` attribute gets lists of items, see ``_apply``),
     planned into shards by ``shard_rows`` and/or ``shard_bytes``; or a dask Bag/DataFrame of records,
     one shard per partition. With a dask.distributed ``client`` shards run on its cluster, each retried
     up to ``retries`` times; without one they run in this process. Re-running the same call after a

@@ -161,3 +161,31 @@ def test_kill_9_mid_write_then_resume_gives_exactly_the_uninterrupted_rows(tmp_p
                       shard_rows=4)
     assert _rows(out) == _rows(tmp_path / "ref")
     assert not list(out.glob(".*.tmp"))
+
+
+class _BatchedRecords:
+    """A batched transform, as model inference is: lists of items in, one record per item out."""
+    batch_size = 3
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, items):
+        self.calls.append(len(items))
+        return [Records()(i) for i in items]
+
+
+class _BadBatch(_BatchedRecords):
+    def __call__(self, items):
+        return [Records()(i) for i in items[:-1]]
+
+
+def test_batched_transforms_get_lists_and_must_return_one_record_per_item(tmp_path):
+    batched = _BatchedRecords()
+    m = write_dataset(range(10), tmp_path / "a", name="t", kind="images", transform=batched, shard_rows=4)
+    assert batched.calls == [3, 1, 3, 1, 2] and m.num_rows == 10
+    write_dataset(range(10), tmp_path / "b", name="t", kind="images", transform=Records(), shard_rows=4)
+    assert _rows(tmp_path / "a") == _rows(tmp_path / "b")  # the same rows as the per-item transform
+    with pytest.raises(ShardWriteError, match="returned 2 records for 3 items"):
+        write_dataset(range(3), tmp_path / "c", name="t", kind="images", transform=_BadBatch(), shard_rows=4,
+                      retries=0)
