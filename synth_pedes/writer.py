@@ -69,25 +69,30 @@ class ShardStats:
 
 
 def plan_shards(items: Sequence, *, shard_rows: int | None = None, shard_bytes: int | None = None,
-                size_of: Callable[[Any], int] | None = None) -> list[list]:
-    """Split ``items`` in order into shards of at most ``shard_rows`` items and/or ``shard_bytes``
-    (summing ``size_of(item)``). Deterministic: the same items give the same plan."""
+                size_of: Callable[[Any], int] | None = None,
+                rows_of: Callable[[Any], int] | None = None) -> list[list]:
+    """Split ``items`` in order into shards of at most ``shard_rows`` rows and/or ``shard_bytes``
+    (summing ``size_of(item)``). An item is one row unless ``rows_of(item)`` says otherwise (items of
+    an expanding transform). A single item larger than a limit gets a shard of its own.
+    Deterministic: the same items give the same plan."""
     if shard_rows is None and shard_bytes is None:
         raise ValueError("plan_shards needs shard_rows or shard_bytes")
     if (shard_rows is not None and shard_rows < 1) or (shard_bytes is not None and shard_bytes < 1):
         raise ValueError(f"shard sizes must be positive, got shard_rows={shard_rows}, shard_bytes={shard_bytes}")
     if shard_bytes is not None and size_of is None:
         raise ValueError("shard_bytes needs size_of(item) to estimate each row's size")
-    shards, current, current_bytes = [], [], 0
+    shards, current, current_bytes, current_rows = [], [], 0, 0
     for item in items:
         size = size_of(item) if shard_bytes is not None else 0
-        full_rows = shard_rows is not None and len(current) >= shard_rows
+        rows = rows_of(item) if rows_of is not None else 1
+        full_rows = shard_rows is not None and current and current_rows + rows > shard_rows
         full_bytes = shard_bytes is not None and current and current_bytes + size > shard_bytes
         if full_rows or full_bytes:
             shards.append(current)
-            current, current_bytes = [], 0
+            current, current_bytes, current_rows = [], 0, 0
         current.append(item)
         current_bytes += size
+        current_rows += rows
     if current:
         shards.append(current)
     return shards
@@ -199,9 +204,15 @@ def write_shard(records: Iterable, directory: str | os.PathLike, index: int) -> 
 
 def _apply(transform: Callable | None, items: list) -> Iterator:
     """Records from items, lazily. A transform with an integer ``batch_size`` attribute is batched:
-    it gets lists of up to that many items and returns one record per item (for model inference)."""
+    it gets lists of up to that many items and returns one record per item (for model inference).
+    A transform with ``expands = True`` returns an iterable of records per item (e.g. an item is an
+    input row group and the records are its rows, annotated)."""
     if transform is None:
         yield from items
+        return
+    if getattr(transform, "expands", False):
+        for item in items:
+            yield from transform(item)
         return
     batch_size = getattr(transform, "batch_size", None)
     if not batch_size:
@@ -261,7 +272,7 @@ def describe_callable(fn: Callable | None) -> str:
 
 
 def _plan(source: Any, transform: Callable | None, shard_rows: int | None, shard_bytes: int | None,
-          size_of: Callable | None, directory: str) -> tuple[int, str, Callable[[int], Any]]:
+          size_of: Callable | None, rows_of: Callable | None, directory: str) -> tuple[int, str, Callable[[int], Any]]:
     import dask
 
     if hasattr(source, "to_delayed"):  # a dask Bag or DataFrame: one shard per partition
@@ -282,7 +293,7 @@ def _plan(source: Any, transform: Callable | None, shard_rows: int | None, shard
     items = list(source)
     if shard_rows is None and shard_bytes is None:
         raise ValueError("writing a sequence needs shard_rows or shard_bytes")
-    shards = plan_shards(items, shard_rows=shard_rows, shard_bytes=shard_bytes, size_of=size_of)
+    shards = plan_shards(items, shard_rows=shard_rows, shard_bytes=shard_bytes, size_of=size_of, rows_of=rows_of)
     h = hashlib.sha256()
     for shard in shards:
         h.update(repr(shard).encode())
@@ -296,7 +307,7 @@ def _plan(source: Any, transform: Callable | None, shard_rows: int | None, shard
 def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind: str,
                   transform: Callable | None = None, shard_rows: int | None = None,
                   shard_bytes: int | None = None, size_of: Callable | None = None,
-                  version: str = "1.0.0", parents: Sequence[str] = (), producer: dict | None = None,
+                  rows_of: Callable | None = None, version: str = "1.0.0", parents: Sequence[str] = (), producer: dict | None = None,
                   description: str = "", client: Any = None, retries: int = 2,
                   on_progress: Callable[[ShardStats, int, int], None] | None = None) -> Manifest:
     """Write ``source`` as a finished dataset in ``directory`` and return its manifest.
@@ -310,7 +321,7 @@ def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind:
     crash resumes; a directory holding something else is refused.
     """
     directory = Path(directory)
-    n, fingerprint, make_task = _plan(source, transform, shard_rows, shard_bytes, size_of, str(directory))
+    n, fingerprint, make_task = _plan(source, transform, shard_rows, shard_bytes, size_of, rows_of, str(directory))
     producer = dict(producer or {})
     producer.setdefault("package_version", package_version())
     plan_doc = {"fingerprint": fingerprint, "num_shards": n, "name": name, "kind": kind, "version": version,

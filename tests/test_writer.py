@@ -26,6 +26,9 @@ def test_plan_shards_by_rows_and_bytes():
     sizes = [5, 5, 5, 20, 1]
     assert plan_shards(range(5), shard_bytes=10, size_of=lambda i: sizes[i]) == [[0, 1], [2], [3], [4]]
     assert plan_shards(range(5), shard_rows=2, shard_bytes=10, size_of=lambda i: 1) == [[0, 1], [2, 3], [4]]
+    rows = [3, 3, 5, 1]
+    assert plan_shards(range(4), shard_rows=6, rows_of=lambda i: rows[i]) == [[0, 1], [2, 3]]
+    assert plan_shards(range(4), shard_rows=2, rows_of=lambda i: rows[i]) == [[0], [1], [2], [3]]
     with pytest.raises(ValueError, match="size_of"):
         plan_shards(range(3), shard_bytes=10)
 
@@ -189,3 +192,23 @@ def test_batched_transforms_get_lists_and_must_return_one_record_per_item(tmp_pa
     with pytest.raises(ShardWriteError, match="returned 2 records for 3 items"):
         write_dataset(range(3), tmp_path / "c", name="t", kind="images", transform=_BadBatch(), shard_rows=4,
                       retries=0)
+
+
+class _Expanding:
+    """One item -> several records (an input row group -> its annotated rows)."""
+    expands = True
+
+    def __call__(self, item):
+        start, n = item
+        return (Records()(i) for i in range(start, start + n))
+
+
+def test_expanding_transforms_flat_map_items(tmp_path):
+    units = [(0, 4), (4, 3), (7, 5)]
+    m = write_dataset(units, tmp_path / "a", name="t", kind="images", transform=_Expanding(), shard_rows=7,
+                      rows_of=lambda u: u[1])
+    assert m.num_rows == 12 and [s.rows for s in m.shards] == [7, 5]  # shards hold whole items
+    m = write_dataset(units, tmp_path / "b", name="t", kind="images", transform=_Expanding(), shard_rows=100,
+                      rows_of=lambda u: u[1])
+    assert [s.rows for s in m.shards] == [12]
+    assert [r["key"] for r in _rows(tmp_path / "b")] == [f"test/{i:05d}.jpg" for i in range(12)]
