@@ -182,3 +182,11 @@ def test_mine_templates_from_files(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match="bad.json"):
         mine_templates_from_files([tmp_path / "bad.json"])
+
+
+def test_mining_tells_an_object_placeholder_from_a_subject():
+    from spac.templates import mine_templates
+
+    assert mine_templates(["A man with short black hair is wearing a red jacket and blue jeans."]) == [
+        "A [person] with [head] is wearing a [upper] and [lower]."]
+    assert mine_templates(["His white sneakers are dirty and he wears a red jacket."]) == []

@@ -23,8 +23,10 @@ _log = logging.getLogger(__name__)
 _FORBIDDEN_CHARS = re.compile(r"[\[\]{}<>]")
 _AGE_WORDS = re.compile(r"\b(teens|twenties|thirties|forties|fifties|sixties|seventies|eighties|years?[- ]old|aged?)\b",
                         re.IGNORECASE)
-# a non-person placeholder as a verb's subject ("[shoes] are white"): "[person] is" always agrees
-_SUBJECT_VERB = re.compile(r"\[(?!person\])\w+\]\s+(is|are|was|were|looks?|seems?|has|have)\b")
+# a non-person placeholder as a verb's subject ("His [shoes] are white"): "[person] is" always agrees. Only
+# a placeholder that starts a subject counts: "A [person] with [head] is wearing" has [head] as an object.
+_SUBJECT_VERB = re.compile(r"(?:^|[.!?]\s+|\b(?:[Tt]he|[Hh]is|[Hh]er|[Tt]heir|\{[Hh]is\})\s+)"
+                           r"\[(?!person\])\w+\]\s+(is|are|was|were|looks?|seems?|has|have)\b")
 _MARK = {"he": "{he}", "she": "{he}", "him": "{him}", "his": "{his}"}
 # "her" is a possessive before a noun phrase and an object pronoun elsewhere
 _OBJECT_FOLLOWERS = frozenset({"", ".", ",", ";", "!", "?", "and", "or", "but", "with", "in", "on", "at", "to",
