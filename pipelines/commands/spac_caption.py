@@ -1,0 +1,97 @@
+"""``plip spac caption``: caption person images with a trained SPAC captioner, or measure its quality.
+
+    plip spac caption --checkpoint RUN IMAGE [IMAGE ...] [--decoding greedy|beam|nucleus] [--json]
+    plip spac caption --checkpoint RUN --evaluate DATASET [DATASET ...] [--split test] [--out DIR]
+
+For each image it prints the six attribute phrases and one caption per style. An image that cannot
+be read is reported on its own line and the others are still captioned; the exit status is then 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="*", type=Path, metavar="IMAGE",
+                        help="image files, or directories (their images are captioned, sorted by name)")
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="a checkpoint directory or a `plip spac train` run directory")
+    parser.add_argument("--decoding", choices=("greedy", "beam", "nucleus"), default=None,
+                        help="default: the config's (greedy)")
+    parser.add_argument("--beams", type=int, default=None, help="beam width for --decoding beam")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus mass for --decoding nucleus")
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (nucleus)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's; 1 can be faster on a busy shared machine)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
+    parser.add_argument("--evaluate", type=Path, nargs="+", metavar="DATASET", default=None,
+                        help="measure quality on these datasets' --split instead of captioning images")
+    parser.add_argument("--split", default="test", help="split to evaluate (default test)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many images")
+    parser.add_argument("--out", type=Path, default=None, help="where --evaluate writes quality.md/.json")
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    out = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
+        else:
+            out.append(p)  # a missing or unreadable file is reported as that image's error
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from spac.captioner import load_captioner
+
+    if not args.images and not args.evaluate:
+        raise ValueError("give IMAGE paths to caption, or --evaluate DATASET")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    captioner = load_captioner(args.checkpoint, args.device)
+    opts = captioner.options(method=args.decoding, num_beams=args.beams, top_p=args.top_p,
+                             temperature=args.temperature, seed=args.seed, precision=args.precision)
+    if args.evaluate:
+        from spac.captioner.quality import evaluate_captioner, format_quality, format_samples, write_report
+
+        report = evaluate_captioner(captioner, args.evaluate, args.split, opts, batch_size=args.batch_size,
+                                    limit=args.limit)
+        print(format_quality(report))
+        print(format_samples(report))
+        if args.out:
+            js, md = write_report(report, args.out)
+            print(f"wrote {md} and {js}")
+        return 0
+    paths = _expand(args.images)
+    if not paths:
+        raise ValueError(f"no images found in {[str(p) for p in args.images]}")
+    results = captioner.caption([str(p) for p in paths], opts, batch_size=args.batch_size)
+    for res in results:
+        if args.json:
+            print(json.dumps(res.to_dict()))
+            continue
+        print(res.source)
+        if not res.ok:
+            print(f"  error: {res.error}")
+            continue
+        width = max(len(k) for k in [*res.attributes, *res.captions])
+        for slot, phrase in res.attributes.items():
+            print(f"  {slot:<{width}}  {phrase}")
+        for style, caption in res.captions.items():
+            print(f"  {style:<{width}}  {caption}")
+    failed = sum(not r.ok for r in results)
+    if failed:
+        print(f"{failed} of {len(results)} images could not be captioned (see 'error' above)")
+    return 1 if failed else 0

@@ -1,0 +1,28 @@
+"""SPAC's stylised prefix captioner (paper App. A.5.1, Table 12; design §5).
+
+An image backbone + FPN feeds six attribute branches (3 prefix tokens each) and a sentence branch
+(5 tokens); m linear style encoders turn the 23 concatenated prefix tokens into one prefix per
+caption style; one shared GPT-2-architecture decoder generates the six attribute phrases and one
+caption per style.
+
+    from spac.captioner import load_config, train, TrainOptions, load_captioner
+    train(["data/procpedes"], "runs/spac", "cpu-small", TrainOptions(max_steps=200))
+    captioner = load_captioner("runs/spac")
+    for r in captioner.caption(["person.jpg"]):
+        print(r.attributes, r.captions, r.error)
+
+Modules: ``config`` (CaptionerConfig, shipped JSON configs), ``tokenizer``, ``backbone`` (ResNet-101 /
+EfficientNet-Lite0 / tiny + FPN), ``model`` (SpacCaptioner), ``data`` (datasets -> batches),
+``train``, ``checkpoint``, ``generate`` (greedy / beam / nucleus with a KV cache), ``quality``
+(attribute accuracy, phrase precision/recall, style fidelity, diversity), ``speed``.
+"""
+from .checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
+from .config import CaptionerConfig, list_configs, load_config
+from .generate import CaptionResult, Captioner, DecodingOptions, generate_tokens, load_captioner
+from .model import SpacCaptioner, count_parameters
+from .tokenizer import CaptionTokenizer
+from .train import TrainOptions, train
+
+__all__ = ["CaptionerConfig", "list_configs", "load_config", "CaptionTokenizer", "SpacCaptioner",
+           "count_parameters", "TrainOptions", "train", "CheckpointError", "find_checkpoint", "load_checkpoint",
+           "save_checkpoint", "DecodingOptions", "generate_tokens", "CaptionResult", "Captioner", "load_captioner"]

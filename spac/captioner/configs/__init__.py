@@ -1,0 +1,1 @@
+"""Shipped captioner configs (package data: ``*.json`` here is installed with the package)."""

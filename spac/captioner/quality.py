@@ -1,0 +1,439 @@
+"""Caption quality against ground truth: attributes, attribute phrases, style fidelity, diversity.
+
+``evaluate_captioner`` captions every image of a split (the test identities) and measures:
+
+* **attribute accuracy** per slot: the generated attribute phrase vs the ground-truth ``attributes``
+  column. *exact*: same canonical phrase (synonyms such as gray/grey, trainers/sneakers,
+  lady/woman mapped to one word, word order ignored); *true*: a true wording of the slot, possibly
+  less specific ("black hair" for "long black hair"); ``unknown`` is right only where the truth is
+  ``unknown``. The majority baseline predicts the most frequent training value of each slot.
+* **phrase precision / recall** of the captions: ``spac.phrases.extract`` finds the attribute
+  phrases of every caption; a phrase is correct when it is a true wording of its slot. A phrase for
+  a slot that is not visible (hallucinated) or with a wrong colour/type is a false positive. Recall:
+  the share of the image's known slots that a caption names correctly.
+* **style fidelity** per style: caption length (words) vs the human references of that style
+  (mean, sd, Wasserstein-1 distance of the length distributions), and a style classifier (logistic
+  regression over word 1-2-grams, trained on the human reference captions of the training split):
+  the share of style-j captions it assigns to style j, next to its accuracy on held-out references.
+* **diversity**: distinct-1/2 (unique n-grams / n-grams, per style) and the mean cosine similarity
+  (1-2-gram counts) between the captions of one image, all next to the human references.
+
+True wordings come from ProcPedes' generator when a record carries its appearance (``extra``):
+every wording its captions could use, secondary garments and hair under a hat included. For other
+datasets the rule is: the phrase's canonical words are a subset of the ground truth's, type word
+included.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections import Counter, defaultdict
+from typing import Sequence
+
+import torch
+
+from synth_pedes.schema import SLOTS, UNKNOWN
+
+from .generate import Captioner, DecodingOptions
+
+_log = logging.getLogger(__name__)
+
+
+# --- canonical phrases ------------------------------------------------------------------------
+def _synonyms() -> dict[str, str]:
+    """written form -> canonical token (multi-word canonical forms joined by '_')."""
+    from synth_pedes.procpedes.vocab import COLOUR_SYNONYMS, HAIR_LENGTH_WORDS, PERSON_SYNONYMS, TYPE_SYNONYMS
+
+    table: dict[str, str] = {}
+    for group in (COLOUR_SYNONYMS, TYPE_SYNONYMS, PERSON_SYNONYMS, HAIR_LENGTH_WORDS):
+        for canon, written in group.items():
+            for w in (canon, *written):
+                table[w] = canon.replace(" ", "_")
+    table.update({"plaid": "checked", "grey": "grey", "gray": "grey", "tshirt": "t-shirt", "t shirt": "t-shirt",
+                  "trouser": "trousers", "pant": "trousers", "sneaker": "sneakers", "jean": "jeans"})
+    return table
+
+
+_SYN: dict[str, str] | None = None
+_DETAIL_WORDS = {"long-sleeved", "short-sleeved", "sleeveless", "pair", "of"}
+_TYPE_TOKENS: set | None = None
+
+
+def canonical(phrase: str) -> frozenset:
+    """The canonical words of an attribute phrase: synonyms unified, sleeve details dropped, unordered."""
+    global _SYN, _TYPE_TOKENS
+    if _SYN is None:
+        from synth_pedes.procpedes.vocab import HEADWEAR, TYPE_SYNONYMS
+
+        _SYN = _synonyms()
+        _TYPE_TOKENS = {t.replace(" ", "_") for t in TYPE_SYNONYMS} | set(HEADWEAR) | {"hair"}
+    text = " " + normalise(phrase) + " "
+    for written in sorted(_SYN, key=len, reverse=True):
+        if written in text:
+            text = re.sub(rf"(?<![\w-]){re.escape(written)}(?![\w-])", _SYN[written], text)
+    return frozenset(w for w in text.split() if w not in _DETAIL_WORDS)
+
+
+def normalise(text: str) -> str:
+    text = re.sub(r"\s*-\s*", "-", text.lower())
+    return " ".join(re.sub(r"[^\w\s-]", " ", text).split())
+
+
+def _subset_rule(pred: str, truth: str) -> bool:
+    p, t = canonical(pred), canonical(truth)
+    types = t & _TYPE_TOKENS
+    return bool(p) and p <= t and (not types or bool(p & types))
+
+
+class Truth:
+    """Ground truth of one image: its attributes and every true wording per slot."""
+
+    def __init__(self, record: dict):
+        self.attributes = {s: (record.get("attributes") or {}).get(s) or UNKNOWN for s in SLOTS}
+        extra = json.loads(record["extra"]) if record.get("extra") else {}
+        self.wordings: dict[str, set] | None = None
+        if "appearance" in extra:
+            self.wordings = _procpedes_wordings(extra)
+
+    def known(self, slot: str) -> bool:
+        return self.attributes[slot] != UNKNOWN
+
+    def is_true(self, slot: str, phrase: str) -> bool:
+        """``phrase`` is a true description of ``slot`` (never true for an unknown slot)."""
+        if not self.known(slot):
+            return False
+        if self.wordings is not None:
+            return normalise(phrase) in self.wordings[slot]
+        return _subset_rule(phrase, self.attributes[slot])
+
+
+def _procpedes_wordings(extra: dict) -> dict[str, set]:
+    from synth_pedes.procpedes.people import Appearance
+    from synth_pedes.procpedes.phrases import options
+
+    a = Appearance(**extra["appearance"])
+    visible = extra.get("visible", {})
+    details = extra.get("details", {})
+    out = {}
+    for slot in SLOTS:
+        if not visible.get(slot, True):
+            out[slot] = set()
+            continue
+        words = set(options(slot, a))
+        if slot == "upper" and details.get("inner_visible") and a.inner_type != "none":
+            words |= options("upper", a, "inner")
+        if slot == "head" and a.headwear != "none":
+            words |= options("head", a, "hair")
+        out[slot] = {normalise(w) for w in words if w}
+    return out
+
+
+# --- text statistics --------------------------------------------------------------------------
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+(?:[-'][a-z0-9]+)*", text.lower())
+
+
+def ngrams(ws: list[str], n: int) -> list[tuple]:
+    return [tuple(ws[i:i + n]) for i in range(len(ws) - n + 1)]
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    grams = [g for t in texts for g in ngrams(words(t), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def cosine(a: str, b: str) -> float:
+    ca = Counter(ngrams(words(a), 1) + ngrams(words(a), 2))
+    cb = Counter(ngrams(words(b), 1) + ngrams(words(b), 2))
+    dot = sum(v * cb[k] for k, v in ca.items())
+    na, nb = math.sqrt(sum(v * v for v in ca.values())), math.sqrt(sum(v * v for v in cb.values()))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+def mean_pairwise_similarity(groups: Sequence[Sequence[str]]) -> float | None:
+    sims = [cosine(g[i], g[j]) for g in groups for i in range(len(g)) for j in range(i + 1, len(g))]
+    return sum(sims) / len(sims) if sims else None
+
+
+def wasserstein_1d(a: Sequence[float], b: Sequence[float]) -> float:
+    """W1 distance between two empirical distributions (area between the CDFs)."""
+    if not a or not b:
+        return float("nan")
+    pts = sorted(set(a) | set(b))
+    sa, sb = sorted(a), sorted(b)
+    import bisect
+
+    total = 0.0
+    for x, nxt in zip(pts, pts[1:]):
+        fa, fb = bisect.bisect_right(sa, x) / len(sa), bisect.bisect_right(sb, x) / len(sb)
+        total += abs(fa - fb) * (nxt - x)
+    return total
+
+
+def mean_sd(xs: Sequence[float]) -> tuple[float, float]:
+    if not xs:
+        return float("nan"), float("nan")
+    m = sum(xs) / len(xs)
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs))
+
+
+class StyleClassifier:
+    """Multinomial logistic regression over binary word 1-2-gram features (L2-regularised, full batch)."""
+
+    def __init__(self, styles: Sequence[str], min_count: int = 2, l2: float = 1e-3, steps: int = 300):
+        self.styles, self.min_count, self.l2, self.steps = list(styles), min_count, l2, steps
+        self.vocab: dict = {}
+        self.weight = self.bias = None
+
+    def _features(self, texts: Sequence[str]) -> torch.Tensor:
+        x = torch.zeros(len(texts), len(self.vocab))
+        for r, t in enumerate(texts):
+            ws = words(t)
+            for g in set(ngrams(ws, 1) + ngrams(ws, 2)):
+                j = self.vocab.get(g)
+                if j is not None:
+                    x[r, j] = 1.0
+        return x
+
+    def fit(self, texts: Sequence[str], labels: Sequence[int]) -> "StyleClassifier":
+        counts = Counter(g for t in texts for g in set(ngrams(words(t), 1) + ngrams(words(t), 2)))
+        self.vocab = {g: i for i, g in enumerate(sorted(g for g, c in counts.items() if c >= self.min_count))}
+        x, y = self._features(texts), torch.tensor(list(labels))
+        w = torch.zeros(len(self.vocab), len(self.styles), requires_grad=True)
+        b = torch.zeros(len(self.styles), requires_grad=True)
+        opt = torch.optim.Adam([w, b], lr=0.05)
+        for _ in range(self.steps):
+            loss = torch.nn.functional.cross_entropy(x @ w + b, y) + self.l2 * (w * w).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        self.weight, self.bias = w.detach(), b.detach()
+        return self
+
+    def predict(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        return (self._features(texts) @ self.weight + self.bias).argmax(1).tolist()
+
+    def accuracy(self, texts: Sequence[str], label: int) -> float | None:
+        pred = self.predict(texts)
+        return sum(p == label for p in pred) / len(pred) if pred else None
+
+
+# --- evaluation -------------------------------------------------------------------------------
+def _records(dirs: Sequence[str | os.PathLike], split: str, limit: int | None = None,
+             images: bool = True) -> list[dict]:
+    from synth_pedes import open_dataset
+
+    columns = ["key", "split", "source", "attributes", "captions", "status", "extra"] + (["image"] if images else [])
+    out = []
+    for d in dirs:
+        for rec in open_dataset(d, verify="quick").iter_records(columns=columns, status="ok"):
+            if rec["split"] == split and (not images or rec["image"] is not None):
+                out.append(rec)
+                if limit is not None and len(out) >= limit:
+                    return out
+    return out
+
+
+def _reference_captions(cfg, records: list[dict]) -> dict[str, list[tuple[int, str]]]:
+    """style name -> [(record index, human caption)] under the config's style assignment."""
+    from .data import caption_style_index
+
+    refs: dict[str, list] = defaultdict(list)
+    for i, rec in enumerate(records):
+        human = [c for c in rec["captions"] or [] if c["kind"] == "human"]
+        for j, c in enumerate(human):
+            s = caption_style_index(cfg, c, rec, j)
+            if s is not None:
+                refs[cfg.styles[s]].append((i, c["text"]))
+    return refs
+
+
+def _phrase_scores(texts_by_image: list[tuple[int, str]], truths: list[Truth]) -> dict:
+    from spac.phrases import extract_many
+
+    spans = extract_many([t for _, t in texts_by_image])
+    tp = fp = halluc = wrong = 0
+    recall_hits = recall_total = 0
+    for (i, _), sp in zip(texts_by_image, spans):
+        truth, named = truths[i], set()
+        for s in sp:
+            if truth.is_true(s.slot, s.text):
+                tp += 1
+                named.add(s.slot)
+            else:
+                fp += 1
+                halluc += not truth.known(s.slot)
+                wrong += truth.known(s.slot)
+        known = [s for s in SLOTS if truth.known(s)]
+        recall_total += len(known)
+        recall_hits += sum(s in named for s in known)
+    n = tp + fp
+    return {"phrases": n, "precision": tp / n if n else None,
+            "recall": recall_hits / recall_total if recall_total else None,
+            "hallucinated": halluc / n if n else None, "wrong": wrong / n if n else None,
+            "phrases_per_caption": n / len(texts_by_image) if texts_by_image else None}
+
+
+def evaluate_captioner(captioner: Captioner, data_dirs: Sequence[str | os.PathLike], split: str = "test",
+                       opts: DecodingOptions | None = None, batch_size: int = 32, limit: int | None = None,
+                       train_split: str = "train", samples: int = 8) -> dict:
+    """Caption the ``split`` images of ``data_dirs`` and measure them (see the module docstring)."""
+    cfg = captioner.config
+    records = _records(data_dirs, split, limit)
+    if not records:
+        raise ValueError(f"no ok images in split {split!r} of {[str(d) for d in data_dirs]}")
+    results = captioner.caption([r["image"]["bytes"] for r in records], opts, batch_size=batch_size,
+                                names=[r["key"] for r in records])
+    ok = [(i, r) for i, r in enumerate(results) if r.ok]
+    truths = [Truth(r) for r in records]
+
+    # attributes
+    train_recs = _records(data_dirs, train_split, images=False)
+    majority = {s: Counter(canonical((r["attributes"] or {}).get(s) or UNKNOWN) for r in train_recs).most_common(1)
+                for s in SLOTS}
+    attr_rows = {}
+    for s in SLOTS:
+        exact = true = base = 0
+        for i, res in ok:
+            pred, gt = res.attributes[s], truths[i].attributes[s]
+            if gt == UNKNOWN:
+                hit = normalise(pred) == UNKNOWN
+                exact, true = exact + hit, true + hit
+            else:
+                exact += canonical(pred) == canonical(gt)
+                true += truths[i].is_true(s, pred)
+            base += bool(majority[s]) and majority[s][0][0] == canonical(gt)
+        n = max(len(ok), 1)
+        attr_rows[s] = {"exact": exact / n, "true": true / n, "majority": base / n,
+                        "unknown_rate": sum(not truths[i].known(s) for i, _ in ok) / n}
+
+    # captions per style: phrases, style, diversity
+    refs = _reference_captions(cfg, records)
+    train_refs = _reference_captions(cfg, train_recs)
+    clf_texts = [t for st in cfg.styles for _, t in train_refs.get(st, [])]
+    clf_labels = [k for k, st in enumerate(cfg.styles) for _ in train_refs.get(st, [])]
+    clf = StyleClassifier(cfg.styles).fit(clf_texts, clf_labels) if len(set(clf_labels)) > 1 else None
+    styles = {}
+    for k, st in enumerate(cfg.styles):
+        gen = [(i, res.captions[st]) for i, res in ok]
+        ref = refs.get(st, [])
+        gl, rl = [len(words(t)) for _, t in gen], [len(words(t)) for _, t in ref]
+        styles[st] = {
+            "generated": _phrase_scores(gen, truths) | {
+                "length": mean_sd(gl), "distinct_1": distinct_n([t for _, t in gen], 1),
+                "distinct_2": distinct_n([t for _, t in gen], 2),
+                "classified_as_style": clf.accuracy([t for _, t in gen], k) if clf else None},
+            "reference": (_phrase_scores(ref, truths) if ref else {}) | {
+                "captions": len(ref), "length": mean_sd(rl), "distinct_1": distinct_n([t for _, t in ref], 1),
+                "distinct_2": distinct_n([t for _, t in ref], 2),
+                "classified_as_style": clf.accuracy([t for _, t in ref], k) if clf and ref else None},
+            "length_w1": wasserstein_1d(gl, rl) if ref else None}
+    ref_groups: dict[int, list] = defaultdict(list)
+    for st in cfg.styles:
+        for i, t in refs.get(st, []):
+            ref_groups[i].append(t)
+    diversity = {
+        "same_image_similarity": mean_pairwise_similarity([list(res.captions.values()) for _, res in ok]),
+        "reference_same_image_similarity": mean_pairwise_similarity(list(ref_groups.values())),
+        "distinct_1_all": distinct_n([t for _, res in ok for t in res.captions.values()], 1),
+        "distinct_2_all": distinct_n([t for _, res in ok for t in res.captions.values()], 2)}
+
+    step = max(1, len(ok) // max(samples, 1))
+    sample_rows = [{"key": records[i]["key"], "truth": truths[i].attributes,
+                    "references": [f"[{c['style']}] {c['text']}" for c in records[i]["captions"]
+                                   if c["kind"] == "human"],
+                    "attributes": res.attributes, "captions": res.captions}
+                   for i, res in ok[::step][:samples]]
+    return {"split": split, "images": len(records), "failed": len(records) - len(ok),
+            "decoding": (opts or captioner.options()).method, "attributes": attr_rows, "styles": styles,
+            "diversity": diversity,
+            "classifier": {"train_captions": len(clf_texts), "features": len(clf.vocab) if clf else 0},
+            "samples": sample_rows}
+
+
+# --- report -----------------------------------------------------------------------------------
+def _f(x, pct: bool = True) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{100 * x:.1f}" if pct else f"{x:.2f}"
+
+
+def format_quality(report: dict) -> str:
+    """The report as Markdown tables (percentages unless stated)."""
+    lines = [f"Quality on split `{report['split']}`: {report['images']} images ({report['failed']} failed), "
+             f"{report['decoding']} decoding.", "",
+             "| attribute slot | exact % | true wording % | majority baseline % | truth unknown % |",
+             "|---|---|---|---|---|"]
+    for s, r in report["attributes"].items():
+        lines.append(f"| {s} | {_f(r['exact'])} | {_f(r['true'])} | {_f(r['majority'])} | {_f(r['unknown_rate'])} |")
+    n = len(report["attributes"])
+    mean = {k: sum(r[k] for r in report["attributes"].values()) / n for k in ("exact", "true", "majority")}
+    lines.append(f"| **mean** | {_f(mean['exact'])} | {_f(mean['true'])} | {_f(mean['majority'])} | |")
+    lines += ["", "| captions | style | phrases/caption | precision % | recall % | hallucinated % | wrong % |",
+              "|---|---|---|---|---|---|---|"]
+    for st, r in report["styles"].items():
+        for who in ("generated", "reference"):
+            g = r[who]
+            if "precision" in g:
+                lines.append(f"| {who} | {st} | {_f(g['phrases_per_caption'], False)} | {_f(g['precision'])} | "
+                             f"{_f(g['recall'])} | {_f(g['hallucinated'])} | {_f(g['wrong'])} |")
+    lines += ["", "| style | words gen (mean ± sd) | words ref (mean ± sd) | length W1 | classified as style: "
+                  "gen % | ref % | distinct-1 gen / ref | distinct-2 gen / ref |", "|---|---|---|---|---|---|---|---|"]
+    for st, r in report["styles"].items():
+        g, rf = r["generated"], r["reference"]
+        lines.append(f"| {st} | {g['length'][0]:.1f} ± {g['length'][1]:.1f} | {rf['length'][0]:.1f} ± "
+                     f"{rf['length'][1]:.1f} | {_f(r['length_w1'], False)} | {_f(g['classified_as_style'])} | "
+                     f"{_f(rf['classified_as_style'])} | {_f(g['distinct_1'], False)} / "
+                     f"{_f(rf['distinct_1'], False)} | "
+                     f"{_f(g['distinct_2'], False)} / {_f(rf['distinct_2'], False)} |")
+    d = report["diversity"]
+    lines += ["", f"Mean 1-2-gram cosine similarity between the captions of one image: generated "
+                  f"{_f(d['same_image_similarity'], False)}, human references "
+                  f"{_f(d['reference_same_image_similarity'], False)}. "
+                  f"Distinct-1/2 over all generated captions: {_f(d['distinct_1_all'], False)} / "
+                  f"{_f(d['distinct_2_all'], False)}."]
+    return "\n".join(lines) + "\n"
+
+
+def format_samples(report: dict) -> str:
+    out = []
+    for s in report["samples"]:
+        out.append(f"### {s['key']}")
+        out.append("truth:     " + ", ".join(f"{k}={v}" for k, v in s["truth"].items()))
+        out.append("generated: " + ", ".join(f"{k}={v}" for k, v in s["attributes"].items()))
+        for st, c in s["captions"].items():
+            out.append(f"  [{st}] {c}")
+        for r in s["references"]:
+            out.append(f"  human {r}")
+        out.append("")
+    return "\n".join(out)
+
+
+def train_and_evaluate(data_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, config="cpu-small",
+                       train_opts=None, eval_split: str = "test", opts: DecodingOptions | None = None,
+                       device: str = "cpu", limit: int | None = None) -> dict:
+    """Train on the ``train`` split, then evaluate on ``eval_split`` (the test identities); writes
+    ``quality.json`` and ``quality.md`` into ``out_dir``."""
+    from pathlib import Path
+
+    from .train import train
+
+    summary = train(data_dirs, out_dir, config, train_opts)
+    report = evaluate_captioner(Captioner.load(out_dir, device), data_dirs, eval_split, opts, limit=limit)
+    write_report(report, Path(out_dir))
+    return {"train": summary, "quality": report}
+
+
+def write_report(report: dict, out_dir) -> tuple:
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "quality.md").write_text(format_quality(report) + "\n## Samples\n\n" + format_samples(report))
+    return out / "quality.json", out / "quality.md"

@@ -1,0 +1,281 @@
+"""SPAC's stylised prefix captioner: configs, model structure, decoding, training/resume, checkpoints, CLI."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from spac.captioner import (CaptionerConfig, CaptionTokenizer, CheckpointError, DecodingOptions, SpacCaptioner,
+                            TrainOptions, count_parameters, generate_tokens, list_configs, load_captioner,
+                            load_checkpoint, load_config, train)
+from spac.captioner.data import Collate, CorpusDataset, EpochBatches, caption_style_index, load_corpus
+from synth_pedes import write_dataset
+from synth_pedes.procpedes import ProcPedesConfig, plan_items, render_record
+
+PROC = ProcPedesConfig(identities=10, images_per_identity=2, seed=3, captions_per_image=2, height=128, width=64)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """A small ProcPedes dataset: 8 train identities x 2 images, captions cuhk-pedes + icfg-pedes."""
+    out = tmp_path_factory.mktemp("spac_cap") / "procpedes"
+    items = plan_items(PROC)
+    write_dataset([render_record(it, PROC) for it in items], out, name="procpedes-test", kind="benchmark",
+                  shard_rows=100)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_run(data_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("spac_cap") / "run"
+    train([data_dir], out, "tiny", TrainOptions(max_steps=2, progress=False))
+    return out
+
+
+def tiny_model(seed: int = 0, shortlist: int | None = 24) -> tuple[SpacCaptioner, CaptionTokenizer]:
+    cfg = load_config("tiny")
+    tok = CaptionTokenizer.from_config(cfg)
+    torch.manual_seed(seed)
+    model = SpacCaptioner(cfg, tok.vocab_size, tok.eos_id).eval()
+    if shortlist:  # a small output vocabulary makes END likely, so rows finish at different steps
+        model.set_shortlist(range(2000, 2000 + shortlist))
+    return model, tok
+
+
+# --- configs ----------------------------------------------------------------------------------
+def test_shipped_configs_load_and_validate():
+    assert {"paper", "cpu-small", "tiny"} <= set(list_configs())
+    for name in list_configs():
+        cfg = load_config(name)
+        assert cfg.name == name and cfg.num_styles == 2 and cfg.caption_prefix_len == 23
+    paper = load_config("paper")
+    assert (paper.image_size, paper.backbone, paper.decoder_layers, paper.decoder_width) == \
+           ((384, 128), "resnet101", 12, 768)
+    assert paper.attribute_loss_weight == 0.15 and paper.lr == 1e-4 and abs(paper.leaky_slope - 1 / 5.5) < 1e-9
+
+
+def test_config_errors_name_the_field(tmp_path):
+    with pytest.raises(ValueError, match="decoder_width"):
+        load_config("tiny", decoder_width=15)
+    with pytest.raises(ValueError, match="style_assignment"):
+        load_config("tiny", style_assignment="by-annotator")
+    with pytest.raises(ValueError, match="unknown config field"):
+        CaptionerConfig.from_dict({"name": "x", "decoder_widht": 8})
+    with pytest.raises(ValueError, match="tokenizer_path"):
+        load_config("tiny", tokenizer="gpt2")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        load_config(bad)
+    good = tmp_path / "good.json"
+    load_config("tiny").replace(name="mine", lr=0.01).save(good)
+    assert load_config(good).lr == 0.01
+
+
+def test_every_shipped_config_builds():
+    tok = CaptionTokenizer.from_config(load_config("tiny"))
+    with torch.device("meta"):  # paper size: count parameters without allocating them
+        paper = SpacCaptioner(load_config("paper"), tok.vocab_size, tok.eos_id)
+    counts = count_parameters(paper)
+    assert 40e6 < counts["encoder"] < 50e6  # ResNet-101 trunk (42.5M) + FPN
+    assert 105e6 < counts["decoder"] < 112e6  # GPT-2 small (124M) with the 30,522-token BERT vocab, 87 positions
+    # Table 12 at D = 768: attribute 768 -> 2304 (3 tokens), sentence 1536 -> 3840 (5 tokens)
+    a, s = paper.attribute_branches[0], paper.sentence_branch
+    assert (a.fc1.out_features, a.fc2.out_features, len(a.convs)) == (768, 2304, 1)
+    assert (s.fc1.out_features, s.fc2.out_features, len(s.convs)) == (1536, 3840, 2)
+    assert a.convs[0].stride == (2, 2) and a.drop.p == 0.25 and abs(a.act.negative_slope - 1 / 5.5) < 1e-9
+    assert len(paper.attribute_branches) == 6 and len(paper.style_encoders) == 2
+    small = SpacCaptioner(load_config("cpu-small"), tok.vocab_size, tok.eos_id).eval()  # real EfficientNet weights
+    attr, styled = small.encode_prefixes(torch.randn(2, 3, 256, 128))
+    assert attr.shape == (2, 6, 3, 256) and styled.shape == (2, 2, 23, 256)
+
+
+def test_bert_tokenizer_uses_the_real_vocab():
+    tok = CaptionTokenizer.from_config(load_config("tiny"))
+    ids = tok.encode("A woman in a red t-shirt.", 32)
+    assert tok.vocab_size == 30522 and ids[-1] == tok.eos_id and 100 not in ids  # 100 = [UNK]
+    assert tok.decode(ids) == "a woman in a red t-shirt."
+    assert len(tok.encode("word " * 100, 10)) == 10
+
+
+# --- decoding ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["greedy", "beam", "nucleus"])
+def test_cached_decoding_equals_uncached(method):
+    model, _ = tiny_model()
+    images = torch.randn(3, 3, 64, 32)
+    opts = replace(DecodingOptions.from_config(model.cfg), method=method, num_beams=2, seed=7,
+                   max_attribute_tokens=5, max_caption_tokens=9)
+    cached = generate_tokens(model, images, opts)
+    uncached = generate_tokens(model, images, replace(opts, use_cache=False))
+    assert cached == uncached
+    lengths = {len(t) for per in cached[0] + cached[1] for t in per}
+    assert len(lengths) > 1, "rows should finish at different steps (exercises dropping finished rows)"
+    assert max(len(t) for per in cached[0] for t in per) <= 4  # END counts towards max_attribute_tokens
+    if method == "nucleus":
+        assert generate_tokens(model, images, opts) == cached  # same seed, same samples
+    else:  # a row decodes the same alone as in a batch (left padding + position ids)
+        alone = generate_tokens(model, images[1:2], opts)
+        assert alone == ([cached[0][1]], [cached[1][1]])
+
+
+def test_caption_reports_bad_images_and_captions_the_rest(data_dir, tiny_run, tmp_path):
+    cap = load_captioner(tiny_run)
+    rec = next(iter(__import__("synth_pedes").open_dataset(data_dir).iter_records()))
+    good = tmp_path / "good.jpg"
+    good.write_bytes(rec["image"]["bytes"])
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(rec["image"]["bytes"][:200])
+    results = cap.caption([str(good), str(broken), str(tmp_path / "missing.jpg"), b"not an image", good.read_bytes()])
+    assert [r.ok for r in results] == [True, False, False, False, True]
+    assert "no such file" in results[2].error and "cannot decode" in results[3].error
+    assert set(results[0].attributes) == {"person", "head", "upper", "lower", "shoes", "belongings"}
+    assert set(results[0].captions) == {"cuhk-pedes", "icfg-pedes"}
+    assert results[0].captions == results[4].captions
+
+
+# --- data -------------------------------------------------------------------------------------
+def test_style_assignment_and_attribute_targets(data_dir):
+    cfg = load_config("tiny")
+    tok = CaptionTokenizer.from_config(cfg)
+    corpus = load_corpus([data_dir], cfg, tok)
+    assert corpus.stats["captions_per_style"] == {"cuhk-pedes": len(corpus), "icfg-pedes": len(corpus)}
+    ex = corpus.examples[0]
+    assert [s for s, _ in ex.captions] == [0, 1] and ex.attributes["person"] != "unknown"
+    by_pos = load_config("tiny", style_assignment="by-position", styles=["first", "second"])
+    assert caption_style_index(by_pos, {"style": "whatever"}, {}, 1) == 1
+    assert caption_style_index(by_pos, {"style": "whatever"}, {}, 2) is None
+    from_dataset = load_corpus([data_dir], load_config("tiny", attribute_source="dataset"), tok)
+    assert all(len(a) for a in from_dataset.examples[0].attribute_ids)
+    with pytest.raises(ValueError, match="caption styles are"):
+        load_corpus([data_dir], load_config("tiny", styles=["rstpreid-only"]), tok)
+    batch = Collate(tok.pad_id)([CorpusDataset(corpus, cfg.image_size)[x]
+                                 for x in next(iter(EpochBatches(len(corpus), 3, 0, 0, 0.5)))])
+    assert batch["images"].shape == (3, 3, 64, 32) and batch["attribute_tokens"].shape[0] == 18
+    assert batch["caption_style"].tolist() == [0, 1, 0, 1, 0, 1]
+
+
+# --- training ---------------------------------------------------------------------------------
+def _weights(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "checkpoint" / "model.safetensors"))
+
+
+def test_resume_gives_identical_weights(data_dir, tmp_path):
+    """6 steps in one go == 3 steps, stop, resume 3 more (crossing an epoch boundary at step 4)."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    opts = TrainOptions(max_steps=6, batch_size=4, progress=False, checkpoint_every=2)
+    train([data_dir], straight, "tiny", opts)
+    train([data_dir], split, "tiny", replace(opts, max_steps=3))
+    with pytest.raises(ValueError, match="--resume"):
+        train([data_dir], split, "tiny", replace(opts, max_steps=6))
+    with pytest.raises(ValueError, match="batch size"):
+        train([data_dir], split, "tiny", replace(opts, max_steps=6, resume=True, batch_size=2))
+    res = train([data_dir], split, "tiny", replace(opts, resume=True))
+    assert res["step"] == 6 and res["epochs_done"] > 1
+    a, b = _weights(straight), _weights(split)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(ln) for ln in (split / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    run = json.loads((split / "checkpoint" / "run.json").read_text())
+    assert run["datasets"][0]["id"].startswith("sha256:") and run["step"] == 6
+    assert {p.name for p in (split / "checkpoint").iterdir()} >= {
+        "config.json", "model.safetensors", "vocab.txt", "run.json", "trainer_state.pt", "decoder_config.json"}
+
+
+def test_checkpoint_mismatches_raise_clear_errors(tiny_run, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    def copy() -> Path:
+        d = tmp_path / f"c{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(tiny_run / "checkpoint", d)
+        return d
+
+    model, tok, meta = load_checkpoint(tiny_run)
+    assert meta["step"] == "2" and len(model.shortlist) > 10
+    d = copy()  # a vocabulary that does not belong to the weights
+    lines = (d / "vocab.txt").read_text().splitlines()
+    (d / "vocab.txt").write_text("\n".join(lines[:30000]) + "\n")
+    with pytest.raises(CheckpointError, match=r"vocab\.txt has 30000 tokens .* 30522 rows"):
+        load_checkpoint(d)
+    d = copy()  # a missing tensor
+    t = load_file(str(d / "model.safetensors"), device="cpu")
+    meta = {"format": "spac-captioner/1", "tokenizer": "bert"}
+    save_file({k: v for k, v in t.items() if k != "style_encoders.1.weight"}, str(d / "model.safetensors"), meta)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors .*missing tensors \['style_encoders\.1\.weight'\]"):
+        load_checkpoint(d)
+    d = copy()  # a config that builds different shapes
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "fpn_channels": 8}))
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_checkpoint(d)
+    d = copy()
+    (d / "vocab.txt").unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(d)
+    with pytest.raises(CheckpointError, match="not a captioner checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_local_gpt2_decoder_and_tokenizer(tmp_path):
+    """The paper path on a GPU machine: a GPT-2 decoder and its BPE tokenizer from local directories."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from spac.captioner import save_checkpoint
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["a man in a red jacket and blue jeans", "a woman with long black hair"] * 20,
+                            vocab_size=300, special_tokens=["<|endoftext|>"])
+    bpe.save_model(str(tmp_path))
+    tok = CaptionTokenizer.from_config(load_config("tiny", tokenizer="gpt2", tokenizer_path=str(tmp_path)))
+    torch.manual_seed(1)
+    GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size, n_positions=64, n_embd=16, n_layer=1, n_head=2)
+                    ).save_pretrained(tmp_path)
+    cfg = load_config("tiny", tokenizer="gpt2", tokenizer_path=str(tmp_path), decoder_weights=str(tmp_path),
+                      vocab_shortlist=False)
+    model = SpacCaptioner(cfg, tok.vocab_size, tok.eos_id)
+    ref = GPT2LMHeadModel.from_pretrained(tmp_path)
+    assert torch.equal(model.decoder.transformer.wte.weight, ref.transformer.wte.weight)
+    save_checkpoint(tmp_path / "ckpt", model, tok)
+    loaded, tok2, _ = load_checkpoint(tmp_path / "ckpt")
+    assert tok2.kind == "gpt2" and tok2.decode(tok2.encode("a red jacket", 10)) == "a red jacket"
+    assert torch.equal(loaded.decoder.transformer.wpe.weight, ref.transformer.wpe.weight)
+    with pytest.raises(ValueError, match="width, layers, vocab"):
+        SpacCaptioner(cfg.replace(decoder_width=32, decoder_heads=2), tok.vocab_size, tok.eos_id)
+
+
+# --- command line -----------------------------------------------------------------------------
+def _cli(argv: list[str]) -> int:
+    from pipelines.commands import spac
+
+    parser = argparse.ArgumentParser()
+    spac.add_arguments(parser)
+    return spac.run(parser.parse_args(argv))
+
+
+def test_cli_train_evaluate_and_caption(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _cli(["train", "--data", str(data_dir), "--out", str(out), "--config", "tiny", "--max-steps", "2",
+                 "--set", "max_caption_tokens=12", "--no-progress", "--evaluate", "--eval-limit", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "trained SPAC captioner" in text and "| attribute slot |" in text and (out / "quality.md").is_file()
+    report = json.loads((out / "quality.json").read_text())
+    assert report["images"] == 1 and set(report["styles"]) == {"cuhk-pedes", "icfg-pedes"}
+    img = tmp_path / "p.jpg"
+    rec = next(iter(__import__("synth_pedes").open_dataset(data_dir).iter_records()))
+    img.write_bytes(rec["image"]["bytes"])
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 broken")
+    rc = _cli(["caption", "--checkpoint", str(out), str(img), str(tmp_path / "bad.jpg"), "--decoding", "beam"])
+    text = capsys.readouterr().out
+    assert rc == 1 and "belongings" in text and "icfg-pedes" in text and "error: cannot decode image" in text
+    assert _cli(["caption", "--checkpoint", str(out), str(img), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["error"] is None
+    with pytest.raises(ValueError, match="IMAGE"):
+        _cli(["caption", "--checkpoint", str(out)])
