@@ -1,0 +1,89 @@
+"""SPAC synthesis job throughput: 1 vs 2 Dask workers, the whole job vs the model forward alone on the
+same images in one process, and peak memory per worker.
+
+The captioner is ``cpu-small`` (real EfficientNet-Lite0 weights, random-init decoder), so every
+sequence runs to its maximum length: a lower bound on a trained model's speed, the same for both
+sides of each ratio.
+"""
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+
+def _captioner(workdir: Path) -> Path:
+    from spac.captioner import CaptionTokenizer, SpacCaptioner, load_config, save_checkpoint
+
+    cfg = load_config("cpu-small")
+    tok = CaptionTokenizer.from_config(cfg)
+    torch.manual_seed(0)
+    return save_checkpoint(workdir / "captioner", SpacCaptioner(cfg, tok.vocab_size, tok.eos_id).eval(), tok)
+
+
+def _images(workdir: Path, n: int) -> Path:
+    from pipelines.cli import main
+
+    per = 8
+    main(["render", "--out", str(workdir / "images"), "--identities", str(n // per), "--images-per-identity",
+          str(per), "--captions-per-image", "0", "--workers", "0", "--shard-rows", "256"])
+    return workdir / "images"
+
+
+def _forward_alone(images: Path, ckpt: Path, batch_size: int) -> float:
+    """Images/s of decode + captioner on the same images, one process, no job machinery."""
+    from spac.captioner import load_captioner
+    from spac.captioner.data import image_tensor
+    from synth_pedes import open_dataset
+
+    captioner = load_captioner(ckpt)
+    rows = list(open_dataset(images).iter_records(columns=["image"]))
+    t0 = time.perf_counter()
+    for start in range(0, len(rows), batch_size):
+        batch = [image_tensor(r["image"]["bytes"], captioner.config.image_size) for r in rows[start:start + batch_size]]
+        captioner.caption_tensors(torch.stack(batch))
+    return len(rows) / (time.perf_counter() - t0)
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _job(images: Path, ckpt: Path, out: Path, workers: int, batch_size: int) -> tuple[float, float]:
+    """(images/s of the job with warm workers, peak RSS of the biggest worker in MiB)."""
+    from pipelines.cluster import dask_client
+    from pipelines.synth import run_synth, threads_per_worker
+    from spac.synth import SynthConfig, load_models
+
+    config = SynthConfig(captioner=str(ckpt), batch_size=batch_size, threads=threads_per_worker(workers))
+    with dask_client(workers) as client:
+        client.run(load_models, config)  # model loading is per worker, once: not what we time
+        t0 = time.perf_counter()
+        manifest = run_synth(images, out, config, shard_rows=64, client=client)
+        seconds = time.perf_counter() - t0
+        peak = max(client.run(_peak_rss_mib).values())
+    return manifest.num_rows / seconds, peak
+
+
+def run(quick: bool, workdir: Path) -> dict:
+    n, batch_size = (64, 16) if quick else (256, 32)
+    ckpt, images = _captioner(workdir), _images(workdir, n)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    alone = _forward_alone(images, ckpt, batch_size)
+    one, mem1 = _job(images, ckpt, workdir / "one", 1, batch_size)
+    two, mem2 = _job(images, ckpt, workdir / "two", 2, batch_size)
+    rows = [
+        {"metric": f"forward alone (decode + cpu-small, {n} images, one process)", "value": round(alone, 2),
+         "unit": "images/s"},
+        {"metric": "plip synth, 1 worker", "value": round(one, 2), "unit": "images/s"},
+        {"metric": "plip synth, 2 workers", "value": round(two, 2), "unit": "images/s"},
+        {"metric": "2 workers / 1 worker", "value": round(two / one, 2), "unit": "ratio", "goal": ">= 1.7",
+         "pass": two / one >= 1.7},
+        {"metric": "job (1 worker) / forward alone", "value": round(one / alone, 2), "unit": "ratio",
+         "goal": ">= 0.85", "pass": one / alone >= 0.85},
+        {"metric": "peak RSS per worker (1 / 2 workers)", "value": f"{mem1:.0f} / {mem2:.0f}", "unit": "MiB"},
+    ]
+    return {"rows": rows, "images": n, "batch_size": batch_size, "gpu": "not measured (no GPU in this run)"
+            if not torch.cuda.is_available() else "see caption suite"}

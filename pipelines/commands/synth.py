@@ -1,0 +1,61 @@
+"""``plip synth``: SPAC caption synthesis over an image dataset, on a Dask cluster."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ._common import add_cluster_arguments, print_summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", type=Path, required=True, help="input image dataset (manifest + shards)")
+    parser.add_argument("--captioner", type=Path, required=True, help="SPAC captioner checkpoint (plip spac train)")
+    parser.add_argument("--out", type=Path, required=True, help="output caption dataset (new, or an unfinished run)")
+    parser.add_argument("--recognizers", default="",
+                        help="attribute recognizers, comma-separated, e.g. classifier:runs/rec (default: the "
+                             "captioner's own attribute prefixes)")
+    parser.add_argument("--prompt-captions", type=int, default=1, help="prompt captions per image (default 1)")
+    parser.add_argument("--shard-size", type=int, default=1024, dest="shard_rows", help="rows per output shard")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per model batch (default 32)")
+    parser.add_argument("--decoding", choices=("greedy", "beam", "nucleus"), default="greedy")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (one worker per GPU)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retries", type=int, default=2, help="attempts per failed shard before it is reported")
+    parser.add_argument("--name", default=None, help="dataset name (default: <input name>-spac)")
+    add_cluster_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from spac.synth import SynthConfig
+
+    from ..cluster import dask_client, default_workers
+    from ..progress import ShardProgress
+    from ..synth import run_synth, threads_per_worker
+
+    workers = args.workers
+    if workers is None and args.scheduler is None:
+        workers = torch.cuda.device_count() if args.device == "cuda" and torch.cuda.is_available() \
+            else default_workers()
+    config = SynthConfig(captioner=str(args.captioner),
+                         recognizers=tuple(s.strip() for s in args.recognizers.split(",") if s.strip()),
+                         prompt_captions=args.prompt_captions, batch_size=args.batch_size, decoding=args.decoding,
+                         device=args.device, precision=args.precision, seed=args.seed,
+                         threads=threads_per_worker(workers or 1) if args.scheduler is None else None)
+    t0 = time.perf_counter()
+    progress = ShardProgress("synth")
+    with dask_client(workers, args.scheduler) as client:
+        manifest = run_synth(args.images, args.out, config, shard_rows=args.shard_rows, client=client,
+                             retries=args.retries, name=args.name, on_progress=progress)
+    progress.close()
+    seconds = time.perf_counter() - t0
+    print_summary(f"SPAC captions for {args.images}", [
+        ("dataset", args.out), ("id", manifest.id), ("parent", manifest.parents[0]), ("rows", manifest.num_rows),
+        ("status", ", ".join(f"{k}={v}" for k, v in manifest.status_counts.items())),
+        ("shards", len(manifest.shards)),
+        ("time", f"{seconds:.1f} s ({manifest.num_rows / max(seconds, 1e-9):.1f} images/s, "
+                 f"{progress.skipped} shards resumed)")])
+    return 0

@@ -1,0 +1,207 @@
+"""SPAC annotation of person images: the transform that SPAC's synthesis job runs inside each shard task.
+
+One work item is one row group of the input image dataset (``RowGroupUnit``); the annotator reads
+its rows and yields one caption record per row: the six attributes (from the recognizers when some
+are given, else from the captioner's attribute prefixes) with scores, one generated caption per
+style, ``prompt_captions`` captions filled from the template library, the attribute-phrase spans of
+every caption, and ``status``/``error``. Rows that were already errors pass through unchanged;
+images that fail to decode become ``status=error`` rows, and the rest of the batch is captioned.
+
+Models load once per process (a Dask worker keeps them across shards), and the next batch is decoded
+in a background thread while the models run on the current one.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+import pyarrow.parquet as pq
+import torch
+
+from synth_pedes.schema import SLOTS, make_record
+
+_log = logging.getLogger(__name__)
+_MODELS: dict = {}  # SynthConfig -> (captioner, recognizer or None): one load per process
+
+
+@dataclass(frozen=True)
+class RowGroupUnit:
+    """One input row group: small and picklable (the synthesis plan is a list of these)."""
+    path: str  # input shard (absolute path)
+    shard: int
+    group: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    captioner: str  # captioner checkpoint directory
+    recognizers: tuple = ()  # e.g. ("classifier:/runs/rec",): combined slot by slot by the union recognizer
+    prompt_captions: int = 1
+    batch_size: int = 32
+    decoding: str = "greedy"  # greedy | beam | nucleus
+    device: str = "cpu"  # "cuda" picks cuda:<worker index % GPUs> inside a Dask worker
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    # execution only (not part of the output's identity, so a resume may use another worker count):
+    threads: int | None = field(default=None, compare=False)  # torch intra-op threads per process
+    seed: int = 0
+    union_threshold: float = 0.5
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self):
+        if self.prompt_captions < 0 or self.batch_size < 1:
+            raise ValueError(f"SynthConfig: prompt_captions must be >= 0 and batch_size >= 1, got "
+                             f"{self.prompt_captions}, {self.batch_size}")
+        for spec in self.recognizers:
+            if not isinstance(spec, str) or not spec:
+                raise ValueError(f"SynthConfig.recognizers: {spec!r} is not a recognizer spec like 'classifier:DIR'")
+
+    def to_dict(self) -> dict:
+        """What determines the output (recorded in the manifest and the shard plan's fingerprint)."""
+        d = asdict(self)
+        d.pop("extra")
+        d.pop("threads")
+        return d
+
+
+def resolve_device(device: str) -> str:
+    """``cuda`` inside a Dask worker means that worker's own GPU: one worker per GPU."""
+    if device != "cuda" or not torch.cuda.is_available():
+        return device
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+        index = int(name) if str(name).isdigit() else 0
+    except (ImportError, ValueError):
+        index = 0
+    return f"cuda:{index % torch.cuda.device_count()}"
+
+
+def build_recognizer(specs: tuple, threshold: float, device: str):
+    """``("classifier:DIR", "oracle")`` -> one recognizer (a union when several are given)."""
+    from .recognizers import create
+
+    members = []
+    for spec in specs:
+        name, _, arg = spec.partition(":")
+        kwargs = {"checkpoint": arg} if arg else {}
+        if name == "classifier":
+            kwargs["device"] = device
+        members.append(create(name, **kwargs))
+    if not members:
+        return None
+    return members[0] if len(members) == 1 else create("union", members=members, threshold=threshold)
+
+
+def load_models(config: SynthConfig):
+    if config not in _MODELS:
+        from .captioner import load_captioner
+
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        device = resolve_device(config.device)
+        captioner = load_captioner(config.captioner, device=device)
+        _MODELS[config] = (captioner, build_recognizer(config.recognizers, config.union_threshold, device))
+        _log.info("loaded SPAC models on %s (captioner %s, recognizers %s)", device, config.captioner,
+                  list(config.recognizers))
+    return _MODELS[config]
+
+
+class SpacAnnotator:
+    """The synthesis transform: a ``RowGroupUnit`` in, its rows' caption records out."""
+    expands = True  # one item (a row group) -> many records, see synth_pedes.writer
+
+    def __init__(self, config: SynthConfig):
+        self.config = config
+
+    def __repr__(self) -> str:  # part of the shard plan's fingerprint: the whole config counts
+        return f"SpacAnnotator({json.dumps(self.config.to_dict(), sort_keys=True)})"
+
+    def __call__(self, unit: RowGroupUnit) -> Iterator[dict]:
+        rows = pq.ParquetFile(unit.path).read_row_group(unit.group).to_pylist()
+        batches = [rows[i:i + self.config.batch_size] for i in range(0, len(rows), self.config.batch_size)]
+        captioner, recognizer = load_models(self.config)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self._decode, captioner, batches[0]) if batches else None
+            for i, batch in enumerate(batches):
+                tensors = pending.result()
+                if i + 1 < len(batches):  # decode the next batch while the models run on this one
+                    pending = pool.submit(self._decode, captioner, batches[i + 1])
+                yield from self._annotate(captioner, recognizer, batch, tensors)
+
+    @staticmethod
+    def _decode(captioner, batch: list[dict]) -> list:
+        """One normalised image tensor per row, or the reason it has none."""
+        from .captioner.data import image_tensor
+
+        out = []
+        for row in batch:
+            if row["status"] != "ok" or not row.get("image") or not row["image"].get("bytes"):
+                out.append(None)
+                continue
+            try:
+                out.append(image_tensor(row["image"]["bytes"], captioner.config.image_size))
+            except ValueError as e:
+                out.append(f"corrupt image: {e}")
+        return out
+
+    def _annotate(self, captioner, recognizer, batch: list[dict], tensors: list) -> list[dict]:
+        from .phrases import extract_many
+
+        good = [i for i, t in enumerate(tensors) if isinstance(t, torch.Tensor)]
+        attrs, caps = ([], [])
+        if good:
+            opts = captioner.options(method=self.config.decoding, seed=self.config.seed,
+                                     precision=self.config.precision)
+            attrs, caps = captioner.caption_tensors(torch.stack([tensors[i] for i in good]), opts)
+        preds = recognizer.predict([batch[i] for i in good]) if recognizer is not None and good else None
+        generated = [list(c.items()) for c in caps]
+        spans = iter(extract_many([text for per in generated for _, text in per]))
+        out = [None] * len(batch)
+        for j, i in enumerate(good):
+            out[i] = self._record(batch[i], attrs[j], None if preds is None else preds[j], generated[j], spans)
+        for i, row in enumerate(batch):
+            if out[i] is None:
+                out[i] = self._passthrough(row, tensors[i])
+        return out
+
+    def _record(self, row: dict, cap_attrs: dict, pred, generated: list, spans) -> dict:
+        from .attributes import AttributeSet
+        from .templates import prompt_caption
+
+        if pred is not None and pred.error is None:
+            attributes, scores = pred.attributes, dict(pred.scores)
+        else:
+            attributes, scores = AttributeSet.from_dict(cap_attrs), None
+        captions = [{"text": text, "style": style, "kind": "generated",
+                     "spans": [{"slot": s.slot, "start": s.start, "end": s.end} for s in next(spans)]}
+                    for style, text in generated]
+        rng = random.Random(f"{self.config.seed}:{row['key']}")
+        for _ in range(self.config.prompt_captions):
+            text, prompt_spans = prompt_caption(attributes, rng)
+            captions.append({"text": text, "style": "prompt", "kind": "prompt", "spans": prompt_spans})
+        extra = json.loads(row["extra"]) if row.get("extra") else {}
+        extra["spac"] = {"captioner_attributes": cap_attrs}
+        return make_record(row["key"], identity=row["identity"], source=row["source"], split=row["split"],
+                           camera=row["camera"], image_bytes=row["image"]["bytes"], image_path=row["image"]["path"],
+                           image_sha256=row["image_sha256"], width=row["width"], height=row["height"],
+                           attributes=attributes.to_dict(),
+                           attribute_scores=None if scores is None else {s: float(scores[s]) for s in SLOTS},
+                           captions=captions, extra=extra)
+
+    @staticmethod
+    def _passthrough(row: dict, reason) -> dict:
+        """An input row that gets no captions: already an error, or its image did not decode."""
+        error = row.get("error") or (reason if isinstance(reason, str) else "no image")
+        status = row["status"] if row["status"] != "ok" else "error"
+        image = row.get("image") or {}
+        return make_record(row["key"], identity=row["identity"], source=row["source"], split=row["split"],
+                           camera=row["camera"], image_bytes=image.get("bytes"), image_path=image.get("path") or "",
+                           image_sha256=row.get("image_sha256"), width=row.get("width"), height=row.get("height"),
+                           status=status, error=error,
+                           extra=json.loads(row["extra"]) if row.get("extra") else None)

@@ -1,0 +1,119 @@
+"""plip synth: SPAC over an image dataset as a Dask job (tiny random-init captioner: the mechanics, not quality)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipelines.cli import main
+from spac.captioner import CaptionTokenizer, SpacCaptioner, load_config, save_checkpoint
+from synth_pedes import SLOTS, open_dataset
+
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    assert main(["render", "--out", str(root / "folder"), "--format", "image-folder", "--identities", "12",
+                 "--images-per-identity", "4", "--captions-per-image", "0", "--seed", "3"]) == 0
+    broken = sorted((root / "folder").rglob("*.jpg"))[5]
+    broken.write_bytes(broken.read_bytes()[:150])  # a corrupt file among the inputs
+    assert main(["import", "images", str(root / "folder"), "--out", str(root / "images"), "--shard-rows", "20",
+                 "--workers", "0"]) == 0
+    cfg = load_config("tiny")
+    tok = CaptionTokenizer.from_config(cfg)
+    torch.manual_seed(0)
+    model = SpacCaptioner(cfg, tok.vocab_size, tok.eos_id).eval()
+    model.set_shortlist(range(2000, 2024))  # a small output vocabulary ends sequences early: fast decoding
+    save_checkpoint(root / "captioner", model, tok)
+    return root
+
+
+def _synth(setup, out, *extra):
+    return main(["synth", "--images", str(setup / "images"), "--captioner", str(setup / "captioner"), "--out",
+                 str(out), "--shard-size", "16", "--batch-size", "8", *extra])
+
+
+def test_synth_writes_a_caption_dataset_with_lineage_and_spans(setup, tmp_path, capsys):
+    assert _synth(setup, tmp_path / "a", "--workers", "0") == 0
+    assert "SPAC captions" in capsys.readouterr().out
+    images, caps = open_dataset(setup / "images"), open_dataset(tmp_path / "a")
+    assert caps.manifest.kind == "captions" and caps.manifest.parents == (images.id,)
+    assert caps.manifest.producer["captioner"]["sha256"] and caps.manifest.producer["stage"] == "spac-synth"
+    rows = list(caps.iter_records())
+    assert [r["key"] for r in rows] == [r["key"] for r in images.iter_records()]
+    assert caps.manifest.status_counts == {"error": 1, "ok": 47}
+    styles = load_config("tiny").styles
+    for r in rows:
+        if r["status"] != "ok":
+            assert r["error"].startswith("corrupt image") and r["captions"] == []
+            continue
+        kinds = [c["kind"] for c in r["captions"]]
+        assert kinds == ["generated"] * len(styles) + ["prompt"]
+        assert set(r["attributes"]) == set(SLOTS)
+        for c in r["captions"]:
+            for s in c["spans"]:
+                assert s["slot"] in SLOTS and 0 <= s["start"] < s["end"] <= len(c["text"])
+        prompt = r["captions"][-1]
+        assert prompt["spans"] or all(v == "unknown" for k, v in r["attributes"].items() if k != "person")
+
+
+def test_same_input_and_config_give_the_same_rows_on_a_cluster(setup, tmp_path):
+    assert _synth(setup, tmp_path / "a", "--workers", "0") == 0
+    assert _synth(setup, tmp_path / "b", "--workers", "2") == 0
+    a, b = open_dataset(tmp_path / "a"), open_dataset(tmp_path / "b")
+    assert a.id == b.id
+
+
+def test_kill_9_then_resume_gives_exactly_the_uninterrupted_rows(setup, tmp_path):
+    assert _synth(setup, tmp_path / "ref", "--workers", "0") == 0
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "pipelines.cli", "synth", "--images", str(setup / "images"), "--captioner",
+           str(setup / "captioner"), "--out", str(out), "--shard-size", "16", "--batch-size", "8", "--workers", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "_stats").glob("part-*.json"))) < 1:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = len(list((out / "_stats").glob("part-*.json")))
+    assert before < 3 and not (out / "manifest.json").exists(), "the kill should land mid-job"
+    assert _synth(setup, out, "--workers", "0") == 0
+    ref, resumed = open_dataset(tmp_path / "ref"), open_dataset(out)
+    assert resumed.id == ref.id
+    assert resumed.to_table().to_pylist() == ref.to_table().to_pylist()
+
+
+def test_against_a_separately_started_scheduler_and_workers(setup, tmp_path):
+    scheduler_file = tmp_path / "scheduler.json"
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
+                               ":0", "--scheduler-file", str(scheduler_file)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.time() + 60
+        while not scheduler_file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        procs.append(subprocess.Popen([DASK, "worker", "--scheduler-file", str(scheduler_file), "--nworkers", "1",
+                                       "--nthreads", "1", "--no-dashboard"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        import json
+
+        address = json.loads(scheduler_file.read_text())["address"]
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(1, timeout=60)
+        assert _synth(setup, tmp_path / "ext", "--scheduler", address) == 0
+        assert _synth(setup, tmp_path / "local", "--workers", "0") == 0
+        assert open_dataset(tmp_path / "ext").id == open_dataset(tmp_path / "local").id
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
