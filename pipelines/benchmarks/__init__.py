@@ -3,4 +3,7 @@ returning ``{"rows": [{"metric", "value", "unit", "goal", "note"}...], ...detail
 SUITES = {
     "shards": "pipelines.benchmarks.shards",
     "render": "pipelines.benchmarks.render",
+    "recognizer": "pipelines.benchmarks.recognizer",
+    "caption": "pipelines.benchmarks.caption",
+    "synth": "pipelines.benchmarks.synth",
 }

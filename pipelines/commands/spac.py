@@ -1,0 +1,34 @@
+"""``plip spac SUBCOMMAND``: SPAC's attribute language, recognizers and captioner.
+
+Each subcommand lives in its own module with ``add_arguments`` and ``run``, listed in SUBCOMMANDS.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# name -> (module, one-line help)
+SUBCOMMANDS = {
+    "mine-templates": ("pipelines.commands.spac_templates",
+                       "turn captions into masked prompt-caption templates with the phrase extractor"),
+    "train-recognizer": ("pipelines.commands.spac_recognizer",
+                         "train the attribute classifier (one head per slot) on captioned datasets"),
+    "eval-recognizer": ("pipelines.commands.spac_recognizer_eval",
+                        "per-slot accuracy and mA of a recognizer on a dataset with ground truth"),
+    "train": ("pipelines.commands.spac_train",
+              "train the stylised prefix captioner (attributes + one caption per style) on captioned datasets"),
+    "caption": ("pipelines.commands.spac_caption",
+                "caption images with a trained captioner (six attributes + one caption per style), or evaluate it"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="spac_command", metavar="SUBCOMMAND", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(cmd)
+        cmd.set_defaults(_spac_module=module)
+
+
+def run(args: argparse.Namespace) -> int:
+    return importlib.import_module(args._spac_module).run(args)
