@@ -3,8 +3,10 @@
 
 Stages so far: render an unlabeled LUPerson-NL-style folder (with a few broken files, as real crawls
 have) → import it on a Dask cluster → render a captioned corpus (SPAC's training data) → render a
-test benchmark in the official CUHK-PEDES layout → import it → validate every dataset → contact
-sheet. Later stages (SPAC, synthesis, card, pre-training, evaluation) append themselves to STAGES.
+test benchmark in the official CUHK-PEDES layout → import it → train the SPAC captioner (briefly: a
+CPU demo, not a quality run) → SPAC synthesis over the unlabeled images → quality filters →
+validate every dataset → contact sheet. Later stages (card, pre-training, evaluation) append
+themselves to STAGES.
 """
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ class DemoContext:
     @property
     def sizes(self) -> dict:
         if self.quick:
-            return {"unlabeled_ids": 24, "captioned_ids": 40, "per_id": 4}
-        return {"unlabeled_ids": 150, "captioned_ids": 200, "per_id": 8}
+            return {"unlabeled_ids": 24, "captioned_ids": 40, "per_id": 4, "spac_steps": 10}
+        return {"unlabeled_ids": 150, "captioned_ids": 200, "per_id": 8, "spac_steps": 120}
 
 
 def cli(ctx: DemoContext, *argv: str) -> int:
@@ -102,6 +104,41 @@ def stage_benchmark(ctx: DemoContext) -> dict:
             f"{m.splits}", "id": m.id}
 
 
+def stage_spac_train(ctx: DemoContext) -> dict:
+    from .cluster import default_workers
+
+    out = ctx.path("runs", "spac-captioner")
+    steps = ctx.sizes["spac_steps"]
+    cli(ctx, "spac", "train", "--data", ctx.path("datasets", "captioned-train"), "--out", out, "--config",
+        "cpu-small", "--max-steps", steps, "--precision", "bf16", "--threads", default_workers())
+    return {"output": str(out), "rows": steps, "note": f"cpu-small captioner, {steps} steps (a demo, not a "
+            "quality run: see plip spac caption --evaluate)"}
+
+
+def stage_synth(ctx: DemoContext) -> dict:
+    out = ctx.path("datasets", "synth-captions")
+    t0 = time.perf_counter()
+    cli(ctx, "synth", "--images", ctx.path("datasets", "unlabeled-images"), "--captioner",
+        ctx.path("runs", "spac-captioner"), "--out", out, "--shard-size", 256, "--precision", "bf16", *_workers(ctx))
+    from synth_pedes import open_dataset
+
+    m = open_dataset(out).manifest
+    rate = m.num_rows / (time.perf_counter() - t0)
+    return {"output": str(out), "rows": m.num_rows, "id": m.id,
+            "note": f"2 generated + 1 prompt caption per image, {rate:.1f} images/s; status {m.status_counts}"}
+
+
+def stage_filter(ctx: DemoContext) -> dict:
+    out = ctx.path("datasets", "synth-filtered")
+    cli(ctx, "filter", ctx.path("datasets", "synth-captions"), "--out", out, "--min-images", 3, *_workers(ctx))
+    from synth_pedes import open_dataset
+
+    m = open_dataset(out).manifest
+    return {"output": str(out), "rows": m.status_counts.get("ok", 0), "id": m.id,
+            "note": f"kept of {m.num_rows}; dropped by reason: "
+                    f"{ {k: v for k, v in m.producer['counts'].items() if k in ('unknown-slots', 'gender-vote', 'balance')} }"}
+
+
 def stage_validate(ctx: DemoContext) -> dict:
     datasets = sorted(p.parent for p in ctx.path("datasets").glob("*/manifest.json"))
     for d in datasets:
@@ -113,6 +150,9 @@ STAGES: list[tuple[str, Callable[[DemoContext], dict]]] = [
     ("unlabeled images (LUPerson stand-in)", stage_unlabeled),
     ("captioned corpus (SPAC training)", stage_captioned),
     ("test benchmark (CUHK-PEDES layout)", stage_benchmark),
+    ("train SPAC captioner", stage_spac_train),
+    ("SPAC synthesis (plip synth)", stage_synth),
+    ("quality filters (plip filter)", stage_filter),
     ("validate", stage_validate),
 ]
 

@@ -14,6 +14,12 @@ def test_demo_quick_runs_every_stage_and_writes_a_summary(tmp_path, capsys):
     assert "| stage | rows | seconds | output | note |" in printed
     unlabeled = open_dataset(out / "datasets" / "unlabeled-images")
     assert unlabeled.manifest.status_counts["error"] == 3  # the files broken on purpose are error rows
+    assert [s["stage"] for s in summary["stages"]][3:6] == [
+        "train SPAC captioner", "SPAC synthesis (plip synth)", "quality filters (plip filter)"]
+    synth = open_dataset(out / "datasets" / "synth-captions")
+    assert synth.manifest.parents == (unlabeled.id,) and synth.manifest.num_rows == unlabeled.manifest.num_rows
+    filtered = open_dataset(out / "datasets" / "synth-filtered")
+    assert filtered.manifest.parents == (synth.id,)
     bench = open_dataset(out / "datasets" / "benchmark-test")
     assert bench.manifest.kind == "benchmark" and set(bench.manifest.splits) == {"train", "val", "test"}
     assert (out / "contact-sheet.png").stat().st_size > 10_000
