@@ -7,7 +7,6 @@ crash (kill -9 included), bounded retries and per-shard stats.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -26,27 +25,17 @@ def plan_units(dataset) -> list[RowGroupUnit]:
     return units
 
 
-def _weights_digest(directory: str) -> str:
-    """sha256 of the captioner's weights: the producer names exactly which model wrote the captions."""
-    path = Path(directory) / "model.safetensors"
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def run_synth(images: Path, out: Path, config: SynthConfig, *, shard_rows: int = 1024, client: Any = None,
               retries: int = 2, name: str | None = None, on_progress: Callable | None = None):
     from spac.captioner import find_checkpoint
-    from synth_pedes import open_dataset, write_dataset
+    from synth_pedes import file_sha256, open_dataset, write_dataset
 
     dataset = open_dataset(images)
     checkpoint = find_checkpoint(config.captioner)
     config = SynthConfig(**{**config.to_dict(), "captioner": str(checkpoint.resolve()), "threads": config.threads})
     units = plan_units(dataset)
     producer = {"stage": "spac-synth", "config": config.to_dict(),
-                "captioner": {"path": str(checkpoint), "sha256": _weights_digest(str(checkpoint))},
+                "captioner": {"path": str(checkpoint), "sha256": file_sha256(checkpoint / "model.safetensors")},
                 "input": {"id": dataset.id, "name": dataset.manifest.name}}
     return write_dataset(units, out, name=name or f"{dataset.manifest.name}-spac", kind="captions",
                          transform=SpacAnnotator(config), shard_rows=shard_rows, rows_of=lambda u: u.rows,

@@ -12,12 +12,12 @@ from .errors import (DatasetExistsError, IntegrityError, ManifestError, SchemaMi
 from .manifest import MANIFEST_FORMAT, Manifest, ShardInfo, read_manifest  # noqa: E402
 from .schema import (HF_FEATURES, RECORD_SCHEMA, SCHEMA_FINGERPRINT, SLOTS, UNKNOWN,  # noqa: E402
                      make_record, records_to_table)
-from .writer import ShardStats, plan_shards, write_dataset  # noqa: E402
+from .writer import ShardStats, file_sha256, plan_shards, write_dataset  # noqa: E402
 
 __all__ = [
     "Dataset", "ValidationReport", "open_dataset", "validate_dataset", "DatasetExistsError", "IntegrityError",
     "ManifestError", "SchemaMismatchError", "ShardPathError", "ShardWriteError", "SynthPedesError",
     "MANIFEST_FORMAT", "Manifest", "ShardInfo", "read_manifest", "HF_FEATURES", "RECORD_SCHEMA",
-    "SCHEMA_FINGERPRINT", "SLOTS", "UNKNOWN", "make_record", "records_to_table", "ShardStats", "plan_shards",
+    "SCHEMA_FINGERPRINT", "SLOTS", "UNKNOWN", "make_record", "records_to_table", "ShardStats", "file_sha256", "plan_shards",
     "write_dataset",
 ]

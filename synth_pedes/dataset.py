@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from .errors import IntegrityError, ManifestError, SchemaMismatchError
 from .manifest import Manifest, read_manifest
 from .schema import check_schema
-from .writer import _file_sha256
+from .writer import file_sha256
 
 _log = logging.getLogger(__name__)
 VERIFY_LEVELS = ("full", "quick", "none")
@@ -72,7 +72,7 @@ def validate_dataset(directory: str | os.PathLike, level: str = "full") -> Valid
             report.problems.append(f"{where}: not a readable Parquet file ({e})")
             continue
         if level == "full":
-            digest = _file_sha256(path)
+            digest = file_sha256(path)
             if digest != shard.sha256:
                 report.problems.append(f"{where}: sha256 {digest[:16]}... does not match the manifest's "
                                        f"{shard.sha256[:16]}...; the file was altered after it was written")

@@ -98,7 +98,8 @@ def plan_shards(items: Sequence, *, shard_rows: int | None = None, shard_bytes: 
     return shards
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -191,7 +192,7 @@ def write_shard(records: Iterable, directory: str | os.PathLike, index: int) -> 
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         stats = ShardStats(index=index, path=final.name, rows=rows, bytes=tmp.stat().st_size,
-                           sha256=_file_sha256(tmp), status_counts=dict(status), splits=dict(splits),
+                           sha256=file_sha256(tmp), status_counts=dict(status), splits=dict(splits),
                            error_counts=dict(reasons), errors=errors)
         os.replace(tmp, final)
     except BaseException:

@@ -66,9 +66,9 @@ def test_schema_mismatch_is_named(dataset_dir, tmp_path):
     doc = json.loads(manifest_path.read_text())
     # forge a consistent manifest so that only the schema is wrong
     from synth_pedes.manifest import Manifest
-    from synth_pedes.writer import _file_sha256
+    from synth_pedes.writer import file_sha256
 
-    doc["shards"][3].update(bytes=shard.stat().st_size, sha256=_file_sha256(shard))
+    doc["shards"][3].update(bytes=shard.stat().st_size, sha256=file_sha256(shard))
     doc.pop("num_bytes")
     fields = {k: v for k, v in doc.items() if k not in ("id", "num_rows", "created_at")}
     from synth_pedes.manifest import ShardInfo

@@ -8,10 +8,11 @@ Writes a JSON naming the recognizer, the checkpoint (with the sha256 of its weig
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
+
+from synth_pedes import file_sha256
 
 from ._common import print_summary
 
@@ -45,14 +46,6 @@ def _recognizer_config(text: str | None) -> dict:
     if not isinstance(cfg, dict):
         raise ValueError("--recognizer-config must be a JSON object")
     return cfg
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 def build_recognizer(args: argparse.Namespace):
@@ -140,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         weights = args.checkpoint / "model.safetensors"
         doc["checkpoint"] = {"path": str(args.checkpoint),
-                             "weights_sha256": _file_sha256(weights) if weights.is_file() else None}
+                             "weights_sha256": "sha256:" + file_sha256(weights) if weights.is_file() else None}
         vocab = getattr(rec, "vocab", None)
         if vocab:
             doc["vocab_coverage"] = vocab_coverage(vocab, truths)

