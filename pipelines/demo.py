@@ -57,6 +57,13 @@ def _workers(ctx: DemoContext) -> list[str]:
     return ["--scheduler", ctx.scheduler] if ctx.scheduler else ["--workers", "0"]
 
 
+def _manifest(directory: Path):
+    """The verified manifest of a stage's output."""
+    from synth_pedes import open_dataset
+
+    return open_dataset(directory).manifest
+
+
 def _break_some_files(folder: Path) -> int:
     """Real crawls contain broken files; the import must keep them as error rows."""
     victims = sorted(folder.rglob("*.jpg"))[:3]
@@ -73,9 +80,7 @@ def stage_unlabeled(ctx: DemoContext) -> dict:
         "--images-per-identity", s["per_id"], "--seed", 1, "--captions-per-image", 0)
     broken = _break_some_files(folder)
     cli(ctx, "import", "images", folder, "--out", out, "--shard-rows", 64, *_workers(ctx))
-    from synth_pedes import open_dataset
-
-    m = open_dataset(out).manifest
+    m = _manifest(out)
     return {"output": str(out), "rows": m.num_rows, "note": f"{m.status_counts.get('error', 0)} error rows "
             f"({broken} files broken on purpose)", "id": m.id}
 
@@ -85,9 +90,7 @@ def stage_captioned(ctx: DemoContext) -> dict:
     s = ctx.sizes
     cli(ctx, "render", "--out", out, "--format", "dataset", "--split", "train", "--identities", s["captioned_ids"],
         "--images-per-identity", s["per_id"], "--seed", 0, "--shard-rows", 128, *_workers(ctx))
-    from synth_pedes import open_dataset
-
-    m = open_dataset(out).manifest
+    m = _manifest(out)
     return {"output": str(out), "rows": m.num_rows, "note": "human-style captions, SPAC's training data", "id": m.id}
 
 
@@ -97,9 +100,7 @@ def stage_benchmark(ctx: DemoContext) -> dict:
     cli(ctx, "render", "--out", raw, "--format", "cuhk-pedes", "--identities", s["captioned_ids"],
         "--images-per-identity", s["per_id"], "--seed", 0, "--contact-sheet", ctx.path("contact-sheet.png"))
     cli(ctx, "import", "cuhk-pedes", raw, "--out", out, "--shard-rows", 256, *_workers(ctx))
-    from synth_pedes import open_dataset
-
-    m = open_dataset(out).manifest
+    m = _manifest(out)
     return {"output": str(out), "rows": m.num_rows, "note": f"official CUHK-PEDES layout, re-imported; splits "
             f"{m.splits}", "id": m.id}
 
@@ -120,9 +121,7 @@ def stage_synth(ctx: DemoContext) -> dict:
     t0 = time.perf_counter()
     cli(ctx, "synth", "--images", ctx.path("datasets", "unlabeled-images"), "--captioner",
         ctx.path("runs", "spac-captioner"), "--out", out, "--shard-size", 256, "--precision", "bf16", *_workers(ctx))
-    from synth_pedes import open_dataset
-
-    m = open_dataset(out).manifest
+    m = _manifest(out)
     rate = m.num_rows / (time.perf_counter() - t0)
     return {"output": str(out), "rows": m.num_rows, "id": m.id,
             "note": f"2 generated + 1 prompt caption per image, {rate:.1f} images/s; status {m.status_counts}"}
@@ -131,9 +130,7 @@ def stage_synth(ctx: DemoContext) -> dict:
 def stage_filter(ctx: DemoContext) -> dict:
     out = ctx.path("datasets", "synth-filtered")
     cli(ctx, "filter", ctx.path("datasets", "synth-captions"), "--out", out, "--min-images", 3, *_workers(ctx))
-    from synth_pedes import open_dataset
-
-    m = open_dataset(out).manifest
+    m = _manifest(out)
     return {"output": str(out), "rows": m.status_counts.get("ok", 0), "id": m.id,
             "note": f"kept of {m.num_rows}; dropped by reason: "
                     f"{ {k: v for k, v in m.producer['counts'].items() if k in ('unknown-slots', 'gender-vote', 'balance')} }"}

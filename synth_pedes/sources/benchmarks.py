@@ -151,6 +151,14 @@ def file_size(path: Path) -> int | None:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
+def existing_image_size(path: Path) -> int:
+    """The size of an entry's image file; ValueError (a bad entry) when it is missing."""
+    size = file_size(path)
+    if size is None:
+        raise ValueError(f"missing image: {path} does not exist")
+    return size
+
+
 def resolve_bad_entries(items: list[EntryItem], on_bad: str, where: str) -> ScanResult:
     """Apply the bad-entry policy to scanned items (those with ``error`` set are the bad ones).
 
@@ -297,9 +305,7 @@ def _benchmark_item(index: int, entry: Any, fmt: BenchmarkFormat, images: Path,
         caps = entry.get("captions")
         if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
             raise ValueError("malformed entry: 'captions' is not a list of strings")
-        size = file_size(images / relpath)
-        if size is None:
-            raise ValueError(f"missing image: {images / relpath} does not exist")
+        size = existing_image_size(images / relpath)
     except ValueError as e:
         return replace(item, error=str(e))
     return replace(item, size=size)

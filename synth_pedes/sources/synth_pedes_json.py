@@ -47,8 +47,8 @@ from typing import Any, Callable
 
 from ..errors import DatasetExistsError
 from ..schema import SLOTS, UNKNOWN
-from .benchmarks import (EntryItem, EntrySource, ScanResult, check_on_bad, file_size, find_annotations, is_int,
-                         load_json_list, mark_duplicates, resolve_bad_entries, safe_relpath)
+from .benchmarks import (EntryItem, EntrySource, ScanResult, check_on_bad, existing_image_size, find_annotations,
+                         is_int, load_json_list, mark_duplicates, resolve_bad_entries, safe_relpath)
 
 _log = logging.getLogger(__name__)
 
@@ -119,9 +119,7 @@ def _entry_item(index: int, entry: Any, root: Path, split: str) -> EntryItem:
         if not _str_list(entry.get("prompt_caption", [])):
             raise ValueError("malformed entry: 'prompt_caption' is not a list of strings")
         item = replace(item, attributes=parse_attributes(entry.get("attributes")))
-        size = file_size(root / relpath)
-        if size is None:
-            raise ValueError(f"missing image: {root / relpath} does not exist")
+        size = existing_image_size(root / relpath)
     except ValueError as e:
         return replace(item, error=str(e))
     return replace(item, size=size)
