@@ -6,4 +6,5 @@ SUITES = {
     "recognizer": "pipelines.benchmarks.recognizer",
     "caption": "pipelines.benchmarks.caption",
     "synth": "pipelines.benchmarks.synth",
+    "train": "pipelines.benchmarks.train",
 }

@@ -1,0 +1,53 @@
+"""Optimizer and learning-rate schedule (spec §3): Adan (timm's implementation), the text tower's
+group at lr × 0.1, linear warm-up then ×gamma at each milestone.
+
+Weight decay skips biases and normalisation weights (1-D parameters), the usual practice; the
+paper says only "default setting". The official code steps its warm-up once per epoch
+(lr·(e+1)/W); here it rises every step, which reaches the same lr at the same epochs without the
+jumps.
+"""
+from __future__ import annotations
+
+import bisect
+
+import torch
+from torch import nn
+
+from .config import OptimConfig
+
+
+def _split_decay(params: list[nn.Parameter]) -> tuple[list, list]:
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    return decay, no_decay
+
+
+def build_optimizer(cfg: OptimConfig, model, tasks: nn.Module) -> torch.optim.Optimizer:
+    """Groups: image tower + task heads at lr; text tower at lr × text_lr_scale; no decay on 1-D params."""
+    groups_in = model.param_groups()
+    head_params = [p for p in tasks.parameters() if p.requires_grad]
+    groups = []
+    for name, params, scale in (("image", groups_in["image"] + head_params, 1.0),
+                                ("text", groups_in["text"], cfg.text_lr_scale)):
+        decay, no_decay = _split_decay(params)
+        for suffix, ps, wd in (("", decay, cfg.weight_decay), ("_no_decay", no_decay, 0.0)):
+            if ps:
+                groups.append({"name": name + suffix, "params": ps, "lr": cfg.lr * scale, "weight_decay": wd})
+    if cfg.name == "adan":
+        from timm.optim import Adan
+
+        return Adan(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, warmup_steps: float, milestone_steps: list[float], gamma: float) -> float:
+    """The multiplier of the base lr at optimizer step ``step`` (0-based)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return gamma ** bisect.bisect_right(milestone_steps, step)
+
+
+def build_scheduler(cfg: OptimConfig, optimizer, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    per_unit = steps_per_epoch if cfg.unit == "epoch" else 1
+    warmup, milestones = cfg.warmup * per_unit, [m * per_unit for m in cfg.milestones]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, milestones, cfg.gamma))
