@@ -23,6 +23,7 @@ COMMANDS = {
     "synth": ("pipelines.commands.synth", "run SPAC over an image dataset on Dask: a SYNTH-PEDES-style caption dataset"),
     "filter": ("pipelines.commands.filter", "apply the SYNTH-PEDES quality filters: a new, filtered dataset version"),
     "validate": ("pipelines.commands.validate", "check a dataset: manifest, schema, row counts, every checksum"),
+    "card": ("pipelines.commands.card", "write a dataset card (README.md) and statistics report with plots"),
     "train": ("pipelines.commands.train", "pre-train PLIP on a caption dataset (IVLC + TIC + IAP; torchrun for DDP)"),
     "bench": ("pipelines.commands.bench", "run benchmarks, write bench/results.json and a Markdown table"),
     "env": ("pipelines.commands.env", "show versions, weights, offline settings and the torchvision CPU shim"),

@@ -6,5 +6,6 @@ SUITES = {
     "recognizer": "pipelines.benchmarks.recognizer",
     "caption": "pipelines.benchmarks.caption",
     "synth": "pipelines.benchmarks.synth",
+    "card": "pipelines.benchmarks.card",
     "train": "pipelines.benchmarks.train",
 }

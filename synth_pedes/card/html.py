@@ -1,0 +1,116 @@
+"""``report/index.html``: every plot and table of the card on one self-contained page.
+
+Plain HTML with inline CSS and relative links to the PNGs and ``stats.json`` beside it, so the report
+opens from disk, from a web server or from a Hub repository alike. Every value is escaped.
+"""
+from __future__ import annotations
+
+from html import escape
+
+from ..schema import SLOTS
+from . import reference
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;
+text-align:left}th{background:#f1f3f5}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+.warn{background:#fff3bf;border:1px solid #f59f00;padding:.6em}figure{margin:1.2em 0}
+figcaption{font-size:.85em;color:#555}code{background:#f1f3f5;padding:0 .2em}"""
+PLOT_TEXT = {
+    "status.png": ("Rows by status and reason", "Every row of the dataset: ok, filtered (by which filter) or "
+                   "error (why the image could not be used)."),
+    "images_per_identity.png": ("Images per identity", "How many ok images each identity has."),
+    "captions_per_image.png": ("Captions per image", "SYNTH-PEDES has 2-3 captions per image (2.53 on average)."),
+    "caption_length.png": ("Caption length", "Words per caption, by caption kind and style."),
+    "diversity.png": ("Lexical diversity", "distinct-n: distinct n-grams over all n-grams of a style; low values "
+                      "mean repetitive wording."),
+    "attribute_unknown.png": ("Unknown attributes", "Share of images whose slot is recorded as not visible."),
+    "attribute_values.png": ("Attribute values", "The most common values of each slot."),
+    "faithfulness.png": ("Caption faithfulness", "Each attribute phrase of a caption (its stored span) compared "
+                         "with the row's attribute: exact, consistent (true but less specific), contradicting, or "
+                         "naming a slot recorded as unknown."),
+    "ground_truth.png": ("Accuracy against ground truth", "Attributes compared with the ProcPedes ground truth."),
+    "samples.png": ("Samples", "A deterministic sample of ok rows (smallest key hashes) with their captions."),
+}
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _faith_table(doc: dict) -> str:
+    f = doc["faithfulness"]
+    if not f.get("measurable"):
+        return f"<p>Not measurable: {escape(f.get('why', ''))}.</p>"
+    rows = [[g, e["spans"], _pct(e["agreement"]), _pct(e["exact_rate"]), _pct(e["contradiction_rate"]),
+             _pct(e["unsupported_rate"]), _pct(e.get("coverage"))] for g, e in f["by_group"].items()]
+    rows += [[f"slot: {s}", e["spans"], _pct(e["agreement"]), _pct(e["exact_rate"]), _pct(e["contradiction_rate"]),
+              _pct(e["unsupported_rate"]), ""] for s, e in f["by_slot"].items() if e["spans"]]
+    return table(["group", "phrases", "agree", "exact", "contradict", "unsupported", "coverage of known slots"], rows)
+
+
+def _truth_table(doc: dict) -> str:
+    gt = doc["ground_truth"]
+    if not gt.get("rows"):
+        return f"<p>{escape(gt.get('why', ''))}.</p>"
+    rows = [[s, _pct(a["accuracy"]), _pct(a["exact_accuracy"]), a["wrong"], a["missed"], a["hallucinated"]]
+            for s, a in gt["attributes"].items()]
+    spans = [[g, e["spans"], _pct(e["precision"]), e["wrong"], e["unsupported"]]
+             for g, e in gt["caption_phrases"].items()]
+    return (table(["slot", "accuracy", "exact", "wrong", "missed", "hallucinated"], rows)
+            + table(["caption group", "phrases", "true", "wrong", "not visible"], spans))
+
+
+def _openings(doc: dict) -> str:
+    rows = [[style, o, n, _pct(r)] for style, top in doc["openings"].items() for o, n, r in top[:5]]
+    return table(["style", "opening", "captions", "share"], rows) if rows else ""
+
+
+def _attributes(doc: dict) -> str:
+    a = doc["attributes"]
+    if not a.get("rows"):
+        return f"<p>{escape(a.get('why', ''))}</p>"
+    rows = [[s, _pct(a["slots"][s]["unknown_rate"]), a["slots"][s]["distinct_values"],
+             ", ".join(v for v, _, _ in a["slots"][s]["top"][:5])] for s in SLOTS]
+    return table(["slot", "unknown", "distinct values", "most common"], rows)
+
+
+def _figures(plots: list[str]) -> str:
+    out = []
+    for name in plots:
+        title, text = PLOT_TEXT.get(name, (name, ""))
+        out.append(f'<figure><h3>{escape(title)}</h3><img src="{escape(name)}" alt="{escape(title)}">'
+                   f"<figcaption>{escape(text)}</figcaption></figure>")
+    return "\n".join(out)
+
+
+def render(doc: dict, plots: list[str], card_link: str) -> str:
+    d = doc["dataset"]
+    warn = (f'<p class="warn"><b>Not verified</b>: {escape(d["verify_note"])}</p>' if d["verified"] == "none" else "")
+    comparison = table(list(reference.HEADERS), [[reference.fmt(r.get(c)) for c in reference.COLUMNS]
+                                                 for r in doc["comparison"]])
+    reasons = table(["status", "reason", "rows"],
+                    [[s, r, n] for s, rs in doc["reasons"].items() for r, n in rs.items()])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(d['pretty_name'])}: statistics</title>
+<style>{CSS}</style></head><body>
+<h1>{escape(d['pretty_name'])}</h1>
+<p>Manifest id <code>{escape(d['id'])}</code>, {escape(d['kind'])}, version {escape(d['version'])}.
+Verification: {escape(d['verify_note'])}. Dataset card: <a href="{escape(card_link)}">README.md</a>;
+numbers: <a href="stats.json">stats.json</a>. Computed in {doc['timing']['seconds']} s
+({doc['timing']['rows_per_s']:,} rows/s) by plip {escape(doc['generated']['package_version'])}.</p>{warn}
+<h2>Compared with published datasets</h2>{comparison}<p>n/r: not reported in the published sources.</p>
+<h2>Rows not ok</h2>{reasons if doc['reasons'] else '<p>none</p>'}
+<h2>Caption faithfulness</h2>{_faith_table(doc)}
+<h2>Ground truth</h2>{_truth_table(doc)}
+<h2>Attributes</h2>{_attributes(doc)}
+<h2>Most frequent openings</h2>{_openings(doc)}
+<h2>Plots</h2>
+{_figures(plots)}
+</body></html>
+"""

@@ -1,0 +1,217 @@
+"""``plip card``: statistics computed on a real Dask cluster, the card's YAML and prose, the report's
+pictures, ground truth on ProcPedes rows, and refusal of tampered datasets.
+
+The small caption dataset below is built so every figure can be worked out by hand (see ``_rows``).
+"""
+import json
+import os
+import shutil
+import stat
+
+import pytest
+import yaml
+from _fixtures import jpeg_bytes, make_writable
+from PIL import Image
+
+from pipelines.cli import main
+from synth_pedes import make_record, validate_dataset, write_dataset
+from synth_pedes.card import make_card
+from synth_pedes.card.job import writable
+from synth_pedes.card.sketch import DistinctSketch
+from synth_pedes.card.text import judge
+
+ATTRS = {"person": "man", "head": "short black hair", "upper": "red jacket", "lower": "blue jeans",
+         "shoes": "unknown", "belongings": "unknown"}
+G1 = "A man in a red jacket and blue jeans."  # 9 words, 3 spans that agree
+G2 = "A man in a red jacket and blue jeans with a backpack."  # 12 words, + a bag the attributes call unknown
+PROMPT = "The man wears a green jacket."  # 6 words: person agrees, upper contradicts
+
+
+def _spans(text, *pairs):
+    return [{"slot": slot, "start": text.index(p), "end": text.index(p) + len(p)} for slot, p in pairs]
+
+
+def _rows():
+    """10 ok rows (identities 1,1,1,1,2,2,2,3,3,3), one error row, one filtered row.
+
+    Rows 0-4 carry a black backpack and caption G1; rows 5-9 have no bag but caption G2 names one."""
+    rows = []
+    for i in range(10):
+        attrs = dict(ATTRS, belongings="black backpack" if i < 5 else "unknown")
+        gen = G1 if i < 5 else G2
+        gen_spans = _spans(gen, ("person", "man"), ("upper", "red jacket"), ("lower", "blue jeans"),
+                           *([("belongings", "backpack")] if i >= 5 else []))
+        captions = [{"text": gen, "style": "s1", "kind": "generated", "spans": gen_spans},
+                    {"text": PROMPT, "style": "prompt", "kind": "prompt",
+                     "spans": _spans(PROMPT, ("person", "man"), ("upper", "green jacket"))}]
+        rows.append(make_record(f"t/{i:03d}.jpg", identity=1 if i < 4 else 2 if i < 7 else 3, source="t",
+                                image_bytes=jpeg_bytes(i), width=32, height=64, attributes=attrs, captions=captions))
+    rows.append(make_record("t/bad.jpg", identity=1, source="t", status="error", error="corrupt image: bad bytes"))
+    rows.append(make_record("t/f.jpg", identity=9, source="t", image_bytes=jpeg_bytes(99), attributes=ATTRS,
+                            status="filtered", error="gender-vote: no gender above 0.7 in identity 9"))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def carded(tmp_path_factory):
+    """The dataset, written in 3 shards, and its card made by the command on a 2-worker LocalCluster."""
+    root = tmp_path_factory.mktemp("card")
+    write_dataset(_rows(), root / "ds", name="tiny-captions", kind="captions", shard_rows=5,
+                  producer={"stage": "test", "config": {"a": 1}, "captioner": {"path": "/m", "sha256": "ab" * 32}})
+    assert main(["card", str(root / "ds"), "--workers", "2"]) == 0
+    return root / "ds"
+
+
+def test_statistics_match_the_hand_computed_numbers(carded):
+    s = json.loads((carded / "report" / "stats.json").read_text())
+    assert s["rows"] == 12 and s["shards"] == 3 and s["images"] == 10
+    assert s["status_counts"] == {"error": 1, "filtered": 1, "ok": 10}
+    assert s["reasons"] == {"error": {"corrupt image": 1}, "filtered": {"gender-vote": 1}}
+    ids = s["identities"]
+    assert ids["count"] == 3 and ids["images_per_identity"]["histogram"] == {"3": 2, "4": 1}
+    assert ids["images_per_identity"]["mean"] == pytest.approx(10 / 3, abs=1e-3)
+    assert s["captions"]["total"] == 20 and s["captions"]["per_image"]["mean"] == 2.0
+    assert s["caption_length"]["generated/s1"]["mean"] == 10.5 and s["caption_length"]["prompt"]["mean"] == 6.0
+    div = s["diversity"]
+    assert (div["s1"]["distinct_1_count"], div["s1"]["ngrams_1"]) == (10, 105)
+    assert div["s1"]["distinct_1"] == round(10 / 105, 4) and div["s1"]["distinct_2"] == round(11 / 95, 4)
+    assert div["prompt"]["distinct_1"] == 0.1 and div["prompt"]["distinct_2"] == 0.1
+    assert s["vocabulary"]["size"] == 13 and s["vocabulary"]["exact"]
+    assert s["openings"]["s1"][0] == ["a man in", 10, 1.0]
+    slots = s["attributes"]["slots"]
+    assert slots["shoes"]["unknown_rate"] == 1.0 and slots["belongings"]["unknown_rate"] == 0.5
+    assert slots["person"]["unknown_rate"] == 0.0 and slots["belongings"]["distinct_values"] == 2
+    assert s["attributes"]["unknown_slots_per_image"]["histogram"] == {"1": 5, "2": 5}
+
+
+def test_faithfulness_compares_stored_spans_with_the_attributes(carded):
+    f = json.loads((carded / "report" / "stats.json").read_text())["faithfulness"]
+    gen, prompt, overall = f["by_group"]["generated/s1"], f["by_group"]["prompt"], f["overall"]
+    assert (gen["spans"], gen["exact"], gen["unsupported"], gen["contradict"]) == (35, 30, 5, 0)
+    assert gen["agreement"] == round(30 / 35, 4) and gen["coverage"] == round(30 / 45, 4)
+    assert (prompt["exact"], prompt["contradict"], prompt["agreement"]) == (10, 10, 0.5)
+    assert (overall["spans"], overall["agreement"]) == (55, round(40 / 55, 4))
+    assert f["by_slot"]["upper"]["contradiction_rate"] == 0.5 and f["by_slot"]["belongings"]["unsupported"] == 5
+
+
+def test_card_front_matter_prose_and_report(carded, tmp_path):
+    text = (carded / "README.md").read_text()
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["dataset_info"]["splits"] == [{"name": "train", "num_bytes": meta["dataset_info"]["dataset_size"],
+                                               "num_examples": 12}]
+    assert [f["name"] for f in meta["dataset_info"]["features"]][:3] == ["key", "identity", "source"]
+    assert meta["configs"][0]["data_files"][0]["path"] == ["part-00000.parquet", "part-00001.parquet",
+                                                           "part-00002.parquet"]
+    assert meta["size_categories"] == ["n<1K"] and meta["pretty_name"] == "tiny-captions" and meta["license"]
+    assert "synthetic-captions" in meta["tags"] and meta["synth_pedes"]["verified"] == "full"
+    for needle in ("## How it was made", "stage `test`", "model `captioner`: /m", "72.7%", "9.1% describe a slot",
+                   "synth_pedes.open_dataset", "@inproceedings", "| SYNTH-PEDES | 4,791,711 | 312,321 |",
+                   "report/index.html"):
+        assert needle in text, needle
+    report = carded / "report"
+    page = (report / "index.html").read_text()
+    pngs = sorted(p.name for p in report.glob("*.png"))
+    assert {"samples.png", "faithfulness.png", "images_per_identity.png", "caption_length.png",
+            "attribute_values.png", "status.png"} <= set(pngs)
+    for name in pngs:
+        assert f'src="{name}"' in page
+        with Image.open(report / name) as im:
+            im.verify()
+    assert 'href="../README.md"' in page and 'href="stats.json"' in page
+    assert validate_dataset(carded).ok  # the card's files are not shards: the dataset still validates
+    import datasets
+
+    hf = datasets.load_dataset(str(carded), split="train", cache_dir=str(tmp_path))  # through the card's YAML
+    assert hf.num_rows == 12 and hf.features["image"].__class__.__name__ == "Image"
+    assert not os.stat(carded / "part-00000.parquet").st_mode & stat.S_IWUSR  # and stays read-only
+
+
+def _flip_image_byte(shard):
+    """Change one byte inside a stored JPEG: same size, still readable, different sha256."""
+    make_writable(shard)
+    data = bytearray(shard.read_bytes())
+    at = data.index(b"\xff\xd8\xff") + 200
+    data[at] ^= 0xFF
+    shard.write_bytes(bytes(data))
+
+
+def test_tampered_dataset_is_refused_unless_no_verify(carded, tmp_path, capsys):
+    ds = tmp_path / "ds"
+    shutil.copytree(carded, ds)
+    shutil.rmtree(ds / "report")
+    (ds / "README.md").unlink()
+    _flip_image_byte(ds / "part-00001.parquet")
+    assert main(["card", str(ds), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "part-00001.parquet" in err and "sha256" in err and "no card was written" in err
+    assert not (ds / "README.md").exists() and not (ds / "report").exists()
+    assert main(["card", str(ds), "--workers", "0", "--no-verify"]) == 0
+    text = (ds / "README.md").read_text()
+    assert "**Not verified.**" in text and yaml.safe_load(text.split("---\n")[1])["synth_pedes"]["verified"] == "none"
+    assert "Not verified" in (ds / "report" / "index.html").read_text()
+    shard = ds / "part-00002.parquet"
+    make_writable(shard)
+    shard.write_bytes(shard.read_bytes()[:300])  # unreadable: without verification it is named, not a traceback
+    assert main(["card", str(ds), "--workers", "0", "--no-verify"]) == 2
+    assert "part-00002.parquet cannot be read" in capsys.readouterr().err
+
+
+def test_edited_manifest_is_refused_and_described_with_no_verify(carded, tmp_path, capsys):
+    ds = tmp_path / "ds"
+    shutil.copytree(carded, ds)
+    manifest = ds / "manifest.json"
+    make_writable(manifest)
+    manifest.write_text(manifest.read_text().replace('"stage": "test"', '"stage": "edited"'))
+    assert main(["card", str(ds), "--workers", "0"]) == 2
+    assert "does not match its content" in capsys.readouterr().err
+    assert main(["card", str(ds), "--workers", "0", "--no-verify"]) == 0
+    assert "the manifest failed its check" in (ds / "README.md").read_text()
+
+
+def test_out_dir_hand_written_readme_and_read_only_directory(carded, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "card"
+    out.mkdir()
+    (out / "README.md").write_text("# my notes\n")
+    args = ["card", str(carded), "--out", str(out), "--workers", "0", "--quick", "--samples", "2"]
+    assert main(args) == 2 and "--force" in capsys.readouterr().err
+    assert (out / "README.md").read_text() == "# my notes\n"
+    assert main([*args, "--force"]) == 0
+    meta = yaml.safe_load((out / "README.md").read_text().split("---\n")[1])
+    assert meta["configs"][0]["data_files"][0]["path"][0] == os.path.relpath(carded / "part-00000.parquet", out)
+    assert main(args) == 0  # our own card is replaced without --force
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)  # root ignores modes: pretend we are not root
+    with writable(locked):
+        assert os.stat(locked).st_mode & stat.S_IWUSR
+    assert stat.S_IMODE(os.stat(locked).st_mode) == 0o555
+
+
+def test_ground_truth_accuracy_on_procpedes_rows(tmp_path):
+    from synth_pedes.procpedes import ProcPedesConfig, plan_items, render_record
+
+    config = ProcPedesConfig(identities=2, images_per_identity=2, captions_per_image=1)
+    rows = [render_record(item, config) for item in plan_items(config)]
+    truth_upper = rows[0]["attributes"]["upper"]
+    rows[0]["attributes"] = dict(rows[0]["attributes"], upper="purple striped coat")  # one wrong prediction
+    write_dataset(rows, tmp_path / "pp", name="pp", kind="captions", shard_rows=2)
+    result = make_card(tmp_path / "pp", verify="quick", samples=1)
+    gt = result.stats["ground_truth"]
+    assert gt["rows"] == 4 and truth_upper != "purple striped coat"
+    assert gt["attributes"]["upper"]["accuracy"] == 0.75 and gt["attributes"]["upper"]["wrong"] == 1
+    assert gt["attributes"]["person"]["exact_accuracy"] == 1.0
+    assert all(g["precision"] == 1.0 for g in gt["caption_phrases"].values())  # ProcPedes captions are true
+    assert "ground_truth.png" in result.plots
+
+
+def test_phrase_rule_and_distinct_sketch():
+    assert judge("a pair of gray running shoes", "grey sneakers") == "exact"
+    assert judge("black hair", "long black hair") == "consistent" and judge("man", "young man") == "consistent"
+    assert judge("young man", "young woman") == "contradict" and judge("backpack", "unknown") == "unsupported"
+    small = DistinctSketch(k=64).update(str(i) for i in range(50))
+    assert small.exact and small.count() == 50
+    big = DistinctSketch(k=256).update(str(i) for i in range(20000))
+    assert not big.exact and abs(big.count() - 20000) < 0.25 * 20000
+    merged = DistinctSketch(k=64).update(["a", "b"]).merge(DistinctSketch(k=64).update(["b", "c"]))
+    assert merged.count() == 3
