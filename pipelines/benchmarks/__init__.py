@@ -8,4 +8,5 @@ SUITES = {
     "synth": "pipelines.benchmarks.synth",
     "card": "pipelines.benchmarks.card",
     "train": "pipelines.benchmarks.train",
+    "retrieval": "pipelines.benchmarks.retrieval",
 }
