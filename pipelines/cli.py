@@ -25,6 +25,9 @@ COMMANDS = {
     "validate": ("pipelines.commands.validate", "check a dataset: manifest, schema, row counts, every checksum"),
     "card": ("pipelines.commands.card", "write a dataset card (README.md) and statistics report with plots"),
     "train": ("pipelines.commands.train", "pre-train PLIP on a caption dataset (IVLC + TIC + IAP; torchrun for DDP)"),
+    "eval": ("pipelines.commands.eval", "zero-shot retrieval on a benchmark (t2i/i2t, Market-1501 image ReID)"),
+    "embed": ("pipelines.commands.embed", "write image and caption embeddings of a dataset to Parquet"),
+    "convert": ("pipelines.commands.convert", "import the released PLIP checkpoint as a run directory"),
     "bench": ("pipelines.commands.bench", "run benchmarks, write bench/results.json and a Markdown table"),
     "env": ("pipelines.commands.env", "show versions, weights, offline settings and the torchvision CPU shim"),
 }

@@ -1,0 +1,165 @@
+"""``plip eval (--checkpoint RUN | --config NAME) --data DIR``: zero-shot retrieval on an imported benchmark.
+
+Text-based person retrieval (t2i / i2t / both) on CUHK-PEDES, ICFG-PEDES, RSTPReid or ProcPedes, and image ReID
+(i2i, same identity + same camera excluded) on Market-1501. Writes a results JSON (checkpoint, dataset id, split,
+metrics, code version) and prints a table. ``--select-on val`` chooses the checkpoint on the validation split and
+reports the test split for that checkpoint only: the test split is reported, never selected on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+from ._common import print_summary
+
+FORMAT = "plip-eval/1"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint RUN [--step N] | --config NAME [--set K=V]``, ``--device``, ``--batch-size``, ``--precision``
+    (shared with ``plip embed``)."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, metavar="RUN",
+                     help="a run directory (plip train / plip convert official), or a checkpoint directory in one")
+    src.add_argument("--config", metavar="NAME",
+                     help="the initial weights of a config (the no-pre-training baseline): cpu-small, tiny, "
+                          "paper-rn50-bert or a JSON file")
+    parser.add_argument("--step", type=int, default=None,
+                        help="with --checkpoint: this step's checkpoint (default: the run's latest complete one)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --config: override a config value (repeatable)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--batch-size", type=int, default=128, help="images / captions per forward pass (128)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
+                        help="inference precision (default fp32)")
+
+
+def check_model_arguments(args: argparse.Namespace) -> None:
+    if args.step is not None and args.checkpoint is None:
+        raise ValueError("--step selects a checkpoint of a run: use it with --checkpoint RUN")
+    if args.overrides and args.config is None:
+        raise ValueError("--set overrides a config: use it with --config NAME (a run's config is in its run.json)")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+
+
+def load_embedder(args: argparse.Namespace, checkpoint=None):
+    from plip_train import embed
+
+    kw = {"device": args.device, "batch_size": args.batch_size, "precision": args.precision}
+    if args.config is not None:
+        return embed.from_config(args.config, args.overrides, **kw)
+    return embed.load(args.checkpoint, checkpoint=checkpoint if checkpoint is not None else args.step, **kw)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--data", type=Path, required=True,
+                        help="an imported benchmark dataset (plip import cuhk-pedes|icfg-pedes|rstpreid|market1501, "
+                             "or plip render)")
+    parser.add_argument("--split", default=None,
+                        help="split to report (default test; query/gallery on Market-1501-style data)")
+    parser.add_argument("--direction", choices=("t2i", "i2t", "both", "i2i"), default=None,
+                        help="t2i: captions query images (default); i2t: images query captions; both; "
+                             "i2i: image ReID, query vs gallery (the default on Market-1501-style data)")
+    parser.add_argument("--select-on", default=None, metavar="SPLIT",
+                        help="evaluate every complete checkpoint of RUN on SPLIT (e.g. val), keep the best by R1 "
+                             "(ties: the later step) and report --split for that checkpoint only")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results JSON (default RUN/eval/<dataset-name>-<split>.json; required with --config)")
+    parser.add_argument("--verify", choices=("full", "quick", "none"), default="full",
+                        help="dataset check before reading: full (every sha256, default), quick, none")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-") or "dataset"
+
+
+def default_out(args: argparse.Namespace, dataset, split: str, direction: str, default_direction: str) -> Path:
+    if args.out is not None:
+        return args.out
+    from plip_train.embed import resolve_checkpoint
+
+    run_dir, ckpt = resolve_checkpoint(args.checkpoint, args.step)
+    name = f"{_slug(dataset.manifest.name)}-{_slug(split)}"
+    if direction != default_direction:
+        name += f"-{direction}"
+    if not args.select_on and ckpt.resolve() != resolve_checkpoint(run_dir)[1].resolve():  # not the run's default
+        name += f"-{ckpt.name}"
+    if args.select_on:
+        name += f"-selected-on-{_slug(args.select_on)}"
+    return run_dir / "eval" / f"{name}.json"
+
+
+def _label(dataset, split: str, direction: str) -> str:
+    return f"{dataset.manifest.name} {split} {direction}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from plip_train.checkpoint import code_version
+    from plip_train.evaluate import format_table
+    from plip_train.zeroshot import evaluate_dataset, resolve_protocol, select_checkpoint
+    from synth_pedes import open_dataset
+
+    t0 = time.perf_counter()
+    check_model_arguments(args)
+    if args.select_on is not None:
+        if args.checkpoint is None or args.step is not None:
+            raise ValueError("--select-on chooses among the checkpoints of a run: use it with --checkpoint RUN and "
+                             "without --step")
+        if args.select_on == (args.split or "test"):
+            raise ValueError(f"--select-on {args.select_on} would select on the split it reports; select on a "
+                             "validation split (--select-on val) and report test")
+    if args.config is not None and args.out is None:
+        raise ValueError("--config evaluates a config's initial weights, which have no run directory to write into: "
+                         "give --out FILE.json")
+    dataset = open_dataset(args.data, verify={"none": False}.get(args.verify, args.verify))
+    splits = dict(dataset.manifest.splits)
+    mode, split, direction = resolve_protocol(splits, args.split, args.direction)
+    out = default_out(args, dataset, split, direction, "i2i" if mode == "reid" else "t2i")
+
+    selection, checkpoint = None, None
+    if args.select_on is not None:
+        selection = select_checkpoint(args.checkpoint, dataset, args.select_on, direction if mode == "text" else None,
+                                      device=args.device, batch_size=args.batch_size, precision=args.precision)
+        checkpoint = selection["chosen"]["checkpoint"]
+        print(f"selected step {selection['chosen']['step']} on {selection['split']}: {selection['reason']}")
+        print(format_table({f"step {c['step']} ({selection['split']} {c['direction']})": c["metrics"]
+                            for c in selection["candidates"]}))
+    embedder = load_embedder(args, checkpoint)
+    result = evaluate_dataset(embedder, dataset, split, direction)
+    m = dataset.manifest
+    doc = {"format": FORMAT,
+           "checkpoint": embedder.info,
+           "dataset": {"path": str(dataset.directory), "id": dataset.id, "name": m.name, "kind": m.kind,
+                       "version": m.version},
+           "split": result["split"], "direction": result["direction"], "mode": result["mode"],
+           "protocol": result["protocol"], "metrics": result["metrics"], "counts": result["counts"],
+           "selection": selection,
+           "preprocessing": {"image_size": list(embedder.image_size), "resize": "bicubic",
+                             "mean": embedder.config.data.mean, "std": embedder.config.data.std,
+                             "text_max_length": embedder.max_length, "text_pooling": embedder.config.model.text.pooling},
+           "device": str(embedder.device), "precision": embedder.precision, "batch_size": embedder.batch_size,
+           "throughput": result["throughput"], "code": code_version(),
+           "seconds": round(time.perf_counter() - t0, 3), "eval_seconds": result["seconds"]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=str))
+    tmp.replace(out)
+
+    print(format_table({_label(dataset, result["split"], d): v for d, v in result["metrics"].items()}))
+    c = result["counts"]
+    size = (f"{c['images']} images, {c['captions']} captions, {c['identities']} identities" if mode == "text" else
+            f"{c['query_images']} queries, {c['gallery_images']} gallery images, {c['identities']} identities")
+    rows = [("model", embedder.info["description"]), ("dataset", f"{m.name} ({dataset.id[:19]})"),
+            ("split", result["split"]), ("evaluated", size), ("protocol", result["protocol"])]
+    if selection is not None:
+        rows.append(("selected on", f"{selection['split']}: step {selection['chosen']['step']}"))
+    rows += [("throughput", f"{result['throughput']['images_per_s']} images/s"
+              + (f", {result['throughput']['captions_per_s']} captions/s" if mode == "text" else "")),
+             ("seconds", doc["seconds"]), ("results", out)]
+    print_summary("plip eval", rows)
+    return 0
