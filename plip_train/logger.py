@@ -10,7 +10,8 @@ from pathlib import Path
 class MetricLogger:
     def __init__(self, run_dir: Path, enabled: bool, every: int, start: int, end: int, samples_per_step: int):
         self.enabled, self.every, self.samples_per_step = enabled, every, samples_per_step
-        self.start, self._t0, self._window, self._window_t = start, time.perf_counter(), [], time.perf_counter()
+        self.start, self.end = start, end
+        self._t0, self._window, self._window_t = time.perf_counter(), [], time.perf_counter()
         self._steps_done = 0
         self._jsonl = self._tb = self._bar = None
         if enabled:
@@ -27,7 +28,7 @@ class MetricLogger:
         if not self.enabled:
             return
         self._bar.update(1)
-        if (step + 1) % self.every and step != self.start:
+        if (step + 1) % self.every and step != self.start and step + 1 != self.end:
             return
         now = time.perf_counter()
         mean = {k: sum(t.get(k, 0.0) for t in self._window) / len(self._window) for k in self._window[-1]}

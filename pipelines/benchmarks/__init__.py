@@ -9,4 +9,5 @@ SUITES = {
     "card": "pipelines.benchmarks.card",
     "train": "pipelines.benchmarks.train",
     "retrieval": "pipelines.benchmarks.retrieval",
+    "ablation": "pipelines.benchmarks.ablation",
 }

@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_demo(args.out, quick=args.quick, workers=args.workers)
     print()
     print(summary_table(summary))
-    print(f"\ndemo finished in {summary['seconds']} s; outputs in {summary['out']} "
-          f"(summary.json, demo.log, contact sheet {summary['contact_sheet']})")
+    print(f"\ndemo finished in {summary['seconds']} s; outputs in {summary['out']} (summary.json, demo.log)\n"
+          f"  dataset card: {summary['card']}\n  report:       {summary['report']}\n"
+          f"  PLIP run:     {summary['run']}\n  contact sheet: {summary['contact_sheet']}")
     return 0
