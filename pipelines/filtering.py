@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 
 from spac.attributes import AttributeSet
 from spac.embedding import EmbedderConfig
-from spac.filters import FilterConfig, balance, gender_vote, relabel_person, seed_filter, unknown_slots_reason
+from spac.filters import (FilterConfig, balance, gender_vote, relabel_caption, relabel_person, seed_filter,
+                          unknown_slots_reason)
 
 _EMBEDDERS: dict = {}  # per worker process: the encoder is built once, not per shard
 
@@ -135,8 +136,11 @@ def rewrite_shard(path: str, decisions: dict[str, dict]) -> list[dict]:
             row["status"], row["error"] = d["status"], d["reason"]
         if d["identity"] is not None:
             row["identity"] = d["identity"]
-        if d["person"] is not None:
+        if d["person"] is not None:  # the captions must say what the relabelled attributes say
             row["attributes"] = {**row["attributes"], "person": d["person"]}
+            gender = AttributeSet(person=d["person"]).gender()
+            if gender in ("male", "female"):
+                row["captions"] = [relabel_caption(c, gender) for c in row["captions"] or []]
         row["extra"] = json.dumps(extra, sort_keys=True)
     return rows
 

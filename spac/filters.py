@@ -78,6 +78,43 @@ def relabel_person(person: str, gender: str) -> str:
     return re.sub(r"[A-Za-z]+", lambda m: swap.get(m.group(0).lower(), m.group(0)), person)
 
 
+_PRONOUNS = {"male": {"she": "he", "her": "his", "hers": "his", "herself": "himself"},
+             "female": {"he": "she", "his": "her", "him": "her", "himself": "herself"}}
+
+
+def _match_case(word: str, like: str) -> str:
+    return word.capitalize() if like[:1].isupper() else word
+
+
+def relabel_caption(caption: dict, gender: str) -> dict:
+    """The caption with its gender words and pronouns switched to ``gender``, its spans moved with the text.
+
+    Gender voting relabels an image's person phrase; its captions must say the same, or a caption keeps
+    "a young man" under attributes that now say "young woman" (the dataset card counts that as a
+    contradiction). "her" becomes "his" (the possessive, by far the commoner use in person captions).
+    """
+    swap = {**_SWAP[gender], **_PRONOUNS[gender]}
+    text, pieces, shift, starts = caption["text"], [], [], []
+    last = 0
+    for m in re.finditer(r"[A-Za-z]+", text):
+        new = swap.get(m.group(0).lower())
+        if new is None:
+            continue
+        pieces += [text[last:m.start()], _match_case(new, m.group(0))]
+        starts.append(m.start())
+        shift.append(len(new) - len(m.group(0)))
+        last = m.end()
+    if not starts:
+        return caption
+    pieces.append(text[last:])
+
+    def moved(pos: int) -> int:  # every replaced word that starts before pos shifts it
+        return pos + sum(d for s0, d in zip(starts, shift) if s0 < pos)
+
+    spans = [{**sp, "start": moved(sp["start"]), "end": moved(sp["end"])} for sp in caption.get("spans") or []]
+    return {**caption, "text": "".join(pieces), "spans": spans}
+
+
 @dataclass
 class GenderVote:
     gender: str | None  # the identity's gender, None when the vote failed

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from spac.attributes import AttributeSet
-from spac.filters import (FilterConfig, balance, gender_vote, relabel_person, seed_filter, unknown_slots_reason)
+from spac.filters import (FilterConfig, balance, gender_vote, relabel_caption, relabel_person, seed_filter,
+                          unknown_slots_reason)
 
 
 def _attrs(**known):
@@ -29,6 +30,19 @@ def test_gender_vote_threshold_and_relabel():
     assert relabel_person("young woman", "male") == "young man"
     assert relabel_person("old gentleman", "female") == "old lady"
     assert relabel_person("unknown", "female") == "woman"
+
+
+def test_relabel_caption_moves_words_pronouns_and_spans():
+    text = "A young man in a red shirt. He carries his black bag."
+    spans = [{"slot": "person", "start": 2, "end": 11}, {"slot": "upper", "start": 17, "end": 26},
+             {"slot": "belongings", "start": 43, "end": 52}]
+    got = relabel_caption({"text": text, "kind": "generated", "style": "s", "spans": spans}, "female")
+    assert got["text"] == "A young woman in a red shirt. She carries her black bag."
+    assert [got["text"][sp["start"]:sp["end"]] for sp in got["spans"]] == ["young woman", "red shirt", "black bag"]
+    back = relabel_caption(got, "male")
+    assert back["text"] == text and back["spans"] == spans
+    same = {"text": "a person in blue", "spans": []}
+    assert relabel_caption(same, "male") is same
 
 
 def test_balance_bounds():
