@@ -192,15 +192,20 @@ class Trainer:
         step, last_ckpt = self.start_step, None
         try:
             for step, micro_batches in zip(range(self.start_step, end), loader):
+                lrs = self.scheduler.get_last_lr()  # the rates this step trains with
                 terms = self.train_step(step, micro_batches)
                 result.losses.append(terms)
-                logger.log(step, terms, self.scheduler.get_last_lr())
+                logger.log(step, terms, lrs)
                 if (step + 1) % self.cfg.train.checkpoint_every == 0 and step + 1 < end:
                     last_ckpt = self.save(step + 1)
             step = end
             last_ckpt = self.save(end)
         finally:
             logger.close()
+        if self.env.is_main:
+            from .plots import plot_losses
+
+            plot_losses(self.run_dir)
         result.steps, result.checkpoint = step - self.start_step, last_ckpt
         result.samples_per_second = logger.samples_per_second()
         return result

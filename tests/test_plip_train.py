@@ -51,6 +51,7 @@ def test_cli_trains_and_writes_a_complete_run(captions, tmp_path, capsys):
     assert [x["step"] for x in lines] == [1, 2, 3, 4]
     assert {"loss", "ivlc_loss", "tic_loss", "iap_loss", "lr", "samples_per_s"} <= set(lines[0])
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
+    assert (run / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "checkpoint" in capsys.readouterr().out
     # a second run into the same directory without --resume is refused
     assert plip(["train", "--data", str(captions), "--out", str(run), "--config", "tiny", "--max-steps", "4",
