@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from synth_pedes.torch_utils import resolve_device
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -26,18 +28,6 @@ class DistEnv:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
-    """``None``/``"auto"``: this rank's GPU when CUDA is available, else the CPU."""
-    if name in (None, "auto"):
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
 
 
 def init_distributed(device_name: str | None = None) -> DistEnv:

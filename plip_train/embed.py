@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from synth_pedes.torch_utils import resolve_device
 from PIL import Image
 
 from .checkpoint import CKPT_DIR, complete_checkpoints, latest_checkpoint, load_module, read_run_file
@@ -33,15 +35,6 @@ from .data.transforms import ImageTransform
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 ImageItem = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
-
-
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device}: no CUDA device is available here; use --device cpu (or auto)")
-    return device
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
@@ -67,7 +60,7 @@ class Embedder:
             raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         self.config = cfg
         self.info = info
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.batch_size = int(batch_size)
         self.precision = resolve_precision(precision, self.device)
         self.channels_last = bool(cfg.train.channels_last)  # as trained; ~1.8x faster for cpu-small on CPU

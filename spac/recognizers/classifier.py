@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+
+from synth_pedes.torch_utils import resolve_device
 from torch import nn
 
 from synth_pedes.schema import SLOTS, UNKNOWN
@@ -296,16 +298,6 @@ def random_hflip(x: torch.Tensor, p: float, generator: torch.Generator | None = 
 
 
 # ---- devices and precision --------------------------------------------------------------------------------------
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None: CUDA when available, else CPU; anything else as given (checked to exist)."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
-    return dev
-
-
 def cpu_supports_bf16() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
