@@ -72,6 +72,25 @@ def test_resume_reproduces_the_uninterrupted_losses(captions, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_gradient_accumulation_and_captions_without_spans(captions, tmp_path, caplog):
+    """Two micro-batches per step; and a dataset whose captions carry no spans trains IAP on random words,
+    saying so once (tasks.iap.on_missing_spans="random-words")."""
+    res = train(_tiny("train.grad_accum=2", steps=2), captions, tmp_path / "accum")
+    assert res.steps == 2 and all(torch.isfinite(torch.tensor(t["loss"])) for t in res.losses)
+    out = tmp_path / "nospans"
+    records = [render_record(it, PROC) for it in plan_items(PROC)[:24]]
+    for r in records:
+        r["captions"] = [dict(c, spans=[]) for c in r["captions"]]
+    write_dataset(records, out, name="nospans", kind="captions", shard_rows=12)
+    from plip_train.tasks import iap
+
+    iap._warned.clear()  # the warning is once per process; other tests may have shown it already
+    with caplog.at_level("WARNING"):
+        res = train(_tiny(steps=1), out, tmp_path / "nospans-run")
+    assert res.losses[0]["iap_fallback_captions"] == 8 and res.losses[0]["iap_masked_tokens"] > 0
+    assert "masking random words" in caplog.text
+
+
 def test_resume_refuses_a_different_config(captions, tmp_path):
     train(_tiny(steps=2), captions, tmp_path / "r")
     with pytest.raises(ValueError, match="different configuration"):
