@@ -38,6 +38,23 @@ def _tiny(*overrides, steps=6):
                                 *overrides])
 
 
+def test_every_shipped_training_config_loads_and_round_trips():
+    from plip_train.config import PlipConfig, list_configs
+
+    assert {"paper-rn50-bert", "cpu-small", "tiny"} <= set(list_configs())
+    for name in list_configs():
+        cfg = load_config(name)
+        assert PlipConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
+        assert cfg.data.batch_size % cfg.data.images_per_identity == 0
+    paper = load_config("paper-rn50-bert")
+    o = paper.optim
+    assert (o.name, o.lr, o.text_lr_scale, o.warmup, o.milestones, paper.train.epochs) == ("adan", 2e-3, 0.1, 10,
+                                                                                         [30, 50], 70)
+    assert (paper.tasks.tic.weight, paper.tasks.iap.weight, paper.data.batch_size) == (0.02, 0.1, 512)
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config("tiny", ["data.batchsize=4"])
+
+
 def test_cli_trains_and_writes_a_complete_run(captions, tmp_path, capsys):
     run = tmp_path / "run"
     assert plip(["train", "--data", str(captions), "--out", str(run), "--config", "tiny", "--max-steps", "4",
