@@ -53,7 +53,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") else "fp32"
+    from synth_pedes.torch_utils import cpu_supports_bf16
+
+    return "bf16" if cpu_supports_bf16() else "fp32"
 
 
 def autocast(precision: str, device: torch.device):

@@ -19,6 +19,14 @@ def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> to
     return torch.device("cuda", local_rank) if dev.type == "cuda" and dev.index is None else dev
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (otherwise bf16 autocast is emulated and slow)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def read_state_dict(path: str | os.PathLike) -> dict:
     """A state dict from a local .safetensors / .pt / .pth file (a ``{"state_dict": ...}`` wrapper is
     unwrapped); pickles load with ``weights_only=True``."""

@@ -204,7 +204,7 @@ def test_ivlc_gather_two_gloo_processes(tmp_path):
     ref = cmpm_loss(v_all, t_all, ids_all)
     ref.backward()
     for rank in range(world):
-        r = torch.load(tmp_path / f"r{rank}.pt")
+        r = torch.load(tmp_path / f"r{rank}.pt", weights_only=True)
         assert r["loss"] == pytest.approx(ref.item(), rel=1e-9)  # the loss is over the global batch
         sl = slice(2 * rank, 2 * rank + 2)
         # all-gather backward sums the world's identical losses: world x the global gradient, which DDP's
@@ -213,7 +213,7 @@ def test_ivlc_gather_two_gloo_processes(tmp_path):
         torch.testing.assert_close(r["gt"] / world, t_all.grad[sl])
         assert "1 of 4 rows have identity -1" in r["raised"]
         assert "same batch size" in r["unequal"] and "[2, 1]" in r["unequal"]
-    assert "r1a" in torch.load(tmp_path / "r1.pt")["raised"]
+    assert "r1a" in torch.load(tmp_path / "r1.pt", weights_only=True)["raised"]
 
 
 # ------------------------------------------------------------------------------------------------------- TIC

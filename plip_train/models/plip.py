@@ -152,7 +152,7 @@ def load_state_dict_checked(model: nn.Module, state_dict: dict, source: str) -> 
 
 def convert_official_checkpoint(ckpt: dict) -> dict:
     """Map the official PLIP checkpoint (``{"ImgEncoder_state_dict", "TxtEncoder_state_dict", ...}``, e.g.
-    ``torch.load("PLIP_MRN50.pth.tar")``) to a ``PlipModel`` state dict: image keys go under
+    ``torch.load("PLIP_MRN50.pth.tar", weights_only=True)``) to a ``PlipModel`` state dict: image keys go under
     ``image_tower.trunk.``, text keys (``encoder.*``) under ``text_tower.``; a DDP ``module.`` prefix, the old
     ``position_ids`` buffer and the unused ``probe_linearing`` layer of early versions are dropped. Load the result
     with :func:`load_state_dict_checked` into ``paper-rn50-bert`` with ``text.pooling = "pooler"``."""

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from synth_pedes.torch_utils import resolve_device
+from synth_pedes.torch_utils import cpu_supports_bf16, resolve_device
 from torch import nn
 
 from synth_pedes.schema import SLOTS, UNKNOWN
@@ -298,13 +298,6 @@ def random_hflip(x: torch.Tensor, p: float, generator: torch.Generator | None = 
 
 
 # ---- devices and precision --------------------------------------------------------------------------------------
-def cpu_supports_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device`` (None: fp32, no autocast)."""
     if precision not in PRECISIONS:
