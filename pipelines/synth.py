@@ -32,7 +32,8 @@ def run_synth(images: Path, out: Path, config: SynthConfig, *, shard_rows: int =
 
     dataset = open_dataset(images)
     checkpoint = find_checkpoint(config.captioner)
-    config = SynthConfig(**{**config.to_dict(), "captioner": str(checkpoint.resolve()), "threads": config.threads})
+    config = SynthConfig(**{**config.to_dict(), "captioner": str(checkpoint.resolve()),
+                            "threads": config.threads}).resolved()
     units = plan_units(dataset)
     producer = {"stage": "spac-synth", "config": config.to_dict(),
                 "captioner": {"path": str(checkpoint), "sha256": file_sha256(checkpoint / "model.safetensors")},

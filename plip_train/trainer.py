@@ -51,11 +51,11 @@ class TrainResult:
 def resolve_precision(name: str, device: torch.device) -> str:
     if name != "auto":
         return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    from synth_pedes.torch_utils import cpu_supports_bf16
+    from synth_pedes.torch_utils import bf16_supported
 
-    return "bf16" if cpu_supports_bf16() else "fp32"
+    if bf16_supported(device):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "fp32"
 
 
 def autocast(precision: str, device: torch.device):

@@ -16,16 +16,18 @@ import concurrent.futures
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator
 
 import pyarrow.parquet as pq
 import torch
 
+from synth_pedes.malloc import keep_heap
 from synth_pedes.schema import SLOTS, make_record
 
 _log = logging.getLogger(__name__)
-_MODELS: dict = {}  # SynthConfig -> (captioner, recognizer or None): one load per process
+PRECISIONS = ("auto", "bf16", "fp32")
+_MODELS: dict = {}  # models' key -> (captioner, recognizer or None): one load per process
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class SynthConfig:
     batch_size: int = 32
     decoding: str = "greedy"  # greedy | beam | nucleus
     device: str = "cpu"  # "cuda" picks cuda:<worker index % GPUs> inside a Dask worker
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "auto"  # auto (bf16 where the device runs it natively) | bf16 (autocast) | fp32
     # execution only (not part of the output's identity, so a resume may use another worker count):
     threads: int | None = field(default=None, compare=False)  # torch intra-op threads per process
     seed: int = 0
@@ -53,12 +55,25 @@ class SynthConfig:
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"SynthConfig.precision: {self.precision!r} is not one of {PRECISIONS}")
         if self.prompt_captions < 0 or self.batch_size < 1:
             raise ValueError(f"SynthConfig: prompt_captions must be >= 0 and batch_size >= 1, got "
                              f"{self.prompt_captions}, {self.batch_size}")
         for spec in self.recognizers:
             if not isinstance(spec, str) or not spec:
                 raise ValueError(f"SynthConfig.recognizers: {spec!r} is not a recognizer spec like 'classifier:DIR'")
+
+    def resolved(self) -> "SynthConfig":
+        """This config with ``precision="auto"`` made concrete for ``device`` on this machine, so that the
+        manifest and the shard plan record what the rows were made with (a resume elsewhere that would
+        resolve differently is then refused, not mixed into one dataset)."""
+        if self.precision != "auto":
+            return self
+        from synth_pedes.torch_utils import bf16_supported
+
+        # cuda on a client without CUDA (workers elsewhere): fp32, the safe choice; pass bf16 to override
+        return replace(self, precision="bf16" if bf16_supported(self.device) else "fp32")
 
     def to_dict(self) -> dict:
         """What determines the output (recorded in the manifest and the shard plan's fingerprint)."""
@@ -98,27 +113,10 @@ def build_recognizer(specs: tuple, threshold: float, device: str):
     return members[0] if len(members) == 1 else create("union", members=members, threshold=threshold)
 
 
-def relax_malloc_trim() -> bool:
-    """Undo Dask's MALLOC_TRIM_THRESHOLD_=65536 for this process (glibc only).
-
-    dask's nanny starts workers with that setting to hand memory back to the OS eagerly. Setting it also
-    freezes glibc's mmap threshold at 128 KiB, so every larger tensor (the decoder's key/value cache grows
-    every step) is a fresh mmap with fresh page faults: captioning ran at half speed (12.8 -> 6.5 images/s
-    on cpu-small). Raising both thresholds restores the speed; memory stays bounded by the batch.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(-1, 128 << 20) and libc.mallopt(-3, 64 << 20))  # M_TRIM_/M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        return False
-
-
 def load_models(config: SynthConfig):
-    if config not in _MODELS:
-        relax_malloc_trim()
+    key = (config.captioner, config.recognizers, config.device, config.union_threshold)  # what the models depend on
+    if key not in _MODELS:
+        keep_heap()  # no-op for the workers of our LocalCluster, which start with MALLOC_ENV
         from .captioner import load_captioner
 
         from .phrases import get_extractor
@@ -127,10 +125,10 @@ def load_models(config: SynthConfig):
         device = resolve_device(config.device)
         captioner = load_captioner(config.captioner, device=device)
         get_extractor(), load_library()  # spaCy and the templates load here, once, not in the first shard
-        _MODELS[config] = (captioner, build_recognizer(config.recognizers, config.union_threshold, device))
+        _MODELS[key] = (captioner, build_recognizer(config.recognizers, config.union_threshold, device))
         _log.info("loaded SPAC models on %s (captioner %s, recognizers %s)", device, config.captioner,
                   list(config.recognizers))
-    return _MODELS[config]
+    return _MODELS[key]
 
 
 class SpacAnnotator:
@@ -138,7 +136,7 @@ class SpacAnnotator:
     expands = True  # one item (a row group) -> many records, see synth_pedes.writer
 
     def __init__(self, config: SynthConfig):
-        self.config = config
+        self.config = config.resolved()
 
     def __repr__(self) -> str:  # part of the shard plan's fingerprint: the whole config counts
         return f"SpacAnnotator({json.dumps(self.config.to_dict(), sort_keys=True)})"

@@ -27,6 +27,14 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+def bf16_supported(device: str | torch.device) -> bool:
+    """Whether bf16 autocast runs natively on ``device`` (what every ``precision="auto"`` resolves with)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_supports_bf16()
+
+
 def read_state_dict(path: str | os.PathLike) -> dict:
     """A state dict from a local .safetensors / .pt / .pth file (a ``{"state_dict": ...}`` wrapper is
     unwrapped); pickles load with ``weights_only=True``."""

@@ -11,7 +11,9 @@ import torch
 
 from pipelines.cli import main
 from spac.captioner import CaptionTokenizer, SpacCaptioner, load_config, save_checkpoint
+from spac.synth import SynthConfig
 from synth_pedes import SLOTS, open_dataset
+from synth_pedes.torch_utils import bf16_supported
 
 DASK = str(Path(sys.executable).parent / "dask")
 
@@ -45,6 +47,8 @@ def test_synth_writes_a_caption_dataset_with_lineage_and_spans(setup, tmp_path, 
     images, caps = open_dataset(setup / "images"), open_dataset(tmp_path / "a")
     assert caps.manifest.kind == "captions" and caps.manifest.parents == (images.id,)
     assert caps.manifest.producer["captioner"]["sha256"] and caps.manifest.producer["stage"] == "spac-synth"
+    # the default precision "auto" is resolved on this machine and recorded
+    assert caps.manifest.producer["config"]["precision"] == ("bf16" if bf16_supported("cpu") else "fp32")
     rows = list(caps.iter_records())
     assert [r["key"] for r in rows] == [r["key"] for r in images.iter_records()]
     assert caps.manifest.status_counts == {"error": 1, "ok": 47}
@@ -61,6 +65,15 @@ def test_synth_writes_a_caption_dataset_with_lineage_and_spans(setup, tmp_path, 
                 assert s["slot"] in SLOTS and 0 <= s["start"] < s["end"] <= len(c["text"])
         prompt = r["captions"][-1]
         assert prompt["spans"] or all(v == "unknown" for k, v in r["attributes"].items() if k != "person")
+
+
+def test_synth_config_precision():
+    assert SynthConfig(captioner="c", precision="fp32").resolved().precision == "fp32"
+    assert SynthConfig(captioner="c").resolved().precision in ("bf16", "fp32")
+    assert SynthConfig(captioner="c", device="cuda:0").resolved().precision == \
+        ("bf16" if bf16_supported("cuda:0") else "fp32")  # no CUDA here: fp32, the safe choice
+    with pytest.raises(ValueError, match="precision"):
+        SynthConfig(captioner="c", precision="fp16")
 
 
 def test_same_input_and_config_give_the_same_rows_on_a_cluster(setup, tmp_path):

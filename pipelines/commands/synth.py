@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="images per model batch (default 32)")
     parser.add_argument("--decoding", choices=("greedy", "beam", "nucleus"), default="greedy")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (one worker per GPU)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="auto (default): bf16 autocast where the device runs it natively (CUDA with bf16, "
+                             "CPUs with AVX-512 BF16/AMX), else fp32; resolved on this machine and recorded")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retries", type=int, default=2, help="attempts per failed shard before it is reported")
     parser.add_argument("--name", default=None, help="dataset name (default: <input name>-spac)")

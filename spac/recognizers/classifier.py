@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from synth_pedes.torch_utils import cpu_supports_bf16, resolve_device
+from synth_pedes.torch_utils import bf16_supported, resolve_device
 from torch import nn
 
 from synth_pedes.schema import SLOTS, UNKNOWN
@@ -304,13 +304,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
     if precision == "fp32":
         return None
-    if device.type == "cuda":
-        ok = torch.cuda.is_bf16_supported()
-    elif device.type == "cpu":
-        ok = cpu_supports_bf16()
-    else:
-        ok = False
-    if not ok:
+    if not bf16_supported(device):
         if precision == "bf16":
             _log.warning("bf16 autocast asked for but %s does not support it well; running fp32", device)
         return None

@@ -1,0 +1,35 @@
+"""The LocalCluster that the jobs start: quiet background work and worker heaps that are kept, set only for
+the cluster's lifetime."""
+import os
+import sys
+
+import dask
+import distributed  # noqa: F401  (its config defaults)
+import pytest
+
+from pipelines.cluster import QUIET_CLUSTER_CONFIG, dask_client
+from synth_pedes.malloc import MALLOC_ENV, keep_heap
+
+
+def _worker_settings() -> dict:
+    env = {k: os.environ.get(k) for k in MALLOC_ENV}
+    return {"env": env, "profile": dask.config.get("distributed.worker.profile.enabled"),
+            "omp": os.environ.get("OMP_NUM_THREADS")}
+
+
+def test_local_cluster_workers_are_quiet_and_keep_their_heap():
+    before = {k: dask.config.get(k) for k in [*QUIET_CLUSTER_CONFIG, "distributed.nanny.pre-spawn-environ"]}
+    with dask_client(1) as client:
+        (settings,) = client.run(_worker_settings).values()
+    assert settings["env"] == {k: str(v) for k, v in MALLOC_ENV.items()}
+    assert settings["profile"] is False
+    assert settings["omp"] == "1"  # dask's own pre-spawn settings are kept, not replaced
+    # nothing leaks past the cluster's lifetime (a second cluster still starts)
+    assert {k: dask.config.get(k) for k in before} == before
+    with dask_client(1) as client:
+        assert len(client.scheduler_info()["workers"]) == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_heap_sets_the_thresholds_in_a_running_process():
+    assert keep_heap() is True
