@@ -182,6 +182,7 @@ def _gloo_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             unequal = str(e)
         torch.save({"loss": out["ivlc_loss"].item(), "gv": v.grad, "gt": t.grad, "unequal": unequal,
                     "acc": out["ivlc_i2t_acc"].item(), "raised": raised}, os.path.join(out_dir, f"r{rank}.pt"))
+        dist.barrier()  # neither rank tears gloo down while the other still uses it (seen once: both aborted)
     finally:
         dist.destroy_process_group()
 
