@@ -3,9 +3,11 @@
 Decoding allocates and frees tensors of every size at every step (the key/value cache grows, finished
 rows are dropped). With glibc's defaults, and worse with the ``MALLOC_TRIM_THRESHOLD_=65536`` that
 Dask's nanny gives its workers, large blocks are fresh mmaps and the heap is trimmed after each batch,
-so every batch page-faults its memory in again. Measured on cpu-small, one core, 128 images: 1.3 M
-minor faults and 2.4 s of kernel time (11.7 images/s); with the thresholds below, 40 faults and none
-(17.5 images/s, fp32), and two workers stop slowing each other down zeroing pages.
+so every batch page-faults its memory in again. Measured on cpu-small (fp32, with the vocabulary
+shortlist of a trained model), one thread, 128 images: 1.3 M minor faults and 2.4 s of kernel time
+(11.7 images/s); with the thresholds below, 40 faults and none (17.5 images/s), and two workers stop
+slowing each other down zeroing pages. (A 2-thread process with glibc's own adaptive thresholds, as
+``plip bench caption`` runs, showed no difference: it is the Dask worker's settings that hurt.)
 
 Dask runs tasks in a worker thread, and a thread's malloc arena is a chain of 64 MiB heaps that glibc
 unmaps whenever one empties, whatever the thresholds: ``MALLOC_ARENA_MAX=1`` keeps every thread on the
