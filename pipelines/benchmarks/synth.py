@@ -39,13 +39,14 @@ def _render(out: Path, n: int, captions: int) -> Path:
 
 
 def _forward_alone(images: Path, ckpt: Path, batch_size: int, precision: str, threads: int,
-                   core: int | None = None) -> float:
+                   core: int | None = None, start_at: float | None = None) -> float:
     """Images/s of decode + captioner on the same images in this process, no job machinery, after one
-    warm-up batch (as the job's workers get); ``core``: run on that core only."""
+    warm-up batch (as the job's workers get). ``core``: run on that core only; ``start_at``: a wall-clock
+    time to start the timed part at (so that several processes run it together)."""
     from spac.captioner import load_captioner
     from spac.captioner.data import image_tensor
-    from synth_pedes.malloc import keep_heap
     from synth_pedes import open_dataset
+    from synth_pedes.malloc import keep_heap
 
     keep_heap()  # as in the job's workers: the comparison is of the pipeline, not of malloc settings
     captioner = load_captioner(ckpt)
@@ -59,6 +60,7 @@ def _forward_alone(images: Path, ckpt: Path, batch_size: int, precision: str, th
         torch.set_num_threads(threads)
         for i, batch in enumerate([batches[0]] + batches):  # the first is the warm-up
             if i == 1:
+                time.sleep(max(0.0, (start_at or 0) - time.time()))
                 t0 = time.perf_counter()
             tensors = [image_tensor(r["image"]["bytes"], captioner.config.image_size) for r in batch]
             captioner.caption_tensors(torch.stack(tensors), opts)
@@ -67,6 +69,18 @@ def _forward_alone(images: Path, ckpt: Path, batch_size: int, precision: str, th
         torch.set_num_threads(before)
         if affinity is not None:
             os.sched_setaffinity(0, affinity)
+
+
+def _bare_processes(n: int, *args) -> float:
+    """Summed images/s of ``n`` plain processes (no Dask) running the forward alone together, process i
+    on core i: the most that ``n`` workers could reach on this machine."""
+    import concurrent.futures
+    import multiprocessing
+
+    start_at = time.time() + 15  # after every process has started and warmed up
+    with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_forward_alone, *args, threads=1, core=i, start_at=start_at) for i in range(n)]
+        return sum(f.result() for f in futures)
 
 
 def _peak_rss_mib() -> float:
@@ -121,6 +135,24 @@ def _fmt(values: list) -> str:
     return " / ".join(f"{v:.2f}" for v in values)
 
 
+def _bare_rows(runs: dict, job_ratios: list, pairs: int) -> list:
+    """The machine's ceiling (bare processes) and the job against it, per pair."""
+    bare = [t / o for o, t in zip(runs["bare", 1], runs["bare", 2])]
+    per_core = [j / b for j, b in zip(runs["pinned", 1], runs["bare", 1])]
+    return [
+        {"metric": "bare processes, no Dask: 1 / 2 (one per core)",
+         "value": f"{_median(runs['bare', 1]):.2f} / {_median(runs['bare', 2]):.2f}", "unit": "images/s",
+         "note": f"runs {_fmt(runs['bare', 1])} and {_fmt(runs['bare', 2])}"},
+        {"metric": "bare 2 / 1: this machine's own 2-core scaling", "value": round(_median(bare), 2), "unit": "ratio",
+         "note": f"per pair {_fmt(bare)}"},
+        {"metric": "job scaling / machine's scaling", "value": round(_median([j / b for j, b in zip(job_ratios, bare)]), 2),
+         "unit": "ratio", "note": "1.0: the job loses nothing to Dask when it adds a worker"},
+        {"metric": "job / forward alone, per core: 1 pinned worker vs 1 bare process on one core",
+         "value": round(_median(per_core), 2), "unit": "ratio", "goal": ">= 0.85", "pass": _median(per_core) >= 0.85,
+         "note": f"per pair {_fmt(per_core)}"},
+    ]
+
+
 def run(quick: bool, workdir: Path) -> dict:
     from spac.synth import SynthConfig
 
@@ -130,44 +162,46 @@ def run(quick: bool, workdir: Path) -> dict:
     cores = len(os.sched_getaffinity(0))
     precision = SynthConfig(captioner=str(ckpt)).resolved().precision  # the job's default, for both sides
     alone = _forward_alone(images, ckpt, batch_size, precision, threads=cores)
-    alone_core = _forward_alone(images, ckpt, batch_size, precision, threads=1, core=0)
-    # Scaling over workers (one torch thread each): 1- and 2-worker runs alternate, and the ratio is the
-    # median over pairs, because on a shared host a neighbour's load drifts over minutes.
-    ones, twos, mems = [], [], []
+    # 1 and 2 workers (one torch thread each), beside the same with bare processes (no Dask, one per core):
+    # the machine's own ceiling. The runs alternate and each ratio is the median over pairs, because a
+    # neighbour's load on a shared host drifts over minutes.
+    keys = ("job", 1), ("job", 2), ("pinned", 1), ("bare", 1), ("bare", 2)
+    runs: dict = {k: [] for k in keys}
+    mems = []
+    bare_ok = cores >= 2  # pinning needs a core per process
     for r in range(pairs):
-        one, mem1 = _job(images, ckpt, workdir / f"one-{r}", 1, batch_size, 1, shard_rows)
-        two, mem2 = _job(images, ckpt, workdir / f"two-{r}", 2, batch_size, 1, shard_rows)
-        ones.append(one), twos.append(two), mems.append((mem1, mem2))
-    ratios = [t / o for o, t in zip(ones, twos)]
-    pinned = {w: _job(images, ckpt, workdir / f"pinned-{w}", w, batch_size, 1, shard_rows, pin=True)[0]
-              for w in (1, 2)}
+        for kind, w in keys:
+            if kind == "job":
+                speed, mem = _job(images, ckpt, workdir / f"w{w}-{r}", w, batch_size, 1, shard_rows)
+                mems.append((w, mem))
+            elif not bare_ok:
+                continue
+            elif kind == "pinned":
+                speed = _job(images, ckpt, workdir / f"pinned-{r}", 1, batch_size, 1, shard_rows, pin=True)[0]
+            else:
+                speed = _bare_processes(w, images, ckpt, batch_size, precision)
+            runs[kind, w].append(speed)
+    job_ratios = [t / o for o, t in zip(runs["job", 1], runs["job", 2])]
     one_all, _ = _job(images, ckpt, workdir / "one-all", 1, batch_size, cores, shard_rows)
+    one, two = _median(runs["job", 1]), _median(runs["job", 2])
     rows = [
         {"metric": f"forward alone: decode + cpu-small {precision}, one process, {cores} threads",
          "value": round(alone, 2), "unit": "images/s"},
-        {"metric": "forward alone, 1 thread on one core", "value": round(alone_core, 2), "unit": "images/s"},
-        {"metric": "plip synth, 1 worker x 1 thread", "value": round(_median(ones), 2), "unit": "images/s",
-         "note": f"median of {pairs} runs: {_fmt(ones)}"},
-        {"metric": f"plip synth, {2} workers x 1 thread (the default here)", "value": round(_median(twos), 2),
-         "unit": "images/s", "note": f"median of {pairs} runs: {_fmt(twos)}"},
-        {"metric": "2 workers / 1 worker", "value": round(_median(ratios), 2), "unit": "ratio", "goal": ">= 1.7",
-         "pass": _median(ratios) >= 1.7, "note": f"median of {pairs} alternating pairs: {_fmt(ratios)}"},
-        {"metric": "plip synth, 1 / 2 workers x 1 thread, worker i pinned to core i",
-         "value": f"{pinned[1]:.2f} / {pinned[2]:.2f}", "unit": "images/s"},
-        {"metric": "2 workers / 1 worker, pinned (per-core scaling)", "value": round(pinned[2] / pinned[1], 2),
-         "unit": "ratio", "goal": ">= 1.7", "pass": pinned[2] / pinned[1] >= 1.7,
-         "note": "one pair; unpinned, a lone worker also uses the idle core (decode thread, scheduler)"},
+        {"metric": "plip synth, 1 worker x 1 thread", "value": round(one, 2), "unit": "images/s",
+         "note": f"median of {pairs} runs: {_fmt(runs['job', 1])}"},
+        {"metric": "plip synth, 2 workers x 1 thread (the default here)", "value": round(two, 2), "unit": "images/s",
+         "note": f"median of {pairs} runs: {_fmt(runs['job', 2])}"},
+        {"metric": "2 workers / 1 worker", "value": round(_median(job_ratios), 2), "unit": "ratio", "goal": ">= 1.7",
+         "pass": _median(job_ratios) >= 1.7, "note": f"median of {pairs} alternating pairs: {_fmt(job_ratios)}"},
         {"metric": "job / forward alone: the default job against one process on all cores",
-         "value": round(_median(twos) / alone, 2), "unit": "ratio", "goal": ">= 0.85",
-         "pass": _median(twos) / alone >= 0.85, "note": f"2 single-thread workers vs one {cores}-thread process"},
-        {"metric": "job / forward alone, per core: 1 pinned worker vs 1 thread on one core",
-         "value": round(pinned[1] / alone_core, 2), "unit": "ratio", "goal": ">= 0.85",
-         "pass": pinned[1] / alone_core >= 0.85},
+         "value": round(two / alone, 2), "unit": "ratio", "goal": ">= 0.85", "pass": two / alone >= 0.85,
+         "note": f"2 single-thread workers vs one {cores}-thread process"},
+        *(_bare_rows(runs, job_ratios, pairs) if bare_ok else []),
         {"metric": f"plip synth, 1 worker x {cores} threads (vs forward alone, same threads)",
          "value": round(one_all, 2), "unit": "images/s", "note": f"ratio {one_all / alone:.2f}: the worker's decode "
          "and event-loop threads stall the OpenMP team, which is why the default is a worker per core"},
-        {"metric": "peak RSS per worker (1 / 2 workers)",
-         "value": f"{max(m[0] for m in mems):.0f} / {max(m[1] for m in mems):.0f}", "unit": "MiB"},
+        {"metric": "peak RSS per worker (1 / 2 workers)", "unit": "MiB",
+         "value": " / ".join(f"{max(m for k, m in mems if k == w):.0f}" for w in (1, 2))},
     ]
     return {"rows": rows, "images": n, "batch_size": batch_size, "shard_rows": shard_rows, "precision": precision,
             "gpu": "not measured (no GPU in this run)" if not torch.cuda.is_available() else "see caption suite"}
