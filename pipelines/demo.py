@@ -132,7 +132,7 @@ def stage_synth(ctx: DemoContext) -> dict:
     out = ctx.path("datasets", "synth-captions")
     t0 = time.perf_counter()
     cli(ctx, "synth", "--images", ctx.path("datasets", "unlabeled-images"), "--captioner",
-        ctx.path("runs", "spac-captioner"), "--out", out, "--shard-size", 256, "--precision", "bf16",
+        ctx.path("runs", "spac-captioner"), "--out", out, "--shard-size", 256,
         "--recognizers", f"classifier:{ctx.path('runs', 'attribute-recognizer')}", *_workers(ctx))
     m = _manifest(out)
     rate = m.num_rows / (time.perf_counter() - t0)

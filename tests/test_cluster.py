@@ -33,3 +33,20 @@ def test_local_cluster_workers_are_quiet_and_keep_their_heap():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_keep_heap_sets_the_thresholds_in_a_running_process():
     assert keep_heap() is True
+
+
+def test_default_job_workers_share_each_gpu_but_never_exceed_the_cores(monkeypatch):
+    import torch
+
+    from pipelines import cluster
+
+    monkeypatch.setattr(cluster, "default_workers", lambda: 16)
+    assert cluster.default_job_workers("cpu") == 16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert cluster.default_job_workers("cuda") == cluster.DEFAULT_WORKERS_PER_GPU
+    assert cluster.default_job_workers("cuda", 1) == 1
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    assert cluster.default_job_workers("cuda") == 16  # 8 GPUs x 4 would be 32 workers on 16 cores
+    monkeypatch.setattr(cluster, "default_workers", lambda: 4)
+    assert cluster.default_job_workers("cuda") == 8  # at least one per GPU

@@ -1,5 +1,6 @@
 """SPAC synthesis job throughput: 1 vs 2 Dask workers, the whole job vs the model forward alone on the
-same images in one process, and peak memory per worker.
+same images in one process, and peak memory per worker; on a CUDA machine also the paper size end to
+end per GPU (``accelerator_rows``) and the projected time for LUPerson.
 
 The captioner is ``cpu-small`` (real EfficientNet-Lite0 weights, random-init decoder with the vocabulary
 shortlist training would give it), so every sequence runs to its maximum length: a lower bound on a
@@ -29,12 +30,14 @@ def _captioner(workdir: Path, n: int) -> Path:
     return save_checkpoint(workdir / "captioner", model, tok)
 
 
-def _render(out: Path, n: int, captions: int) -> Path:
+def _render(out: Path, n: int, captions: int, size: tuple = (256, 128), shard_rows: int = 32) -> Path:
+    """ProcPedes images; row groups of min(shard_rows, 256) rows are the job's units of work."""
     from pipelines.cli import main
 
     per = 8
     main(["render", "--out", str(out), "--identities", str(n // per), "--images-per-identity", str(per),
-          "--captions-per-image", str(captions), "--workers", "0", "--shard-rows", "32"])  # 32-row units
+          "--captions-per-image", str(captions), "--height", str(size[0]), "--width", str(size[1]),
+          "--workers", "0", "--shard-rows", str(shard_rows)])
     return out
 
 
@@ -103,17 +106,23 @@ def _warm_up(config, unit) -> int:
     return len(list(SpacAnnotator(config)(unit)))
 
 
+def _peak_gpu_mib() -> float:
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
+
+
 def _job(images: Path, ckpt: Path, out: Path, workers: int, batch_size: int, threads: int, shard_rows: int,
-         pin: bool = False) -> tuple:
-    """(images/s of the job on warm workers, peak RSS of the biggest worker in MiB). ``pin``: worker i runs
-    on core i only, so one worker cannot borrow an idle core for its decode thread and Dask's threads."""
+         pin: bool = False, device: str = "cpu") -> tuple:
+    """(images/s of the job on warm workers, peak RSS of the biggest worker in MiB, peak GPU memory of the
+    biggest worker in MiB). ``pin``: worker i runs on core i only, so one worker cannot borrow an idle
+    core for its decode thread and Dask's threads."""
     from pipelines.cluster import dask_client
     from pipelines.synth import plan_units, run_synth
     from spac.captioner import find_checkpoint
     from spac.synth import SynthConfig
     from synth_pedes import open_dataset
 
-    config = SynthConfig(captioner=str(find_checkpoint(ckpt).resolve()), batch_size=batch_size, threads=threads)
+    config = SynthConfig(captioner=str(find_checkpoint(ckpt).resolve()), batch_size=batch_size, threads=threads,
+                         device=device)
     with dask_client(workers) as client:
         if pin:
             for core, address in enumerate(sorted(client.scheduler_info()["workers"])):
@@ -123,8 +132,8 @@ def _job(images: Path, ckpt: Path, out: Path, workers: int, batch_size: int, thr
         t0 = time.perf_counter()
         manifest = run_synth(images, out, config, shard_rows=shard_rows, client=client)
         seconds = time.perf_counter() - t0
-        peak = max(client.run(_peak_rss_mib).values())
-    return manifest.num_rows / seconds, peak
+        peak, gpu = max(client.run(_peak_rss_mib).values()), max(client.run(_peak_gpu_mib).values())
+    return manifest.num_rows / seconds, peak, gpu
 
 
 def _median(values: list) -> float:
@@ -153,6 +162,42 @@ def _bare_rows(runs: dict, job_ratios: list, pairs: int) -> list:
     ]
 
 
+LUPERSON_IMAGES = 4_180_000
+
+
+def accelerator_rows(workdir: Path, device: str = "cuda", config: str = "paper", n: int = 8192,
+                     batch_size: int = 256) -> list:
+    """``config`` end to end on ``device``: images/s per GPU with one worker per GPU and with the default
+    workers per GPU, the projected time for LUPerson's 4.18 M images, and peak memory. The decoder is
+    random-init, so every sequence runs to its length limit: a lower bound on a trained model's speed."""
+    from pipelines.cluster import DEFAULT_WORKERS_PER_GPU, default_job_workers
+    from spac.captioner import CaptionTokenizer, SpacCaptioner, load_config, save_checkpoint
+    from spac.synth import SynthConfig
+
+    cfg = load_config(config)
+    tok = CaptionTokenizer.from_config(cfg)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(workdir / f"captioner-{config}", SpacCaptioner(cfg, tok.vocab_size, tok.eos_id).eval(), tok)
+    images = _render(workdir / f"images-{config}", n, captions=0, size=tuple(cfg.image_size), shard_rows=1024)
+    gpus = torch.cuda.device_count() if device.startswith("cuda") else 1
+    name = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu"
+    precision = SynthConfig(captioner=str(ckpt), device=device).resolved().precision
+    cores, rows, best = len(os.sched_getaffinity(0)), [], 0.0
+    for workers in sorted({default_job_workers(device, k) for k in (1, DEFAULT_WORKERS_PER_GPU)}):
+        speed, rss, gpu_mib = _job(images, ckpt, workdir / f"{config}-{workers}", workers, batch_size,
+                                   max(1, cores // workers), shard_rows=4 * batch_size, device=device)
+        best = max(best, speed / gpus)
+        rows.append({"metric": f"plip synth {config}, {name}, {workers} worker(s) on {gpus} GPU(s), batch "
+                               f"{batch_size}, {precision}", "value": round(speed / gpus, 1), "unit": "images/s per GPU",
+                     "note": f"{n} images end to end; peak per worker {rss:.0f} MiB RSS, {gpu_mib:.0f} MiB GPU"})
+    hours = LUPERSON_IMAGES / best / 3600
+    rows += [{"metric": f"images/s per GPU at {config} size, end to end (best of the above)", "value": round(best, 1),
+              "unit": "images/s", "goal": ">= 1000 on an H100", "pass": best >= 1000},
+             {"metric": "projected time for LUPerson's 4.18 M images", "value": round(hours, 2), "unit": "hours",
+              "note": f"one GPU at {best:.0f} images/s; {hours / 8:.2f} h on 8"}]
+    return rows
+
+
 def run(quick: bool, workdir: Path) -> dict:
     from spac.synth import SynthConfig
 
@@ -172,7 +217,7 @@ def run(quick: bool, workdir: Path) -> dict:
     for r in range(pairs):
         for kind, w in keys:
             if kind == "job":
-                speed, mem = _job(images, ckpt, workdir / f"w{w}-{r}", w, batch_size, 1, shard_rows)
+                speed, mem, _ = _job(images, ckpt, workdir / f"w{w}-{r}", w, batch_size, 1, shard_rows)
                 mems.append((w, mem))
             elif not bare_ok:
                 continue
@@ -182,7 +227,7 @@ def run(quick: bool, workdir: Path) -> dict:
                 speed = _bare_processes(w, images, ckpt, batch_size, precision)
             runs[kind, w].append(speed)
     job_ratios = [t / o for o, t in zip(runs["job", 1], runs["job", 2])]
-    one_all, _ = _job(images, ckpt, workdir / "one-all", 1, batch_size, cores, shard_rows)
+    one_all = _job(images, ckpt, workdir / "one-all", 1, batch_size, cores, shard_rows)[0]
     one, two = _median(runs["job", 1]), _median(runs["job", 2])
     rows = [
         {"metric": f"forward alone: decode + cpu-small {precision}, one process, {cores} threads",
@@ -203,5 +248,9 @@ def run(quick: bool, workdir: Path) -> dict:
         {"metric": "peak RSS per worker (1 / 2 workers)", "unit": "MiB",
          "value": " / ".join(f"{max(m for k, m in mems if k == w):.0f}" for w in (1, 2))},
     ]
-    return {"rows": rows, "images": n, "batch_size": batch_size, "shard_rows": shard_rows, "precision": precision,
-            "gpu": "not measured (no GPU in this run)" if not torch.cuda.is_available() else "see caption suite"}
+    if torch.cuda.is_available():
+        rows += accelerator_rows(workdir, n=1024 if quick else 8192)
+    else:
+        rows.append({"metric": "images/s per GPU at paper size, end to end", "value": None, "unit": "images/s",
+                     "goal": ">= 1000 on an H100", "note": "not measured: no CUDA device on this machine"})
+    return {"rows": rows, "images": n, "batch_size": batch_size, "shard_rows": shard_rows, "precision": precision}

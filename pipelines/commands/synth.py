@@ -5,6 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
+from ..cluster import DEFAULT_WORKERS_PER_GPU
 from ._common import add_cluster_arguments, print_summary
 
 
@@ -19,7 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=int, default=1024, dest="shard_rows", help="rows per output shard")
     parser.add_argument("--batch-size", type=int, default=32, help="images per model batch (default 32)")
     parser.add_argument("--decoding", choices=("greedy", "beam", "nucleus"), default="greedy")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (one worker per GPU)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (all GPUs: see --workers-per-gpu)")
+    parser.add_argument("--workers-per-gpu", type=int, default=None,
+                        help=f"with --device cuda and no --workers: Dask workers sharing each GPU, so their CPU "
+                             f"work overlaps its kernels (default {DEFAULT_WORKERS_PER_GPU}, at most one per core)")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="auto (default): bf16 autocast where the device runs it natively (CUDA with bf16, "
                              "CPUs with AVX-512 BF16/AMX), else fp32; resolved on this machine and recorded")
@@ -34,14 +38,16 @@ def run(args: argparse.Namespace) -> int:
 
     from spac.synth import SynthConfig
 
-    from ..cluster import dask_client, default_workers
+    from ..cluster import dask_client, default_job_workers
     from ..progress import ShardProgress
     from ..synth import run_synth, threads_per_worker
 
+    if args.device.startswith("cuda") and not torch.cuda.is_available() and args.scheduler is None:
+        raise ValueError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu, or "
+                         "--scheduler to run on a cluster with GPUs)")
     workers = args.workers
     if workers is None and args.scheduler is None:
-        workers = torch.cuda.device_count() if args.device == "cuda" and torch.cuda.is_available() \
-            else default_workers()
+        workers = default_job_workers(args.device, args.workers_per_gpu or DEFAULT_WORKERS_PER_GPU)
     config = SynthConfig(captioner=str(args.captioner),
                          recognizers=tuple(s.strip() for s in args.recognizers.split(",") if s.strip()),
                          prompt_captions=args.prompt_captions, batch_size=args.batch_size, decoding=args.decoding,
