@@ -24,9 +24,9 @@ import torch
 
 from synth_pedes.malloc import keep_heap
 from synth_pedes.schema import SLOTS, make_record
+from synth_pedes.torch_utils import AUTOCAST_PRECISIONS, bf16_supported
 
 _log = logging.getLogger(__name__)
-PRECISIONS = ("auto", "bf16", "fp32")
 _MODELS: dict = {}  # models' key -> (captioner, recognizer or None): one load per process
 
 
@@ -55,8 +55,8 @@ class SynthConfig:
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"SynthConfig.precision: {self.precision!r} is not one of {PRECISIONS}")
+        if self.precision not in AUTOCAST_PRECISIONS:
+            raise ValueError(f"SynthConfig.precision: {self.precision!r} is not one of {AUTOCAST_PRECISIONS}")
         if self.prompt_captions < 0 or self.batch_size < 1:
             raise ValueError(f"SynthConfig: prompt_captions must be >= 0 and batch_size >= 1, got "
                              f"{self.prompt_captions}, {self.batch_size}")
@@ -70,8 +70,6 @@ class SynthConfig:
         resolve differently is then refused, not mixed into one dataset)."""
         if self.precision != "auto":
             return self
-        from synth_pedes.torch_utils import bf16_supported
-
         # cuda on a client without CUDA (workers elsewhere): fp32, the safe choice; pass bf16 to override
         return replace(self, precision="bf16" if bf16_supported(self.device) else "fp32")
 

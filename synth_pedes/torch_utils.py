@@ -27,6 +27,10 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+# "auto": bf16 autocast where bf16_supported(device), else fp32 (SPAC's synthesis job and recognizers)
+AUTOCAST_PRECISIONS = ("auto", "bf16", "fp32")
+
+
 def bf16_supported(device: str | torch.device) -> bool:
     """Whether bf16 autocast runs natively on ``device`` (what every ``precision="auto"`` resolves with)."""
     device = torch.device(device)

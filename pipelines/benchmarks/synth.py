@@ -144,7 +144,7 @@ def _fmt(values: list) -> str:
     return " / ".join(f"{v:.2f}" for v in values)
 
 
-def _bare_rows(runs: dict, job_ratios: list, pairs: int) -> list:
+def _bare_rows(runs: dict, job_ratios: list) -> list:
     """The machine's ceiling (bare processes) and the job against it, per pair."""
     bare = [t / o for o, t in zip(runs["bare", 1], runs["bare", 2])]
     per_core = [j / b for j, b in zip(runs["pinned", 1], runs["bare", 1])]
@@ -241,7 +241,7 @@ def run(quick: bool, workdir: Path) -> dict:
         {"metric": "job / forward alone: the default job against one process on all cores",
          "value": round(two / alone, 2), "unit": "ratio", "goal": ">= 0.85", "pass": two / alone >= 0.85,
          "note": f"2 single-thread workers vs one {cores}-thread process"},
-        *(_bare_rows(runs, job_ratios, pairs) if bare_ok else []),
+        *(_bare_rows(runs, job_ratios) if bare_ok else []),
         {"metric": f"plip synth, 1 worker x {cores} threads (vs forward alone, same threads)",
          "value": round(one_all, 2), "unit": "images/s", "note": f"ratio {one_all / alone:.2f}: the worker's decode "
          "and event-loop threads stall the OpenMP team, which is why the default is a worker per core"},

@@ -22,11 +22,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-
-from synth_pedes.torch_utils import bf16_supported, resolve_device
 from torch import nn
 
 from synth_pedes.schema import SLOTS, UNKNOWN
+from synth_pedes.torch_utils import AUTOCAST_PRECISIONS as PRECISIONS
+from synth_pedes.torch_utils import bf16_supported, resolve_device
 
 from ..attributes import AttributeSet
 from .backbones import build_backbone, freeze_stages
@@ -38,7 +38,6 @@ _log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "spac-recognizer/1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PRECISIONS = ("auto", "bf16", "fp32")
 HEADS = ("attention", "avg")
 SCHEDULES = ("constant", "cosine")
 DEFAULT_FREEZE = {"efficientnet_lite0": 7}  # frozen backbone stages when ClassifierConfig.freeze_stages is None
