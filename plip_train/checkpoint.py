@@ -19,32 +19,15 @@ import json
 import os
 import random
 import shutil
-import subprocess
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from plip_runtime.version import code_version  # noqa: F401  (re-exported: eval, embed, convert)
+
 RUN_FILE = "run.json"
 CKPT_DIR = "checkpoints"
-
-
-def code_version() -> dict:
-    """The package version and, when running from a git checkout, the commit (dirty-marked)."""
-    from synth_pedes.manifest import package_version
-
-    info = {"package": package_version()}
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        if commit:
-            info["git"] = commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info
 
 
 def _tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from synth_pedes.torch_utils import resolve_device
+from plip_runtime.device import resolve_device
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synth_pedes.torch_utils import resolve_device
+from plip_runtime.device import autocast, resolve_device, resolve_precision
 from PIL import Image
 
 from .checkpoint import CKPT_DIR, complete_checkpoints, latest_checkpoint, load_module, read_run_file
 from .config import PlipConfig, load_config
 from .data.transforms import ImageTransform
 
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 ImageItem = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
 
 
@@ -52,12 +51,9 @@ class Embedder:
     def __init__(self, model: torch.nn.Module, cfg: PlipConfig, info: dict, *, device=None, batch_size: int = 128,
                  precision: str = "fp32", decode_threads: int | None = None):
         from .models import build_tokenizer
-        from .trainer import resolve_precision
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         self.config = cfg
         self.info = info
         self.device = resolve_device(device)
@@ -121,11 +117,6 @@ class Embedder:
         return x
 
     # ---- encoding --------------------------------------------------------------------------------
-    def _autocast(self):
-        from .trainer import autocast
-
-        return autocast(self.precision, self.device)
-
     @torch.no_grad()
     def encode_image(self, images: torch.Tensor | ImageItem | Iterable[ImageItem]) -> torch.Tensor:
         """(N, D) unit-norm float32 CPU embeddings of images: file paths, bytes, PIL images (mixed is fine), or a
@@ -145,7 +136,7 @@ class Embedder:
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
+        with autocast(self.device, self.precision):
             emb = self.model.encode_image(x)
         return normalise(emb.float()).cpu()
 
@@ -165,7 +156,7 @@ class Embedder:
         out = []
         for i in range(0, len(texts), self.batch_size):
             enc = self.tokenize(texts[i:i + self.batch_size])
-            with self._autocast():
+            with autocast(self.device, self.precision):
                 emb = self.model.encode_text(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
             out.append(normalise(emb.float()).cpu())
         return torch.cat(out) if out else torch.empty((0, self.embed_dim))

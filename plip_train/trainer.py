@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from plip_runtime.device import autocast, resolve_precision
+
 from . import checkpoint as ckpt
 from .config import PlipConfig
 from .data import BatchShape, DataError, PlipStream, StreamSpec, TrainIndex, make_loader, plan_epoch
@@ -46,22 +48,6 @@ class TrainResult:
     losses: list[dict] = field(default_factory=list)  # one dict of floats per step (this run's steps)
     samples_per_second: float = 0.0
     checkpoint: Path | None = None
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    if name != "auto":
-        return name
-    from synth_pedes.torch_utils import bf16_supported
-
-    if bf16_supported(device):
-        return "bf16"
-    return "fp16" if device.type == "cuda" else "fp32"
-
-
-def autocast(precision: str, device: torch.device):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
@@ -221,7 +207,7 @@ class Trainer:
             mb = to_device(mb, self.env.device, self.cfg.train.channels_last)
             sync = contextlib.nullcontext() if i == accum - 1 or not self.env.distributed else self.module.no_sync()
             with sync:
-                with autocast(self.precision, self.env.device):
+                with autocast(self.env.device, self.precision):
                     out = self.module(mb, progress)
                 check_finite(out, step, mb["keys"])
                 self.scaler.scale(out["loss"] / accum).backward()

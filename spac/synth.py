@@ -22,9 +22,9 @@ from typing import Iterator
 import pyarrow.parquet as pq
 import torch
 
+from plip_runtime.device import PRECISIONS, resolve_device, resolve_precision
 from synth_pedes.malloc import keep_heap
 from synth_pedes.schema import SLOTS, make_record
-from synth_pedes.torch_utils import AUTOCAST_PRECISIONS, bf16_supported
 
 _log = logging.getLogger(__name__)
 _MODELS: dict = {}  # models' key -> (captioner, recognizer or None): one load per process
@@ -47,7 +47,7 @@ class SynthConfig:
     batch_size: int = 32
     decoding: str = "greedy"  # greedy | beam | nucleus
     device: str = "cpu"  # "cuda" picks cuda:<worker index % GPUs> inside a Dask worker
-    precision: str = "auto"  # auto (bf16 where the device runs it natively) | bf16 (autocast) | fp32
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (plip_runtime.device), resolved once on the client
     # execution only (not part of the output's identity, so a resume may use another worker count):
     threads: int | None = field(default=None, compare=False)  # torch intra-op threads per process
     seed: int = 0
@@ -55,8 +55,8 @@ class SynthConfig:
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self):
-        if self.precision not in AUTOCAST_PRECISIONS:
-            raise ValueError(f"SynthConfig.precision: {self.precision!r} is not one of {AUTOCAST_PRECISIONS}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"SynthConfig.precision: {self.precision!r} is not one of {PRECISIONS}")
         if self.prompt_captions < 0 or self.batch_size < 1:
             raise ValueError(f"SynthConfig: prompt_captions must be >= 0 and batch_size >= 1, got "
                              f"{self.prompt_captions}, {self.batch_size}")
@@ -70,8 +70,8 @@ class SynthConfig:
         resolve differently is then refused, not mixed into one dataset)."""
         if self.precision != "auto":
             return self
-        # cuda on a client without CUDA (workers elsewhere): fp32, the safe choice; pass bf16 to override
-        return replace(self, precision="bf16" if bf16_supported(self.device) else "fp32")
+        # cuda on a client without CUDA (workers elsewhere) resolves to fp32, the safe choice; pass bf16 to override
+        return replace(self, precision=resolve_precision("auto", self.device))
 
     def to_dict(self) -> dict:
         """What determines the output (recorded in the manifest and the shard plan's fingerprint)."""
@@ -81,18 +81,16 @@ class SynthConfig:
         return d
 
 
-def resolve_device(device: str) -> str:
-    """``cuda`` inside a Dask worker means that worker's own GPU: one worker per GPU."""
-    if device != "cuda" or not torch.cuda.is_available():
-        return device
+def worker_index() -> int:
+    """This Dask worker's number (0 outside a worker): a bare ``cuda`` means GPU worker_index % GPUs, so the
+    workers of a job spread over the GPUs (see plip_runtime.device.resolve_device)."""
     try:
         from distributed import get_worker
 
         name = get_worker().name
-        index = int(name) if str(name).isdigit() else 0
+        return int(name) if str(name).isdigit() else 0
     except (ImportError, ValueError):
-        index = 0
-    return f"cuda:{index % torch.cuda.device_count()}"
+        return 0
 
 
 def build_recognizer(specs: tuple, threshold: float, device: str):
@@ -120,7 +118,7 @@ def load_models(config: SynthConfig):
         from .phrases import get_extractor
         from .templates import load_library
 
-        device = resolve_device(config.device)
+        device = str(resolve_device(config.device, worker_index()))
         captioner = load_captioner(config.captioner, device=device)
         get_extractor(), load_library()  # spaCy and the templates load here, once, not in the first shard
         _MODELS[key] = (captioner, build_recognizer(config.recognizers, config.union_threshold, device))

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -23,13 +22,6 @@ MANIFEST_FORMAT = "synth-pedes-manifest/1"
 MANIFEST_NAME = "manifest.json"
 KINDS = ("images", "captions", "benchmark")
 _VOLATILE = ("id", "created_at")  # not part of the content hash
-
-
-def package_version() -> str:
-    try:
-        return metadata.version("plip")
-    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
-        return "0+unknown"
 
 
 @dataclass(frozen=True)

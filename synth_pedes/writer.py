@@ -32,8 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from plip_runtime.version import package_version
+
 from .errors import DatasetExistsError, ShardWriteError
-from .manifest import MANIFEST_NAME, Manifest, ShardInfo, package_version, read_manifest
+from .manifest import MANIFEST_NAME, Manifest, ShardInfo, read_manifest
 from .schema import RECORD_SCHEMA, check_schema
 
 _log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pipelines.cli import main
 from spac.captioner import CaptionTokenizer, SpacCaptioner, load_config, save_checkpoint
 from spac.synth import SynthConfig
 from synth_pedes import SLOTS, open_dataset
-from synth_pedes.torch_utils import bf16_supported
+from plip_runtime.device import bf16_supported
 
 DASK = str(Path(sys.executable).parent / "dask")
 
@@ -70,10 +70,12 @@ def test_synth_writes_a_caption_dataset_with_lineage_and_spans(setup, tmp_path, 
 def test_synth_config_precision():
     assert SynthConfig(captioner="c", precision="fp32").resolved().precision == "fp32"
     assert SynthConfig(captioner="c").resolved().precision in ("bf16", "fp32")
-    assert SynthConfig(captioner="c", device="cuda:0").resolved().precision == \
-        ("bf16" if bf16_supported("cuda:0") else "fp32")  # no CUDA here: fp32, the safe choice
+    # no CUDA here: fp32, the safe choice; a GPU without native bf16: fp16 autocast
+    expected = "bf16" if bf16_supported("cuda:0") else "fp16" if torch.cuda.is_available() else "fp32"
+    assert SynthConfig(captioner="c", device="cuda:0").resolved().precision == expected
+    assert SynthConfig(captioner="c", precision="fp16").resolved().precision == "fp16"
     with pytest.raises(ValueError, match="precision"):
-        SynthConfig(captioner="c", precision="fp16")
+        SynthConfig(captioner="c", precision="fp8")
 
 
 def test_same_input_and_config_give_the_same_rows_on_a_cluster(setup, tmp_path):

@@ -38,7 +38,7 @@ def run(quick: bool, workdir: Path, images: int | None = None, repeats: int | No
     from spac.recognizers import AttributeClassifier, ClassifierConfig, ClassifierRecognizer
     from spac.recognizers.base import decode_rows
     from spac.recognizers.classifier import images_to_tensor
-    from synth_pedes.torch_utils import cpu_supports_bf16
+    from plip_runtime.device import cpu_supports_bf16
     from synth_pedes.schema import SLOTS, UNKNOWN
 
     n = images or (128 if quick else 512)

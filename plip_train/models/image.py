@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from open_clip.modified_resnet import AttentionPool2d, ModifiedResNet
 from torch import nn
 
-from synth_pedes.torch_utils import efficientnet_lite0_weights_path, read_state_dict
+from plip_runtime.weights import efficientnet_lite0_weights_path, read_state_dict
 
 from .config import EFFICIENTNET_PACKAGE, ImageTowerConfig
 

@@ -12,7 +12,6 @@ Nucleus sampling draws from a ``torch.Generator`` seeded with ``seed``: same inp
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import dataclass, field, replace
@@ -21,6 +20,7 @@ from typing import Sequence
 
 import torch
 
+from plip_runtime.device import autocast, check_precision
 from synth_pedes.schema import SLOTS
 
 from .config import DECODINGS, CaptionerConfig
@@ -43,7 +43,7 @@ class DecodingOptions:
     max_caption_tokens: int = 64  # END included
     seed: int = 0
     use_cache: bool = True
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "fp32"  # auto | fp32 | bf16 | fp16 (plip_runtime.device)
 
     def __post_init__(self):
         if self.method not in DECODINGS:
@@ -51,6 +51,7 @@ class DecodingOptions:
         if self.num_beams < 1 or not 0 < self.top_p <= 1 or self.temperature <= 0:
             raise ValueError(f"bad decoding options: num_beams={self.num_beams}, top_p={self.top_p}, "
                              f"temperature={self.temperature}")
+        check_precision(self.precision)
 
     @classmethod
     def from_config(cls, cfg: CaptionerConfig, **overrides) -> "DecodingOptions":
@@ -58,12 +59,6 @@ class DecodingOptions:
                    length_penalty=cfg.length_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
                    max_attribute_tokens=cfg.max_attribute_tokens, max_caption_tokens=cfg.max_caption_tokens)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 # --- one decoder call -------------------------------------------------------------------------

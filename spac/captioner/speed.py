@@ -16,8 +16,10 @@ import time
 
 import torch
 
+from plip_runtime.device import autocast
+
 from .config import CaptionerConfig, load_config
-from .generate import Captioner, DecodingOptions, autocast
+from .generate import Captioner, DecodingOptions
 from .model import SpacCaptioner
 from .tokenizer import CaptionTokenizer
 

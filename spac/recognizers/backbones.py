@@ -15,7 +15,7 @@ import logging
 import torch
 from torch import nn
 
-from synth_pedes.torch_utils import efficientnet_lite0_weights_path, read_state_dict
+from plip_runtime.weights import efficientnet_lite0_weights_path, read_state_dict
 
 _log = logging.getLogger(__name__)
 

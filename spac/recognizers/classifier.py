@@ -24,9 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from plip_runtime.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from synth_pedes.schema import SLOTS, UNKNOWN
-from synth_pedes.torch_utils import AUTOCAST_PRECISIONS as PRECISIONS
-from synth_pedes.torch_utils import bf16_supported, resolve_device
 
 from ..attributes import AttributeSet
 from .backbones import build_backbone, freeze_stages
@@ -296,20 +295,6 @@ def random_hflip(x: torch.Tensor, p: float, generator: torch.Generator | None = 
     return x
 
 
-# ---- devices and precision --------------------------------------------------------------------------------------
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (None: fp32, no autocast)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
-    if precision == "fp32":
-        return None
-    if not bf16_supported(device):
-        if precision == "bf16":
-            _log.warning("bf16 autocast asked for but %s does not support it well; running fp32", device)
-        return None
-    return torch.bfloat16
-
-
 # ---- checkpoints ------------------------------------------------------------------------------------------------
 def save_checkpoint(out_dir: str | os.PathLike, model: AttributeClassifier, vocab: dict[str, list[str]],
                     extra: dict | None = None) -> Path:
@@ -427,8 +412,7 @@ class ClassifierRecognizer(Recognizer):
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         self.model, self.config, self.vocab = model, config, vocab
         self.batch_size, self.threshold = batch_size, float(threshold)
-        self.precision = precision or config.precision
-        self.amp_dtype = autocast_dtype(self.precision, self.device)
+        self.precision = resolve_precision(precision or config.precision, self.device)
         self.channels_last = config.channels_last if channels_last is None else channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -441,8 +425,7 @@ class ClassifierRecognizer(Recognizer):
             x = images_to_tensor(images[i:i + self.batch_size], self.config).to(self.device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
+            with autocast(self.device, self.precision):
                 logits = self.model(x)
             for s in SLOTS:
                 outs[s].append(logits[s].float().softmax(-1).cpu())

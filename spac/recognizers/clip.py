@@ -22,12 +22,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from plip_runtime.device import autocast, resolve_device, resolve_precision
 from synth_pedes.schema import SLOTS, UNKNOWN
 
 from ..attributes import AttributeSet, load_lexicon
 from .base import AttributePrediction, Recognizer, register
 from .canon import canonical_phrase
-from .classifier import autocast_dtype, resolve_device
 
 _log = logging.getLogger(__name__)
 
@@ -180,8 +180,7 @@ class ClipRecognizer(Recognizer):
                 raise ValueError(f"templates[{s!r}] must be a non-empty list of strings with a '{{}}' placeholder")
         self.threshold, self.temperature = float(threshold), temperature
         self.batch_size, self.fit = int(batch_size), fit
-        self.amp_dtype = autocast_dtype(precision, self.device)
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.device)
         cfg = getattr(self.net.visual, "preprocess_cfg", {}) or {}
         size = getattr(self.net.visual, "image_size", 224)
         self.size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))  # (H, W)
@@ -237,8 +236,7 @@ class ClipRecognizer(Recognizer):
         feats = []
         for i in range(0, len(images), self.batch_size):
             x = self._tensor(images[i:i + self.batch_size]).to(self.device)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
+            with autocast(self.device, self.precision):
                 feats.append(self.net.encode_image(x).float())
         img = torch.nn.functional.normalize(torch.cat(feats), dim=-1)
         best = {}

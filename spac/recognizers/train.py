@@ -34,8 +34,10 @@ import torch.nn.functional as F
 from synth_pedes.schema import SLOTS
 
 from .base import decode_image
-from .classifier import (CONFIG_FILE, AttributeClassifier, ClassifierConfig, autocast_dtype, images_to_tensor,
-                         load_checkpoint, random_hflip, resolve_device, save_checkpoint)
+from plip_runtime.device import autocast_dtype, resolve_device
+
+from .classifier import (CONFIG_FILE, AttributeClassifier, ClassifierConfig, images_to_tensor, load_checkpoint,
+                         random_hflip, save_checkpoint)
 from .labels import IGNORE_INDEX, build_vocab, caption_texts, check_vocab, encode_labels, labels_for_rows
 
 _log = logging.getLogger(__name__)
@@ -259,7 +261,7 @@ def train_classifier(data_dirs: Sequence[str | os.PathLike], out_dir: str | os.P
             raise ValueError(f"{out} already holds {step} training steps (asked for {total}); raise --epochs or "
                              "--max-steps to train further, or use a new --out directory")
         _log.info("resuming %s at step %d of %d", out, step, total)
-    amp = autocast_dtype(config.precision, dev)
+    amp = autocast_dtype(config.precision, dev)  # (interim: the run machinery replaces this)
     extra = {"data": data.sources, "label_coverage": coverage, "train_images": n,
              "precision": "bf16" if amp is not None else "fp32", "device": dev.type}
     out.mkdir(parents=True, exist_ok=True)

@@ -31,9 +31,11 @@ from typing import Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from plip_runtime.version import package_version
+
 from ..dataset import validate_dataset
 from ..errors import IntegrityError, ManifestError, SynthPedesError
-from ..manifest import MANIFEST_NAME, Manifest, ShardInfo, package_version, read_manifest
+from ..manifest import MANIFEST_NAME, Manifest, ShardInfo, read_manifest
 from . import html, plots, readme, reference
 from .lineage import lineage
 from .partial import PartialStats, shard_partial

