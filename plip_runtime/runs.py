@@ -14,14 +14,15 @@ that may extend a run's budget, stop-after, seeds and logs.
 A checkpoint is written under a temporary name and renamed, so a crash mid-write leaves the previous one as
 the latest complete checkpoint; the newest ``train.keep_checkpoints`` are kept. A trainer's loop::
 
-    run = Run(out, kind="spac-captioner", config=cfg.to_dict(), train=cfg.train, options=options,
-              datasets=lineage, device=device)
-    ... load data ...; run.plan(steps_per_epoch, samples_per_step)   # run.start_step: 0, or where it resumes
-    if run.resume_from: load weights from run.resume_from; restore from run.trainer_state; run.restore_rng()
+    run = Run(out, kind="spac-captioner", config=cfg.to_dict(), train=cfg.train, options=options, device=device)
+    # run.start_step is 0, or the step it resumes from; run.resume_from the checkpoint to load weights from
+    ... build the model (from run.resume_from when resuming), read the data ...
+    run.plan(steps_per_epoch, datasets=lineage)     # checks a resume's data, writes run.json, starts the logs
+    if run.trainer_state: restore optimizer, data position ... from it; run.restore_rng()
     for step in range(run.start_step, run.end_step):
         ... one optimizer step ...; run.log(step, terms, lr, samples)
-        if run.checkpoint_due(step + 1): run.save(step + 1, write_weights, trainer_state)
-    run.finish(write_weights, trainer_state)
+        if run.checkpoint_due(step + 1): run.save(step + 1, write_weights, trainer_state())
+    checkpoint = run.finish(write_weights, trainer_state())      # write_weights(directory, step)
 
 Resuming (``RunOptions.resume``) refuses other data and another configuration, naming each field that differs
 and its two values, except the budget (``train.epochs``, ``train.max_steps``): a run may be resumed with a larger
@@ -114,7 +115,10 @@ def seed_everything(seed: int) -> None:
 
 def rng_state() -> dict:
     """This process's RNG states (torch CPU, every CUDA device, Python, NumPy): what exact resume restores."""
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # NumPy's state as plain values: checkpoints load with weights_only=True, which refuses NumPy arrays
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (kind, keys.tolist(), int(pos), int(has_gauss), float(cached))}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -124,7 +128,8 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     if "numpy" in state:
-        np.random.set_state(state["numpy"])
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -250,21 +255,42 @@ def _describe(diff: Sequence[tuple[str, Any, Any]]) -> str:
     return "; ".join(f"{name} {json.dumps(old)} in the run, {json.dumps(new)} now" for name, old, new in diff)
 
 
+@dataclass
+class TrainResult:
+    """A finished (or stopped-after) training segment, the same for every trainer."""
+
+    run_dir: Path
+    start_step: int  # where this segment began (0, or the step it resumed from)
+    end_step: int  # where it stopped: the run's total, or --stop-after
+    total_steps: int  # the run's budget
+    checkpoint: Path | None  # the last checkpoint written (None on other ranks than the main one)
+    losses: list[dict]  # the loss terms of every step of this segment (floats)
+    samples_per_second: float  # this segment's training throughput (set-up excluded)
+    extra: dict  # trainer facts (corpus statistics, vocabulary sizes, ...)
+
+    @property
+    def steps(self) -> int:
+        return self.end_step - self.start_step
+
+    @property
+    def finished(self) -> bool:
+        return self.end_step >= self.total_steps
+
+
 class Run:
     """One training run's directory and lifecycle (see the module docstring for the loop).
 
     ``kind`` names the trainer (``plip-pretrain``, ``spac-captioner``, ``spac-recognizer``, ...); ``config`` is
-    the trainer's whole config as a dict, ``train`` its :class:`TrainArgs`; ``datasets`` the lineage consumed
-    (``[{"path", "id", "name", "rows", ...}]``). ``extendable``: True when the trainer's schedule lets a resumed
-    run take a larger budget; otherwise a sentence saying why not, shown when a resume asks for one. Under
-    ``torchrun`` every rank builds the run; only ``rank`` 0 writes, and ``barrier`` synchronises the ranks after
-    each write."""
+    the trainer's whole config as a dict, ``train`` its :class:`TrainArgs`. ``extendable``: True when the
+    trainer's schedule lets a resumed run take a larger budget; otherwise a sentence saying why not, shown when
+    a resume asks for one. Under ``torchrun`` every rank builds the run; only ``rank`` 0 writes, and ``barrier``
+    synchronises the ranks after each write."""
 
     def __init__(self, directory: str | os.PathLike, *, kind: str, config: dict, train: TrainArgs,
-                 options: RunOptions, datasets: list[dict], device: torch.device, extendable: bool | str = True,
+                 options: RunOptions, device: torch.device, extendable: bool | str = True,
                  rank: int = 0, world_size: int = 1, barrier: Callable[[], None] = lambda: None):
         self.directory, self.kind, self.config, self.train = Path(directory), kind, config, train
-        self.options, self.datasets, self.device = options, datasets, device
+        self.options, self.device, self.datasets = options, device, []
         self.rank, self.world_size, self._barrier = rank, world_size, barrier
         self.is_main = rank == 0
         self.precision = resolve_precision(train.precision, device)
@@ -272,7 +298,10 @@ class Run:
         self.extension: dict | None = None
         self.logger: MetricLogger | None = None
         self.steps_per_epoch = self.total_steps = self.end_step = 0
+        self._saved: dict | None = None  # the run.json being resumed
         self._record: dict = {}
+        if options.threads:
+            torch.set_num_threads(options.threads)
         seed_everything(train.seed)
         self._open(extendable)
         self._barrier()  # every rank has checked the directory before the main rank writes to it
@@ -292,10 +321,7 @@ class Run:
         if saved["kind"] != self.kind:
             raise ValueError(f"{self.directory} holds a {saved['kind']} run, not a {self.kind} run; choose a new "
                              "--out directory")
-        old_ids, new_ids = [d.get("id") for d in saved["datasets"]], [d.get("id") for d in self.datasets]
-        if old_ids != new_ids:
-            raise ValueError(f"{self.directory}: --resume with other data (the run trained on {old_ids}, now "
-                             f"{new_ids}); resume on the same data or start a new run")
+        self._saved = saved
         diff = config_diff(saved.get("config"), self.config)
         budget = [d for d in diff if d[0] in BUDGET_FIELDS]
         other = [d for d in diff if d[0] not in BUDGET_FIELDS]
@@ -323,10 +349,16 @@ class Run:
         set_rng_state(states[min(self.rank, len(states) - 1)])
 
     # ---- planning and logging -----------------------------------------------------------------------------
-    def plan(self, steps_per_epoch: int, **record: Any) -> None:
-        """Fix the run's length from the data (``steps_per_epoch``), write ``run.json`` and start the logs.
-        ``record``: trainer facts for ``run.json`` (corpus statistics, parameter counts, ...)."""
-        self.steps_per_epoch = steps_per_epoch
+    def plan(self, steps_per_epoch: int, datasets: list[dict], **record: Any) -> None:
+        """Fix the run's length from the data (``steps_per_epoch``), check that a resumed run reads the same data,
+        write ``run.json`` and start the logs. ``datasets``: the lineage consumed (``[{"path", "id", "name",
+        "rows", ...}]``); ``record``: trainer facts for ``run.json`` (corpus statistics, parameter counts, ...)."""
+        if self._saved is not None:
+            old_ids, new_ids = [d.get("id") for d in self._saved["datasets"]], [d.get("id") for d in datasets]
+            if old_ids != new_ids:
+                raise ValueError(f"{self.directory}: --resume with other data (the run trained on {old_ids}, now "
+                                 f"{new_ids}); resume on the same data or start a new run")
+        self.datasets, self.steps_per_epoch = datasets, steps_per_epoch
         self.total_steps = self.train.total_steps(steps_per_epoch)
         stop = self.options.stop_after
         self.end_step = self.total_steps if stop is None else min(self.total_steps, stop)
@@ -357,17 +389,19 @@ class Run:
         return steps_done % self.train.checkpoint_every == 0 and steps_done < self.end_step
 
     # ---- checkpoints and run.json -----------------------------------------------------------------------
-    def save(self, steps_done: int, write_weights: Callable[[Path], None], trainer_state: dict) -> Path | None:
-        """Write a checkpoint after ``steps_done`` steps (main rank) and update ``run.json``; every rank waits."""
+    def save(self, steps_done: int, write_weights: Callable[[Path, int], None], trainer_state: dict) -> Path | None:
+        """Write a checkpoint after ``steps_done`` steps (main rank; ``write_weights(directory, step)`` writes the
+        model's files) and update ``run.json``; every rank waits."""
         path = None
         if self.is_main:
-            path = write_checkpoint(self.directory, steps_done, steps_done / self.steps_per_epoch, write_weights,
-                                    trainer_state, keep=self.train.keep_checkpoints)
+            path = write_checkpoint(self.directory, steps_done, steps_done / self.steps_per_epoch,
+                                    lambda directory: write_weights(directory, steps_done), trainer_state,
+                                    keep=self.train.keep_checkpoints)
             self._write(steps_done, path, finished=steps_done >= self.total_steps)
         self._barrier()
         return path
 
-    def finish(self, write_weights: Callable[[Path], None], trainer_state: dict) -> Path | None:
+    def finish(self, write_weights: Callable[[Path, int], None], trainer_state: dict) -> Path | None:
         """The last checkpoint (at ``end_step``), the logs closed and ``losses.png`` drawn."""
         path = self.save(self.end_step, write_weights, trainer_state)
         self.close()
@@ -379,8 +413,10 @@ class Run:
         if self.logger is not None:
             self.logger.close()
 
-    def samples_per_second(self) -> float:
-        return self.logger.samples_per_second() if self.logger is not None else 0.0
+    def result(self, losses: list[dict], checkpoint: Path | None, **extra: Any) -> "TrainResult":
+        """What a trainer returns: this process's steps and losses, the last checkpoint, ``extra`` facts."""
+        return TrainResult(self.directory, self.start_step, self.end_step, self.total_steps, checkpoint, losses,
+                           self.logger.samples_per_second() if self.logger is not None else 0.0, extra)
 
     def _write(self, step: int, checkpoint: Path | None, finished: bool) -> None:
         write_run_file(self.directory, {

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from plip_runtime.runs import RunOptions
 from spac.captioner import (CaptionerConfig, CaptionTokenizer, CheckpointError, DecodingOptions, SpacCaptioner,
-                            TrainOptions, count_parameters, generate_tokens, list_configs, load_captioner,
-                            load_checkpoint, load_config, train)
+                            count_parameters, generate_tokens, list_configs, load_captioner, load_checkpoint,
+                            load_config, train)
 from spac.captioner.data import Collate, CorpusDataset, EpochBatches, caption_style_index, load_corpus
 from synth_pedes import write_dataset
 from synth_pedes.procpedes import ProcPedesConfig, plan_items, render_record
@@ -32,7 +33,7 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_run(data_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("spac_cap") / "run"
-    train([data_dir], out, "tiny", TrainOptions(max_steps=2, progress=False))
+    train(load_config("tiny", ["train.max_steps=2"]), [data_dir], out, RunOptions(progress=False))
     return out
 
 
@@ -60,13 +61,20 @@ def test_shipped_configs_load_and_validate():
 
 def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(ValueError, match="decoder_width"):
-        load_config("tiny", decoder_width=15)
+        load_config("tiny", ["decoder_width=15"])
     with pytest.raises(ValueError, match="style_assignment"):
-        load_config("tiny", style_assignment="by-annotator")
-    with pytest.raises(ValueError, match="unknown config field"):
+        load_config("tiny").replace(style_assignment="by-annotator")
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['decoder_widht'\]"):
         CaptionerConfig.from_dict({"name": "x", "decoder_widht": 8})
     with pytest.raises(ValueError, match="tokenizer_path"):
-        load_config("tiny", tokenizer="gpt2")
+        load_config("tiny").replace(tokenizer="gpt2")
+    with pytest.raises(ValueError, match=r"train\.epochs: must be a number"):
+        load_config("tiny", ["train.epochs=0"])
+    # a config.json written before the train section existed still loads
+    legacy = {k: v for k, v in load_config("tiny").to_dict().items() if k not in ("train", "split")}
+    legacy.update(epochs=3, precision="bf16", checkpoint_every=7, log_every=2)
+    assert CaptionerConfig.from_dict(legacy).train.to_dict() == {
+        **load_config("tiny").train.to_dict(), "epochs": 3, "precision": "bf16", "checkpoint_every": 7, "log_every": 2}
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json"):
@@ -145,13 +153,13 @@ def test_style_assignment_and_attribute_targets(data_dir):
     assert corpus.stats["captions_per_style"] == {"cuhk-pedes": len(corpus), "icfg-pedes": len(corpus)}
     ex = corpus.examples[0]
     assert [s for s, _ in ex.captions] == [0, 1] and ex.attributes["person"] != "unknown"
-    by_pos = load_config("tiny", style_assignment="by-position", styles=["first", "second"])
+    by_pos = load_config("tiny").replace(style_assignment="by-position", styles=("first", "second"))
     assert caption_style_index(by_pos, {"style": "whatever"}, {}, 1) == 1
     assert caption_style_index(by_pos, {"style": "whatever"}, {}, 2) is None
-    from_dataset = load_corpus([data_dir], load_config("tiny", attribute_source="dataset"), tok)
+    from_dataset = load_corpus([data_dir], load_config("tiny").replace(attribute_source="dataset"), tok)
     assert all(len(a) for a in from_dataset.examples[0].attribute_ids)
     with pytest.raises(ValueError, match="caption styles are"):
-        load_corpus([data_dir], load_config("tiny", styles=["rstpreid-only"]), tok)
+        load_corpus([data_dir], load_config("tiny").replace(styles=("rstpreid-only",)), tok)
     batch = Collate(tok.pad_id)([CorpusDataset(corpus, cfg.image_size)[x]
                                  for x in next(iter(EpochBatches(len(corpus), 3, 0, 0, 0.5)))])
     assert batch["images"].shape == (3, 3, 64, 32) and batch["attribute_tokens"].shape[0] == 18
@@ -162,29 +170,43 @@ def test_style_assignment_and_attribute_targets(data_dir):
 def _weights(run: Path) -> dict:
     from safetensors.torch import load_file
 
-    return load_file(str(run / "checkpoint" / "model.safetensors"))
+    from spac.captioner import find_checkpoint
+
+    return load_file(str(find_checkpoint(run) / "model.safetensors"))
 
 
 def test_resume_gives_identical_weights(data_dir, tmp_path):
-    """6 steps in one go == 3 steps, stop, resume 3 more (crossing an epoch boundary at step 4)."""
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    opts = TrainOptions(max_steps=6, batch_size=4, progress=False, checkpoint_every=2)
-    train([data_dir], straight, "tiny", opts)
-    train([data_dir], split, "tiny", replace(opts, max_steps=3))
+    """6 steps in one go == 3 steps, stop, resume 3 more (crossing an epoch boundary at step 4); and a
+    finished 3-step run resumed with --max-steps 6 trains on to the same weights (train it longer)."""
+    straight, split, longer = tmp_path / "straight", tmp_path / "split", tmp_path / "longer"
+    cfg = load_config("tiny", ["train.max_steps=6", "batch_size=4", "train.checkpoint_every=2"])
+    opts = RunOptions(progress=False)
+    train(cfg, [data_dir], straight, opts)
+    train(cfg, [data_dir], split, replace(opts, stop_after=3))
     with pytest.raises(ValueError, match="--resume"):
-        train([data_dir], split, "tiny", replace(opts, max_steps=6))
-    with pytest.raises(ValueError, match="batch size"):
-        train([data_dir], split, "tiny", replace(opts, max_steps=6, resume=True, batch_size=2))
-    res = train([data_dir], split, "tiny", replace(opts, resume=True))
-    assert res["step"] == 6 and res["epochs_done"] > 1
+        train(cfg, [data_dir], split, opts)
+    with pytest.raises(ValueError, match=r"batch_size 4 in the run, 2 now"):
+        train(cfg.replace(batch_size=2), [data_dir], split, replace(opts, resume=True))
+    res = train(cfg, [data_dir], split, replace(opts, resume=True))
+    assert (res.start_step, res.end_step, res.finished) == (3, 6, True) and len(res.losses) == 3
     a, b = _weights(straight), _weights(split)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    log = [json.loads(ln) for ln in (split / "train_log.jsonl").read_text().splitlines()]
+    log = [json.loads(ln) for ln in (split / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
-    run = json.loads((split / "checkpoint" / "run.json").read_text())
-    assert run["datasets"][0]["id"].startswith("sha256:") and run["step"] == 6
-    assert {p.name for p in (split / "checkpoint").iterdir()} >= {
-        "config.json", "model.safetensors", "vocab.txt", "run.json", "trainer_state.pt", "decoder_config.json"}
+    run = json.loads((split / "run.json").read_text())
+    assert run["kind"] == "spac-captioner" and run["datasets"][0]["id"].startswith("sha256:") and run["step"] == 6
+    assert run["finished"] and run["code"]["package"] and run["corpus"]["images"] == 16
+    assert {p.name for p in (split / run["checkpoint"]).iterdir()} == {
+        "config.json", "model.safetensors", "vocab.txt", "trainer.pt", "state.json", "decoder_config.json"}
+    # train a finished run longer: 3 steps, then --resume with max_steps 6
+    train(cfg.replace(train=cfg.train.replace(max_steps=3)), [data_dir], longer, opts)
+    with pytest.raises(ValueError, match=r"already holds 3 training steps, the whole budget"):
+        train(cfg.replace(train=cfg.train.replace(max_steps=3)), [data_dir], longer, replace(opts, resume=True))
+    train(cfg, [data_dir], longer, replace(opts, resume=True))
+    c = _weights(longer)
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    info = json.loads((longer / "run.json").read_text())
+    assert info["extensions"] == [{"at_step": 3, "changed": {"train.max_steps": [3, 6]}}]
 
 
 def test_checkpoint_mismatches_raise_clear_errors(tiny_run, tmp_path):
@@ -194,7 +216,7 @@ def test_checkpoint_mismatches_raise_clear_errors(tiny_run, tmp_path):
 
     def copy() -> Path:
         d = tmp_path / f"c{len(list(tmp_path.iterdir()))}"
-        shutil.copytree(tiny_run / "checkpoint", d)
+        shutil.copytree(tiny_run / "checkpoints" / "step-000002", d)
         return d
 
     model, tok, meta = load_checkpoint(tiny_run)
@@ -234,12 +256,12 @@ def test_local_gpt2_decoder_and_tokenizer(tmp_path):
     bpe.train_from_iterator(["a man in a red jacket and blue jeans", "a woman with long black hair"] * 20,
                             vocab_size=300, special_tokens=["<|endoftext|>"])
     bpe.save_model(str(tmp_path))
-    tok = CaptionTokenizer.from_config(load_config("tiny", tokenizer="gpt2", tokenizer_path=str(tmp_path)))
+    tok = CaptionTokenizer.from_config(load_config("tiny").replace(tokenizer="gpt2", tokenizer_path=str(tmp_path)))
     torch.manual_seed(1)
     GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size, n_positions=64, n_embd=16, n_layer=1, n_head=2)
                     ).save_pretrained(tmp_path)
-    cfg = load_config("tiny", tokenizer="gpt2", tokenizer_path=str(tmp_path), decoder_weights=str(tmp_path),
-                      vocab_shortlist=False)
+    cfg = load_config("tiny").replace(tokenizer="gpt2", tokenizer_path=str(tmp_path), decoder_weights=str(tmp_path),
+                                      vocab_shortlist=False)
     model = SpacCaptioner(cfg, tok.vocab_size, tok.eos_id)
     ref = GPT2LMHeadModel.from_pretrained(tmp_path)
     assert torch.equal(model.decoder.transformer.wte.weight, ref.transformer.wte.weight)

@@ -59,12 +59,13 @@ def test_text_statistics():
 def test_evaluate_reports_every_measure(tmp_path, records):
     from synth_pedes import write_dataset
 
-    from spac.captioner import TrainOptions, load_captioner, train
+    from plip_runtime.runs import RunOptions
+    from spac.captioner import load_captioner, train
 
     data = tmp_path / "data"
     write_dataset(records, data, name="procpedes-q", kind="benchmark", shard_rows=100)
-    train([data], tmp_path / "run", load_config("tiny", max_caption_tokens=10),
-          TrainOptions(max_steps=1, progress=False))
+    train(load_config("tiny", ["max_caption_tokens=10", "train.max_steps=1"]), [data], tmp_path / "run",
+          RunOptions(progress=False))
     report = evaluate_captioner(load_captioner(tmp_path / "run"), [data], "test", samples=2)
     assert report["images"] == sum(r["split"] == "test" for r in records) and report["failed"] == 0
     assert set(report["attributes"]) == {"person", "head", "upper", "lower", "shoes", "belongings"}

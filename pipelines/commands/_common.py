@@ -37,6 +37,86 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler to use instead")
 
 
+# ---- training commands: the flags every trainer shares, generated from TrainArgs and RunOptions ---------------
+_TRAINING_HELP = {
+    "epochs": "passes over the training data (the run's budget unless --max-steps is given; default: the config's)",
+    "max_steps": "train this many optimizer steps in all (replaces --epochs; raise it with --resume to train a "
+                 "finished run longer)",
+    "precision": "auto (bf16 where the device runs it natively, fp16 on older GPUs, else fp32), fp32, bf16 or fp16 "
+                 "(default: the config's)",
+    "seed": "random seed of weights, data order and augmentation (default: the config's)",
+    "log_every": "steps between metrics.jsonl lines (default: the config's)",
+    "checkpoint_every": "steps between checkpoints; one is always written at the end (default: the config's)",
+    "keep_checkpoints": "newest checkpoints kept (default: the config's)",
+    "device": "auto (a GPU when there is one; the default), cpu, cuda or cuda:N",
+    "resume": "continue the run in --out from its latest checkpoint (with a larger --max-steps/--epochs: train "
+              "it longer)",
+    "stop_after": "stop with a checkpoint after this step without changing the schedule; --resume continues it "
+                  "(time-sliced or preemptible jobs)",
+    "workers": "data-loading worker processes (default: the trainer's)",
+    "threads": "torch CPU threads (default: torch's; 1 can be faster on a busy shared machine)",
+    "progress": "no progress bar (default: one when stderr is a terminal)",
+}
+
+
+def _flag_type(annotation: str):
+    return int if "int" in annotation else float if "float" in annotation else str
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, config_help: str) -> None:
+    """``--config``, ``--set`` and one flag per field of ``TrainArgs`` (the config's ``train`` section) and
+    ``RunOptions``: the same names and meaning in ``plip train``, ``plip spac train`` and ``plip spac
+    train-recognizer``. Their values are checked once, by the config and the options, not here."""
+    import dataclasses
+
+    from plip_runtime.device import PRECISIONS
+    from plip_runtime.runs import RunOptions, TrainArgs
+
+    parser.add_argument("--config", default=None, help=config_help)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value (JSON), e.g. --set train.seed=3; a dotted path reaches into a "
+                             "section (repeatable)")
+    group = parser.add_argument_group("training run (the same in every training command)")
+    for spec in (*dataclasses.fields(TrainArgs), *dataclasses.fields(RunOptions)):
+        flag, help_text = "--" + spec.name.replace("_", "-"), _TRAINING_HELP.get(spec.name, spec.name)
+        if spec.name == "progress":
+            group.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
+                               help=help_text)
+        elif spec.type == "bool":
+            group.add_argument(flag, action="store_true", help=help_text)
+        elif spec.name == "precision":
+            group.add_argument(flag, choices=PRECISIONS, default=None, help=help_text)
+        else:
+            group.add_argument(flag, type=_flag_type(str(spec.type)), default=None, help=help_text)
+
+
+def training_overrides(args: argparse.Namespace, fields: dict[str, str] | None = None) -> list[str]:
+    """The ``--set`` items of a training command: its own ``--set`` values, then one per TrainArgs flag given
+    (``train.max_steps=5``) and per command-specific flag in ``fields`` (``{"batch_size": "data.batch_size"}``)."""
+    import dataclasses
+    import json
+
+    from plip_runtime.runs import TrainArgs
+
+    items = list(args.overrides)
+    mapping = {f.name: f"train.{f.name}" for f in dataclasses.fields(TrainArgs)} | (fields or {})
+    for name, key in mapping.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            items.append(f"{key}={json.dumps(value)}")
+    return items
+
+
+def run_options(args: argparse.Namespace):
+    """The ``RunOptions`` of a training command's flags (validated by RunOptions)."""
+    import dataclasses
+
+    from plip_runtime.runs import RunOptions
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions) if getattr(args, f.name) is not None}
+    return RunOptions(**given)
+
+
 def print_summary(title: str, rows: list[tuple[str, object]]) -> None:
     width = max(len(k) for k, _ in rows)
     print(title)

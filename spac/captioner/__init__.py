@@ -5,8 +5,10 @@ An image backbone + FPN feeds six attribute branches (3 prefix tokens each) and 
 caption style; one shared GPT-2-architecture decoder generates the six attribute phrases and one
 caption per style.
 
-    from spac.captioner import load_config, train, TrainOptions, load_captioner
-    train(["data/procpedes"], "runs/spac", "cpu-small", TrainOptions(max_steps=200))
+    from plip_runtime.runs import RunOptions
+    from spac.captioner import load_config, train, load_captioner
+    cfg = load_config("cpu-small", ["train.max_steps=200"])
+    train(cfg, ["data/procpedes"], "runs/spac", RunOptions(device="auto"))
     captioner = load_captioner("runs/spac")
     for r in captioner.caption(["person.jpg"]):
         print(r.attributes, r.captions, r.error)
@@ -21,8 +23,8 @@ from .config import CaptionerConfig, list_configs, load_config
 from .generate import CaptionResult, Captioner, DecodingOptions, generate_tokens, load_captioner
 from .model import SpacCaptioner, count_parameters
 from .tokenizer import CaptionTokenizer
-from .train import TrainOptions, train
+from .train import train
 
 __all__ = ["CaptionerConfig", "list_configs", "load_config", "CaptionTokenizer", "SpacCaptioner",
-           "count_parameters", "TrainOptions", "train", "CheckpointError", "find_checkpoint", "load_checkpoint",
+           "count_parameters", "train", "CheckpointError", "find_checkpoint", "load_checkpoint",
            "save_checkpoint", "DecodingOptions", "generate_tokens", "CaptionResult", "Captioner", "load_captioner"]

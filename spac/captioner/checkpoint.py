@@ -4,11 +4,11 @@
     decoder_config.json   the GPT2Config the decoder was built with
     model.safetensors     all weights (the tied LM head stored once), metadata: format, step, vocab
     vocab.txt             the vocabulary (or vocab.json + merges.txt for GPT-2 BPE)
-    run.json              what the training run consumed (dataset ids, steps, ...)
-    trainer_state.pt      optimizer, step, data position and RNG states (only for --resume)
 
-``save_checkpoint`` writes ``<dir>.tmp`` first and swaps it in, so a crash never leaves a half-written
-checkpoint; ``find_checkpoint`` also accepts a training output directory (``<out>/checkpoint``).
+A training run keeps these files in each of its checkpoints (``RUN/checkpoints/step-N/``, next to the
+run machinery's ``trainer.pt`` and ``state.json``); ``find_checkpoint`` accepts the run directory (its
+latest complete checkpoint), a checkpoint directory, or the ``RUN/checkpoint/`` of runs written before the
+shared run layout. ``save_checkpoint`` writes a bare checkpoint directory atomically (``<dir>.tmp`` first).
 Loading raises :class:`CheckpointError` naming the file and the mismatch (vocabulary size vs token
 embedding, missing or unexpected tensors, shapes that the config does not build).
 """
@@ -37,36 +37,46 @@ class CheckpointError(ValueError):
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
-    """The checkpoint directory at ``path``: itself, ``path/checkpoint``, or a leftover ``.old`` swap."""
+    """The checkpoint directory ``path`` names: itself, a training run's latest complete checkpoint, or (runs
+    written before the shared run layout) ``path/checkpoint``."""
+    from plip_runtime.runs import resolve_checkpoint
+
     p = Path(path)
     for cand in (p, p / "checkpoint", p / "checkpoint.old"):
         if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
             return cand
     if not p.exists():
         raise CheckpointError(f"{p}: no such checkpoint directory")
-    raise CheckpointError(f"{p}: not a captioner checkpoint (no config.json + model.safetensors here or in "
-                          f"{p / 'checkpoint'})")
+    try:
+        return resolve_checkpoint(p)[1]
+    except (FileNotFoundError, ValueError) as e:
+        raise CheckpointError(f"{p}: not a captioner checkpoint (no config.json + model.safetensors here) and not "
+                              f"a training run with a complete checkpoint ({e})") from None
+
+
+def write_model_files(directory: str | os.PathLike, model: SpacCaptioner, tokenizer: CaptionTokenizer,
+                      step: int = 0) -> None:
+    """Write the checkpoint files (config, decoder config, weights, vocabulary) into ``directory``."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    model.cfg.save(directory / "config.json")
+    (directory / "decoder_config.json").write_text(json.dumps(model.decoder.config.to_dict(), indent=1) + "\n")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if k != TIED}
+    save_file(tensors, str(directory / "model.safetensors"), metadata={
+        "format": FORMAT, "step": str(step), "tokenizer": tokenizer.kind, "vocab_size": str(tokenizer.vocab_size),
+        "vocab_sha256": tokenizer.fingerprint})
+    tokenizer.save(directory)
 
 
 def save_checkpoint(directory: str | os.PathLike, model: SpacCaptioner, tokenizer: CaptionTokenizer, *,
-                    step: int = 0, run_info: dict | None = None, trainer_state: dict | None = None) -> Path:
-    from safetensors.torch import save_file
-
+                    step: int = 0) -> Path:
+    """A bare checkpoint directory (no run around it), written atomically."""
     final = Path(directory)
     tmp, old = final.with_name(final.name + ".tmp"), final.with_name(final.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.cfg.save(tmp / "config.json")
-    (tmp / "decoder_config.json").write_text(json.dumps(model.decoder.config.to_dict(), indent=1) + "\n")
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if k != TIED}
-    save_file(tensors, str(tmp / "model.safetensors"), metadata={
-        "format": FORMAT, "step": str(step), "tokenizer": tokenizer.kind, "vocab_size": str(tokenizer.vocab_size),
-        "vocab_sha256": tokenizer.fingerprint})
-    tokenizer.save(tmp)
-    if run_info is not None:
-        (tmp / "run.json").write_text(json.dumps(run_info, indent=1, default=str) + "\n")
-    if trainer_state is not None:
-        torch.save(trainer_state, tmp / "trainer_state.pt")
+    write_model_files(tmp, model, tokenizer, step)
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
@@ -91,7 +101,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
 
     ckpt = find_checkpoint(path)
     try:
-        cfg = CaptionerConfig.from_dict(_read_json(ckpt / "config.json"), where=str(ckpt / "config.json"))
+        cfg = CaptionerConfig.from_dict(_read_json(ckpt / "config.json"), source=str(ckpt / "config.json"))
     except ValueError as e:
         raise CheckpointError(str(e)) from None
     weights = ckpt / "model.safetensors"
@@ -138,10 +148,3 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
 
 def _short(items: list, n: int = 6) -> str:
     return str(items[:n])[:-1] + (f", ... ({len(items)} in all)]" if len(items) > n else "]")
-
-
-def read_trainer_state(path: str | os.PathLike) -> dict:
-    p = find_checkpoint(path) / "trainer_state.pt"
-    if not p.is_file():
-        raise CheckpointError(f"{p}: missing; this checkpoint cannot resume training (it has weights only)")
-    return torch.load(p, map_location="cpu", weights_only=True)

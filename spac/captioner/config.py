@@ -1,4 +1,5 @@
-"""Captioner configuration: one flat dataclass that validates itself, and the shipped JSON configs.
+"""Captioner configuration: one dataclass that validates itself (its budget, precision, seed and cadence in the
+``train`` section every trainer shares, ``plip_runtime.runs.TrainArgs``), and the shipped JSON configs.
 
 A config says everything needed to build the model (backbone, FPN, prefix branches, style encoders,
 decoder, tokenizer) and the defaults of training and generation. Shipped configs live in
@@ -20,27 +21,27 @@ Every weight comes from a local path or an installed package, never from a hub:
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
+from plip_runtime.config import ConfigBase, ConfigError, apply_override
+from plip_runtime.runs import TrainArgs
 from synth_pedes.schema import SLOTS
 
 BACKBONES = ("resnet101", "efficientnet-lite0", "tiny")
 TOKENIZERS = ("bert", "gpt2")
 STYLE_ASSIGNMENTS = ("by-style", "by-position")
 ATTRIBUTE_SOURCES = ("captions", "dataset")
-PRECISIONS = ("fp32", "bf16")
 DECODINGS = ("greedy", "beam", "nucleus")
 NUM_ATTRIBUTES = len(SLOTS)  # six attribute branches, one per slot
 
 
 @dataclass
-class CaptionerConfig:
+class CaptionerConfig(ConfigBase):
     name: str = "custom"
     # --- image and prefix encoder (backbone + FPN) -----------------------------------------------
     image_size: tuple = (384, 128)  # (height, width) the images are resized to
@@ -71,17 +72,16 @@ class CaptionerConfig:
     vocab_shortlist: bool = False  # softmax over the training corpus' tokens only (set at training)
     max_attribute_tokens: int = 12  # attribute phrase tokens, end token included
     max_caption_tokens: int = 64  # caption tokens, end token included
-    # --- training -----------------------------------------------------------------------------
+    # --- training: data, loss and optimizer ----------------------------------------------------
     attribute_source: str = "captions"  # captions: spac.phrases on the image's captions; dataset: column
+    split: str = "train"  # the rows of this split are trained on
     attribute_loss_weight: float = 0.15  # lambda: loss = caption CE + lambda * attribute CE
-    lr: float = 1e-4
+    lr: float = 1e-4  # AdamW, constant (the paper's)
     weight_decay: float = 0.01  # AdamW default
     batch_size: int = 64  # images per step
-    epochs: int = 30
     grad_clip: float | None = None  # max gradient norm; null = no clipping
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
-    checkpoint_every: int = 500  # steps
-    log_every: int = 10  # steps
+    # budget, precision, seed, log and checkpoint cadence: the section every trainer shares
+    train: TrainArgs = field(default_factory=lambda: TrainArgs(epochs=30, precision="fp32", checkpoint_every=500))
     # --- generation defaults ------------------------------------------------------------------
     decoding: str = "greedy"  # one of DECODINGS
     num_beams: int = 3
@@ -89,93 +89,66 @@ class CaptionerConfig:
     temperature: float = 1.0
     length_penalty: float = 1.0  # beam search: score / length ** length_penalty
     no_repeat_ngram_size: int = 0  # >0: never repeat an n-gram of this size inside one output
-    _doc: dict = field(default_factory=dict, repr=False, compare=False)  # comments from the JSON file
 
     def __post_init__(self):
         self.image_size = tuple(self.image_size)
         self.styles = tuple(self.styles)
-        self.validate()
+        super().__post_init__()
 
     # --- validation ---------------------------------------------------------------------------
-    def _fail(self, name: str, what: str):
-        raise ValueError(f"CaptionerConfig.{name}: {what}, got {getattr(self, name)!r}")
-
-    def _int(self, name: str, lo: int, hi: int | None = None):
-        v = getattr(self, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
-            self._fail(name, f"must be an integer >= {lo}" + (f" and <= {hi}" if hi is not None else ""))
-
-    def _float(self, name: str, lo: float, hi: float, lo_open: bool = False):
-        v = getattr(self, name)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v) or v > hi \
-                or v < lo or (lo_open and v == lo):
-            self._fail(name, f"must be a number in {'(' if lo_open else '['}{lo}, {hi}]")
-
-    def _choice(self, name: str, options: tuple):
-        if getattr(self, name) not in options:
-            self._fail(name, f"must be one of {options}")
-
     def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
-        if not isinstance(self.name, str) or not self.name:
-            self._fail("name", "must be a non-empty string")
-        if len(self.image_size) != 2 or not all(isinstance(v, int) and v >= 32 for v in self.image_size):
-            self._fail("image_size", "must be [height, width], integers >= 32")
-        self._float("hflip", 0.0, 1.0)
-        self._choice("backbone", BACKBONES)
-        if self.backbone_weights is not None and not isinstance(self.backbone_weights, str):
-            self._fail("backbone_weights", "must be null, \"package\" or a path")
-        if self.backbone_weights == "package" and self.backbone != "efficientnet-lite0":
-            self._fail("backbone_weights", "\"package\" weights exist only for efficientnet-lite0")
-        if not isinstance(self.freeze_backbone, bool):
-            self._fail("freeze_backbone", "must be true or false")
-        self._int("fpn_channels", 8)
-        self._choice("branch_stride", (8, 16, 32))
-        if any(v % 32 for v in self.image_size):
-            self._fail("image_size", "must be multiples of 32 (the backbones' output stride)")
-        self._int("attribute_prefix_len", 1, 64)
-        self._int("sentence_prefix_len", 1, 64)
-        self._float("prefix_dropout", 0.0, 1.0)
-        self._float("leaky_slope", 0.0, 1.0)
-        if not self.styles or not all(isinstance(s, str) and s for s in self.styles) \
-                or len(set(self.styles)) != len(self.styles):
-            self._fail("styles", "must be a non-empty list of distinct style names")
-        self._choice("style_assignment", STYLE_ASSIGNMENTS)
-        self._int("decoder_layers", 1)
-        self._int("decoder_heads", 1)
-        self._int("decoder_width", 8)
-        if self.decoder_width % self.decoder_heads:
-            self._fail("decoder_width", f"must be divisible by decoder_heads ({self.decoder_heads})")
-        self._float("decoder_dropout", 0.0, 1.0)
-        if self.decoder_weights is not None and not isinstance(self.decoder_weights, str):
-            self._fail("decoder_weights", "must be null or a local directory")
-        self._choice("tokenizer", TOKENIZERS)
-        if self.tokenizer == "gpt2" and not self.tokenizer_path:
-            self._fail("tokenizer_path", "must name a local GPT-2 tokenizer directory when tokenizer is \"gpt2\"")
-        if self.decoder_weights is not None and self.tokenizer != "gpt2":
-            self._fail("tokenizer", "must be \"gpt2\" (the pre-trained decoder's tokenizer) when decoder_weights "
-                                    "is set")
-        if not isinstance(self.vocab_shortlist, bool):
-            self._fail("vocab_shortlist", "must be true or false")
-        self._int("max_attribute_tokens", 2, 256)
-        self._int("max_caption_tokens", 2, 1024)
-        self._choice("attribute_source", ATTRIBUTE_SOURCES)
-        self._float("attribute_loss_weight", 0.0, 100.0)
-        self._float("lr", 0.0, 1.0, lo_open=True)
-        self._float("weight_decay", 0.0, 10.0)
-        self._int("batch_size", 1)
-        self._int("epochs", 1)
-        if self.grad_clip is not None:
-            self._float("grad_clip", 0.0, 1e6, lo_open=True)
-        self._choice("precision", PRECISIONS)
-        self._int("checkpoint_every", 1)
-        self._int("log_every", 1)
-        self._choice("decoding", DECODINGS)
-        self._int("num_beams", 1, 64)
-        self._float("top_p", 0.0, 1.0, lo_open=True)
-        self._float("temperature", 0.0, 100.0, lo_open=True)
-        self._float("length_penalty", -10.0, 10.0)
-        self._int("no_repeat_ngram_size", 0, 16)
+        """Raise ConfigError naming the first bad field."""
+        self.require("name", isinstance(self.name, str) and bool(self.name), "must be a non-empty string")
+        self.require("image_size", len(self.image_size) == 2 and all(isinstance(v, int) and v >= 32 and v % 32 == 0
+                                                                     for v in self.image_size),
+                     "must be [height, width], integers >= 32 and multiples of 32 (the backbones' output stride)")
+        self.require_number("hflip", 0.0, 1.0)
+        self.require_choice("backbone", BACKBONES)
+        self.require("backbone_weights", self.backbone_weights is None or isinstance(self.backbone_weights, str),
+                     "must be null, \"package\" or a path")
+        self.require("backbone_weights", self.backbone_weights != "package" or self.backbone == "efficientnet-lite0",
+                     "\"package\" weights exist only for efficientnet-lite0")
+        self.require_bool("freeze_backbone")
+        self.require_int("fpn_channels", 8)
+        self.require_choice("branch_stride", (8, 16, 32))
+        self.require_int("attribute_prefix_len", 1, 64)
+        self.require_int("sentence_prefix_len", 1, 64)
+        self.require_number("prefix_dropout", 0.0, 1.0)
+        self.require_number("leaky_slope", 0.0, 1.0)
+        self.require("styles", bool(self.styles) and all(isinstance(s, str) and s for s in self.styles)
+                     and len(set(self.styles)) == len(self.styles), "must be a non-empty list of distinct style names")
+        self.require_choice("style_assignment", STYLE_ASSIGNMENTS)
+        self.require_int("decoder_layers", 1)
+        self.require_int("decoder_heads", 1)
+        self.require_int("decoder_width", 8)
+        self.require("decoder_width", self.decoder_width % self.decoder_heads == 0,
+                     f"must be divisible by decoder_heads ({self.decoder_heads})")
+        self.require_number("decoder_dropout", 0.0, 1.0)
+        self.require("decoder_weights", self.decoder_weights is None or isinstance(self.decoder_weights, str),
+                     "must be null or a local directory")
+        self.require_choice("tokenizer", TOKENIZERS)
+        self.require("tokenizer_path", self.tokenizer != "gpt2" or bool(self.tokenizer_path),
+                     "must name a local GPT-2 tokenizer directory when tokenizer is \"gpt2\"")
+        self.require("tokenizer", self.decoder_weights is None or self.tokenizer == "gpt2",
+                     "must be \"gpt2\" (the pre-trained decoder's tokenizer) when decoder_weights is set")
+        self.require_bool("vocab_shortlist")
+        self.require_int("max_attribute_tokens", 2, 256)
+        self.require_int("max_caption_tokens", 2, 1024)
+        self.require_choice("attribute_source", ATTRIBUTE_SOURCES)
+        self.require("split", isinstance(self.split, str) and bool(self.split), "must be a split name (train, val, "
+                                                                                  "test)")
+        self.require_number("attribute_loss_weight", 0.0, 100.0)
+        self.require_number("lr", 0.0, 1.0, lo_open=True)
+        self.require_number("weight_decay", 0.0, 10.0)
+        self.require_int("batch_size", 1)
+        self.require_number("grad_clip", 0.0, 1e6, lo_open=True, optional=True)
+        self.require("train", isinstance(self.train, TrainArgs), "must be a train section (TrainArgs)")
+        self.require_choice("decoding", DECODINGS)
+        self.require_int("num_beams", 1, 64)
+        self.require_number("top_p", 0.0, 1.0, lo_open=True)
+        self.require_number("temperature", 0.0, 100.0, lo_open=True)
+        self.require_number("length_penalty", -10.0, 10.0)
+        self.require_int("no_repeat_ngram_size", 0, 16)
 
     # --- derived sizes ------------------------------------------------------------------------
     @property
@@ -198,31 +171,21 @@ class CaptionerConfig:
                    self.attribute_prefix_len + self.max_attribute_tokens)
 
     # --- (de)serialisation --------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
-        d["image_size"], d["styles"] = list(self.image_size), list(self.styles)
-        return d
-
     @classmethod
-    def from_dict(cls, d: dict, where: str = "config") -> "CaptionerConfig":
-        if not isinstance(d, dict):
-            raise ValueError(f"{where}: a captioner config is a JSON object, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
-        unknown = sorted(k for k in d if k not in known and not k.startswith("_"))
-        if unknown:
-            raise ValueError(f"{where}: unknown config field(s) {unknown}; known fields: {sorted(known)}")
-        doc = {k: v for k, v in d.items() if k.startswith("_")}
-        try:
-            return cls(**{k: v for k, v in d.items() if k in known}, _doc=doc)
-        except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
-
-    def replace(self, **changes) -> "CaptionerConfig":
-        """A copy with ``changes`` applied (validated)."""
-        return CaptionerConfig.from_dict({**self.to_dict(), **changes}, where=f"config {self.name!r}")
+    def from_dict(cls, data, source=None, *, base=None) -> "CaptionerConfig":
+        """As ConfigBase.from_dict; a checkpoint's config.json written before the ``train`` section existed (its
+        ``epochs``, ``precision``, ``checkpoint_every``, ``log_every`` at the top level) is read into it."""
+        if isinstance(data, dict) and any(k in data for k in _LEGACY_TRAIN_FIELDS):
+            data = dict(data)
+            train = {k: data.pop(k) for k in _LEGACY_TRAIN_FIELDS if k in data}
+            data["train"] = {**train, **data.get("train", {})}
+        return super().from_dict(data, source, base=base)
 
     def save(self, path: str | os.PathLike) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+_LEGACY_TRAIN_FIELDS = ("epochs", "precision", "checkpoint_every", "log_every")
 
 
 def _config_dir():
@@ -234,8 +197,9 @@ def list_configs() -> list[str]:
     return sorted(p.name[:-5] for p in _config_dir().iterdir() if p.name.endswith(".json"))
 
 
-def load_config(name_or_path: str | os.PathLike, **overrides) -> CaptionerConfig:
-    """A shipped config by name, or a JSON file by path; ``overrides`` replace fields (validated)."""
+def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> CaptionerConfig:
+    """A shipped config by name, or a JSON file by path (a checkpoint's ``config.json`` included), with
+    ``--set FIELD=VALUE`` overrides (``train.epochs=5``: a dotted path into a section)."""
     text = str(name_or_path)
     if text in list_configs():
         where, raw = f"shipped config {text!r}", _config_dir().joinpath(f"{text}.json").read_text()
@@ -244,12 +208,13 @@ def load_config(name_or_path: str | os.PathLike, **overrides) -> CaptionerConfig
         if path.is_dir() and (path / "config.json").is_file():
             path = path / "config.json"
         if not path.is_file():
-            raise ValueError(f"no captioner config {text!r}: not a shipped config ({', '.join(list_configs())}) "
-                             "and not a JSON file")
+            raise ConfigError(f"no captioner config {text!r}: not a shipped config ({', '.join(list_configs())}) "
+                              "and not a JSON file")
         where, raw = str(path), path.read_text()
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON ({e})") from None
-    cfg = CaptionerConfig.from_dict(data, where=where)
-    return cfg.replace(**overrides) if overrides else cfg
+        raise ConfigError(f"{where}: not valid JSON ({e})") from None
+    for item in overrides:
+        apply_override(data, item)
+    return CaptionerConfig.from_dict(data, source=where)

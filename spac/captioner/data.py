@@ -267,6 +267,3 @@ class Collate:
             "caption_style": torch.tensor([s for _, s, _ in caps], dtype=torch.long),  # (Nc,)
         }
 
-
-def batch_to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

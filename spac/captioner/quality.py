@@ -414,21 +414,6 @@ def format_samples(report: dict) -> str:
     return "\n".join(out)
 
 
-def train_and_evaluate(data_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, config="cpu-small",
-                       train_opts=None, eval_split: str = "test", opts: DecodingOptions | None = None,
-                       device: str = "cpu", limit: int | None = None) -> dict:
-    """Train on the ``train`` split, then evaluate on ``eval_split`` (the test identities); writes
-    ``quality.json`` and ``quality.md`` into ``out_dir``."""
-    from pathlib import Path
-
-    from .train import train
-
-    summary = train(data_dirs, out_dir, config, train_opts)
-    report = evaluate_captioner(Captioner.load(out_dir, device), data_dirs, eval_split, opts, limit=limit)
-    write_report(report, Path(out_dir))
-    return {"train": summary, "quality": report}
-
-
 def write_report(report: dict, out_dir) -> tuple:
     from pathlib import Path
 
