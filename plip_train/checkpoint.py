@@ -1,70 +1,39 @@
-"""Run directories and checkpoints.
+"""PLIP's weight files inside a run's checkpoints (the run directory itself is ``plip_runtime.runs``'s)::
 
-::
-
-    RUN/run.json                     config, dataset id, code version, step, latest checkpoint
     RUN/checkpoints/step-000100/
         model.safetensors            the PLIP model (what embed/eval load)
         tasks.safetensors            the pretext-task heads (TIC decoder, IAP predictor)
-        trainer.pt                   optimizer, LR schedule, grad scaler, RNG states (resume only)
-        state.json                   step, epoch; written last, so its presence marks a complete checkpoint
-    RUN/metrics.jsonl, RUN/tb/       logs
-
-A checkpoint directory is written under a temporary name and renamed, so a crash mid-write
-leaves the previous checkpoint as the latest complete one.
+        trainer.pt, state.json       the run machinery's (resume state; completion marker)
 """
 from __future__ import annotations
 
-import json
-import os
-import random
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from plip_runtime.version import code_version  # noqa: F401  (re-exported: eval, embed, convert)
-
-RUN_FILE = "run.json"
-CKPT_DIR = "checkpoints"
+MODEL_FILE, TASKS_FILE = "model.safetensors", "tasks.safetensors"
 
 
-def _tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    # clone: safetensors refuses tensors that share storage (tied weights) and non-contiguous views
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+def tensors_of(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict ready for safetensors: CPU, contiguous, and no two tensors sharing storage (tied weights and
+    views are cloned: safetensors refuses shared storage)."""
+    seen, out = set(), {}
+    for key, value in state.items():
+        value = value.detach().to("cpu").contiguous()
+        pointer = value.untyped_storage().data_ptr()
+        if pointer in seen and value.numel():
+            value = value.clone()
+        seen.add(pointer)
+        out[key] = value
+    return out
 
 
-def save_checkpoint(run_dir: Path, step: int, epoch: float, model, tasks, trainer_state: dict,
-                    keep: int = 2) -> Path:
-    """Write ``checkpoints/step-NNNNNN`` atomically; keep the newest ``keep`` checkpoints."""
-    root = Path(run_dir) / CKPT_DIR
-    final = root / f"step-{step:06d}"
-    tmp = root / f".tmp-step-{step:06d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(_tensors(model), tmp / "model.safetensors", metadata={"step": str(step)})
-    save_file(_tensors(tasks), tmp / "tasks.safetensors", metadata={"step": str(step)})
-    torch.save(trainer_state, tmp / "trainer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "epoch": epoch}))
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-    for old in complete_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def complete_checkpoints(run_dir: Path) -> list[Path]:
-    root = Path(run_dir) / CKPT_DIR
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.glob("step-*") if (p / "state.json").exists())
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = complete_checkpoints(run_dir)
-    return found[-1] if found else None
+def write_weights(directory: Path, model: torch.nn.Module, tasks: torch.nn.Module | None, step: int) -> None:
+    """``model.safetensors`` (+ ``tasks.safetensors`` when there are task heads) into a checkpoint directory."""
+    save_file(tensors_of(model.state_dict()), str(Path(directory) / MODEL_FILE), metadata={"step": str(step)})
+    if tasks is not None:
+        save_file(tensors_of(tasks.state_dict()), str(Path(directory) / TASKS_FILE), metadata={"step": str(step)})
 
 
 def load_module(module: torch.nn.Module, path: Path) -> None:
@@ -72,35 +41,3 @@ def load_module(module: torch.nn.Module, path: Path) -> None:
     from .models import load_state_dict_checked
 
     load_state_dict_checked(module, load_file(str(path)), source=str(path))
-
-
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def write_run_file(run_dir: Path, info: dict) -> None:
-    path = Path(run_dir) / RUN_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=1, default=str))
-    tmp.replace(path)
-
-
-def read_run_file(run_dir: Path) -> dict:
-    path = Path(run_dir) / RUN_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir}: no {RUN_FILE}; this is not a plip training run directory "
-                                "(plip train --out RUN writes one)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); the run directory is damaged") from e

@@ -13,20 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plip_runtime.config import ConfigBase, ConfigError, apply_override
+from plip_runtime.runs import TrainArgs
+
 from .data.transforms import SYNTH_PEDES_MEAN, SYNTH_PEDES_STD
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 UNITS = ("epoch", "step")
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
-
-
 @dataclass
-class DataConfig:
+class DataConfig(ConfigBase):
+    where = "data"
     batch_size: int = 512  # global images per optimizer step (paper: 512 on 4 GPUs)
     images_per_identity: int = 4  # K of the P×K identity-aware batches
     window_row_groups: int = 32  # row groups planned (and cached per worker) together
@@ -35,21 +33,26 @@ class DataConfig:
     hflip: float = 0.5
     mean: list[float] = field(default_factory=lambda: list(SYNTH_PEDES_MEAN))
     std: list[float] = field(default_factory=lambda: list(SYNTH_PEDES_STD))
-    num_workers: int = 2
+    num_workers: int = 2  # DataLoader processes (plip train --workers overrides it for one run)
     verify: str = "full"  # full | quick | none: how the dataset is checked before training
 
-    def __post_init__(self):
-        _check(self.batch_size > 0 and self.batch_size % self.images_per_identity == 0,
-               f"data.batch_size ({self.batch_size}) must be a positive multiple of data.images_per_identity "
-               f"({self.images_per_identity})")
-        _check(0.0 <= self.hflip <= 1.0, "data.hflip is a probability in [0, 1]")
-        _check(len(self.mean) == 3 and len(self.std) == 3, "data.mean and data.std need 3 values (RGB)")
-        _check(self.verify in ("full", "quick", "none"), "data.verify is one of full, quick, none")
-        _check(self.num_workers >= 0, "data.num_workers must be >= 0")
+    def validate(self) -> None:
+        self.require_int("images_per_identity", 1)
+        self.require("batch_size", _is_int(self.batch_size) and self.batch_size > 0
+                     and self.batch_size % self.images_per_identity == 0,
+                     f"must be a positive multiple of data.images_per_identity ({self.images_per_identity})")
+        self.require_int("window_row_groups", 1)
+        self.require_number("hflip", 0.0, 1.0)
+        for name in ("mean", "std"):
+            self.require(name, isinstance(getattr(self, name), (list, tuple)) and len(getattr(self, name)) == 3,
+                         "needs 3 values (RGB)")
+        self.require_choice("verify", ("full", "quick", "none"))
+        self.require_int("num_workers", 0)
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(ConfigBase):
+    where = "optim"
     name: str = "adan"  # adan (timm.optim.Adan) | adamw
     lr: float = 2e-3
     text_lr_scale: float = 0.1  # the BERT group trains at lr × 0.1 (paper)
@@ -62,33 +65,29 @@ class OptimConfig:
     milestones: list[float] = field(default_factory=lambda: [30, 50])  # ×gamma at each, in `unit`s
     gamma: float = 0.1
 
-    def __post_init__(self):
-        _check(self.name in ("adan", "adamw"), f"optim.name {self.name!r} is not one of adan, adamw")
-        _check(self.unit in UNITS, f"optim.unit {self.unit!r} is not one of {UNITS}")
-        _check(self.lr > 0 and self.text_lr_scale >= 0, "optim.lr must be > 0 and optim.text_lr_scale >= 0")
-        _check(len(self.betas) == (3 if self.name == "adan" else 2),
-               f"optim.betas needs {3 if self.name == 'adan' else 2} values for {self.name}")
-        _check(list(self.milestones) == sorted(self.milestones), "optim.milestones must be increasing")
+    def validate(self) -> None:
+        self.require_choice("name", ("adan", "adamw"))
+        self.require_choice("unit", UNITS)
+        self.require_number("lr", 0.0, lo_open=True)
+        self.require_number("text_lr_scale", 0.0)
+        self.require("betas", isinstance(self.betas, (list, tuple)) and len(self.betas) == (
+            3 if self.name == "adan" else 2), f"needs {3 if self.name == 'adan' else 2} values for {self.name}")
+        self.require("milestones", list(self.milestones) == sorted(self.milestones), "must be increasing")
+        self.require_number("max_grad_norm", 0.0, lo_open=True, optional=True)
 
 
 @dataclass
-class TrainConfig:
-    epochs: float = 70
-    max_steps: int | None = None  # if set, the run (and its schedule) is this many steps instead of epochs
-    grad_accum: int = 1
-    precision: str = "auto"  # auto = bf16 where the device has it, else fp32
-    channels_last: bool = True
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end
-    keep_checkpoints: int = 2
+class TrainConfig(TrainArgs):
+    """The shared ``train`` section (budget, precision, seed, cadence) and what only pre-training adds."""
 
-    def __post_init__(self):
-        _check(self.precision in PRECISIONS, f"train.precision {self.precision!r} is not one of {PRECISIONS}")
-        _check(self.grad_accum >= 1, "train.grad_accum must be >= 1")
-        _check(self.max_steps is None or self.max_steps > 0, "train.max_steps must be > 0")
-        _check(self.epochs > 0, "train.epochs must be > 0")
-        _check(self.checkpoint_every > 0 and self.log_every > 0, "train.checkpoint_every and log_every must be > 0")
+    epochs: float = 70
+    grad_accum: int = 1  # micro-batches per optimizer step (the global batch is data.batch_size either way)
+    channels_last: bool = True  # NHWC images and convolutions (faster on GPUs and on CPUs with oneDNN)
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_int("grad_accum", 1)
+        self.require_bool("channels_last")
 
 
 @dataclass
@@ -106,25 +105,21 @@ class PlipConfig:
         from .tasks.config import TasksConfig
 
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)} - {"_comment"}
-        _check(not unknown, f"unknown config section(s) {sorted(unknown)}; expected name, model, tasks, data, "
-                            "optim, train")
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected name, model, tasks, data, "
+                              "optim, train")
         return cls(name=d.get("name", "custom"), model=load_model_config(d["model"]),
                    tasks=TasksConfig.from_dict(d.get("tasks", {})),
-                   data=_build(DataConfig, d.get("data", {}), "data"),
-                   optim=_build(OptimConfig, d.get("optim", {}), "optim"),
-                   train=_build(TrainConfig, d.get("train", {}), "train"))
+                   data=DataConfig.from_dict(d.get("data", {})), optim=OptimConfig.from_dict(d.get("optim", {})),
+                   train=TrainConfig.from_dict(d.get("train", {})))
 
     def to_dict(self) -> dict:
         return {"name": self.name, "model": self.model.to_dict(), "tasks": self.tasks.to_dict(),
-                "data": dataclasses.asdict(self.data), "optim": dataclasses.asdict(self.optim),
-                "train": dataclasses.asdict(self.train)}
+                "data": self.data.to_dict(), "optim": self.optim.to_dict(), "train": self.train.to_dict()}
 
 
-def _build(cls, values: dict, section: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names - {"_comment"}
-    _check(not unknown, f"{section}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
-    return cls(**{k: v for k, v in values.items() if k in names})
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def list_configs() -> list[str]:
@@ -137,32 +132,23 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
     if not path.suffix and (CONFIGS_DIR / f"{name_or_path}.json").exists():
         path = CONFIGS_DIR / f"{name_or_path}.json"
     if not path.exists():
-        raise ValueError(f"config {str(name_or_path)!r}: neither a shipped config ({', '.join(list_configs())}) "
+        raise ConfigError(f"config {str(name_or_path)!r}: neither a shipped config ({', '.join(list_configs())}) "
                          "nor a JSON file")
     try:
         d = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"config {path}: not valid JSON ({e})") from e
+        raise ConfigError(f"config {path}: not valid JSON ({e})") from e
     d.setdefault("name", path.stem)
     for item in overrides or []:
-        apply_override(d, item)
+        apply_model_override(d, item)
     return PlipConfig.from_dict(d)
 
 
-def apply_override(d: dict, item: str) -> None:
-    """``optim.lr=1e-3`` or ``model.text.bert.hidden_dropout_prob=0`` (value parsed as JSON, else a string)."""
-    key, sep, raw = item.partition("=")
-    _check(bool(sep and key), f"override {item!r} is not of the form section.key=value")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    *parents, last = key.split(".")
-    node = d
-    for p in parents:
-        if isinstance(node.get(p), str) and p == "model":  # a model config name: expand it to edit inside
-            from .models import load_model_config
+def apply_model_override(d: dict, item: str) -> None:
+    """``--set`` on a config document whose ``model`` is a model config name: expand the name first, so that
+    ``model.text.bert.hidden_dropout_prob=0`` edits inside it."""
+    if item.partition("=")[0].strip().startswith("model.") and isinstance(d.get("model"), str):
+        from .models import load_model_config
 
-            node[p] = load_model_config(node[p]).to_dict()
-        node = node.setdefault(p, {})
-    node[last] = value
+        d["model"] = load_model_config(d["model"]).to_dict()
+    apply_override(d, item)

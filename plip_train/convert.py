@@ -22,13 +22,15 @@ import json
 import logging
 import os
 import pickle
-import shutil
 import warnings
 from pathlib import Path
 
 import torch
 
-from .checkpoint import CKPT_DIR, RUN_FILE, code_version, write_run_file
+from plip_runtime.runs import RUN_FILE, RUN_FORMAT, write_checkpoint, write_run_file
+from plip_runtime.version import code_version
+
+from .checkpoint import tensors_of
 
 _log = logging.getLogger(__name__)
 
@@ -101,19 +103,6 @@ def _bert_dir_overrides(bert_dir: Path, text_sd: dict) -> list[str]:
     return [f"model.text.tokenizer={json.dumps(str(bert_dir.resolve()))}"]
 
 
-def _unshared(state: dict) -> dict:
-    """Contiguous tensors, cloning any that share storage with an earlier one (safetensors refuses shared ones)."""
-    seen, out = set(), {}
-    for k, v in state.items():
-        v = v.detach().contiguous()
-        ptr = (v.untyped_storage().data_ptr(), v.device.type)
-        if ptr in seen and v.numel():
-            v = v.clone()
-        seen.add(ptr)
-        out[k] = v
-    return out
-
-
 def check_loads(cfg, state: dict, source: str) -> None:
     """Strict shape/key check of ``state`` against the model of ``cfg`` (built on the meta device: no memory)."""
     from .models import build_model, load_state_dict_checked
@@ -163,17 +152,13 @@ def convert_official(checkpoint: str | os.PathLike, out: str | os.PathLike, *, c
                       "dropped": {"text_keys": dropped_text,
                                   "top_level": sorted(str(k) for k in ckpt if k not in TOP_LEVEL_KEYS)}}
 
-    final = out / CKPT_DIR / "step-000000"
-    tmp = out / CKPT_DIR / f".tmp-step-000000-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(_unshared(state), str(tmp / "model.safetensors"), metadata={"step": "0", "converted_from": sha})
-    (tmp / "state.json").write_text(json.dumps({"step": 0, "epoch": epoch}))
-    tmp.rename(final)
+    final = write_checkpoint(out, 0, epoch, lambda directory: save_file(
+        tensors_of(state), str(directory / "model.safetensors"), metadata={"step": "0", "converted_from": sha}))
     write_run_file(out, {
-        "format": "plip-run/1", "config": cfg.to_dict(), "step": 0, "total_steps": 0, "steps_per_epoch": None,
-        "finished": True, "checkpoint": str(final.relative_to(out)),
-        "dataset": {"path": None, "id": None, "name": "SYNTH-PEDES (the official pre-training; not in this system)"},
+        "format": RUN_FORMAT, "kind": "plip-pretrain", "config": cfg.to_dict(), "step": 0, "total_steps": 0,
+        "steps_per_epoch": None, "finished": True, "checkpoint": str(final.relative_to(out)),
+        "datasets": [{"path": None, "id": None,
+                      "name": "SYNTH-PEDES (the official pre-training; not in this system)"}],
         "converted_from": converted_from, "code": code_version()})
     params = sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
     return {"run": out, "checkpoint": final, "config": cfg.name, "model": cfg.model.name, "tensors": len(state),

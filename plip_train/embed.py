@@ -17,11 +17,9 @@ Embeddings are ``x / (||x|| + 1e-12)``, computed in eval mode under ``torch.no_g
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +27,9 @@ import torch
 from plip_runtime.device import autocast, resolve_device, resolve_precision
 from PIL import Image
 
-from .checkpoint import CKPT_DIR, complete_checkpoints, latest_checkpoint, load_module, read_run_file
+from plip_runtime.runs import checkpoint_step, read_run_file, resolve_checkpoint
+
+from .checkpoint import load_module
 from .config import PlipConfig, load_config
 from .data.transforms import ImageTransform
 
@@ -163,41 +163,6 @@ class Embedder:
 
 
 # ---- constructors ----------------------------------------------------------------------------------------
-def resolve_checkpoint(run_dir: str | os.PathLike, checkpoint: str | os.PathLike | int | None = None
-                       ) -> tuple[Path, Path]:
-    """``(run directory, checkpoint directory)``. ``run_dir`` may also be a checkpoint directory inside a run;
-    ``checkpoint`` is a step number, a path (absolute or relative to the run), or None for the run's latest
-    complete checkpoint."""
-    run_dir = Path(run_dir)
-    if checkpoint is None and (run_dir / "model.safetensors").is_file() and run_dir.parent.name == CKPT_DIR:
-        run_dir, checkpoint = run_dir.parent.parent, run_dir
-    info = read_run_file(run_dir)  # FileNotFoundError naming the directory when there is no run.json
-    steps = [p.name for p in complete_checkpoints(run_dir)]
-    if checkpoint is None:
-        named = info.get("checkpoint")
-        path = run_dir / named if named and (run_dir / named / "state.json").exists() else latest_checkpoint(run_dir)
-        if path is None:
-            raise FileNotFoundError(f"{run_dir}: the run has no complete checkpoint yet (none under "
-                                    f"{run_dir / CKPT_DIR} has a state.json); train past the first checkpoint")
-    elif isinstance(checkpoint, int) and not isinstance(checkpoint, bool):
-        path = run_dir / CKPT_DIR / f"step-{checkpoint:06d}"
-    else:
-        path = Path(checkpoint)
-        if not path.is_absolute() and (run_dir / path).exists():
-            path = run_dir / path
-    if not (path / "state.json").exists() or not (path / "model.safetensors").exists():
-        raise FileNotFoundError(f"{path}: not a complete checkpoint of {run_dir} (complete ones: "
-                                f"{', '.join(steps) or 'none'})")
-    return run_dir, path
-
-
-def _checkpoint_step(path: Path) -> int | None:
-    try:
-        return int(json.loads((path / "state.json").read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def load(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | int | None = None, device=None,
          batch_size: int = 128, precision: str = "fp32") -> Embedder:
     """The model of a run directory (``plip train --out RUN`` or ``plip convert official ... --out RUN``): its
@@ -206,15 +171,20 @@ def load(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | int | No
     from .models import build_model
 
     run_dir, path = resolve_checkpoint(run_dir, checkpoint)
+    if run_dir is None:
+        raise FileNotFoundError(f"{path}: a checkpoint directory without its run; pass the run directory (its "
+                                "run.json holds the model's config)")
     run = read_run_file(run_dir)
     if "config" not in run:
         raise ValueError(f"{run_dir}/run.json has no 'config'; the run directory is damaged")
     cfg = PlipConfig.from_dict(run["config"])
     model = build_model(cfg.model, load_pretrained=False)
     load_module(model, path / "model.safetensors")
-    step = _checkpoint_step(path)
+    step = checkpoint_step(path)
+    datasets = run["datasets"]
     info = {"description": f"{run_dir} step {step}", "run": str(run_dir), "checkpoint": str(path), "step": step,
-            "config": cfg.name, "model": cfg.model.name, "dataset": run.get("dataset")}
+            "config": cfg.name, "model": cfg.model.name, "dataset": datasets[0] if len(datasets) == 1 else
+            (datasets or None)}
     if run.get("converted_from"):
         info["converted_from"] = run["converted_from"]
     return Embedder(model, cfg, info, device=device, batch_size=batch_size, precision=precision)

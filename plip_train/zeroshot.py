@@ -288,7 +288,8 @@ def select_checkpoint(run_dir, dataset, split: str = "val", direction: str | Non
     direction evaluated (ties: the later step). Returns ``{"split", "direction", "metric", "candidates": [{"step",
     "checkpoint", "metrics"}], "chosen": {...}, "reason"}``. Model selection belongs on a validation split; the
     caller reports the test split for the chosen checkpoint only."""
-    from .checkpoint import complete_checkpoints
+    from plip_runtime.runs import complete_checkpoints
+
     from .embed import load
 
     dataset = _open(dataset)

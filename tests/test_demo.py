@@ -28,7 +28,7 @@ def test_demo_quick_runs_every_stage_and_writes_a_summary(tmp_path, capsys):
     filtered_dir = out / "datasets" / "synth-filtered"
     assert (filtered_dir / "README.md").read_text().startswith("---") and (filtered_dir / "report/index.html").exists()
     run = json.loads((out / "runs" / "plip" / "run.json").read_text())
-    assert run["finished"] and run["dataset"]["id"] == filtered.id
+    assert run["finished"] and run["datasets"][0]["id"] == filtered.id
     zero_shot = summary["zero_shot"]
     assert set(zero_shot) == {"baseline", "pretrained"} and "R1" in zero_shot["pretrained"]
     assert "beat the baseline" in summary["stages"][-2]["note"]  # says either way, plainly

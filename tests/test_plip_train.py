@@ -16,6 +16,7 @@ from synth_pedes import open_dataset, write_dataset
 from synth_pedes.procpedes import ProcPedesConfig, plan_items, render_record
 from pipelines.cli import main as plip
 from plip_train.config import load_config
+from plip_runtime.runs import RunOptions
 from plip_train.trainer import train
 
 PROC = ProcPedesConfig(identities=10, images_per_identity=4, height=64, width=32, seed=5)
@@ -51,7 +52,7 @@ def test_every_shipped_training_config_loads_and_round_trips():
     assert (o.name, o.lr, o.text_lr_scale, o.warmup, o.milestones, paper.train.epochs) == ("adan", 2e-3, 0.1, 10,
                                                                                          [30, 50], 70)
     assert (paper.tasks.tic.weight, paper.tasks.iap.weight, paper.data.batch_size) == (0.02, 0.1, 512)
-    with pytest.raises(ValueError, match="unknown key"):
+    with pytest.raises(ValueError, match=r"data: unknown field\(s\) \[.batchsize.\]"):
         load_config("tiny", ["data.batchsize=4"])
 
 
@@ -60,7 +61,8 @@ def test_cli_trains_and_writes_a_complete_run(captions, tmp_path, capsys):
     assert plip(["train", "--data", str(captions), "--out", str(run), "--config", "tiny", "--max-steps", "4",
                  "--set", "data.split=null"]) == 0
     info = json.loads((run / "run.json").read_text())
-    assert info["step"] == 4 and info["finished"] and info["dataset"]["id"] == open_dataset(captions).id
+    assert info["step"] == 4 and info["finished"] and info["datasets"][0]["id"] == open_dataset(captions).id
+    assert info["kind"] == "plip-pretrain" and info["format"] == "plip-run/2"
     assert info["config"]["name"] == "tiny" and info["code"]["package"]
     ckpt = run / info["checkpoint"]
     assert (ckpt / "model.safetensors").exists() and (ckpt / "tasks.safetensors").exists()
@@ -78,10 +80,10 @@ def test_cli_trains_and_writes_a_complete_run(captions, tmp_path, capsys):
 def test_resume_reproduces_the_uninterrupted_losses(captions, tmp_path):
     cfg = _tiny()
     full = train(cfg, captions, tmp_path / "full")
-    first = train(cfg, captions, tmp_path / "cut", stop_after=3)
-    assert len(first.losses) == 3
-    rest = train(cfg, captions, tmp_path / "cut", resume=True)
-    assert len(rest.losses) == 3
+    first = train(cfg, captions, tmp_path / "cut", RunOptions(stop_after=3))
+    assert len(first.losses) == 3 and not first.finished
+    rest = train(cfg, captions, tmp_path / "cut", RunOptions(resume=True))
+    assert len(rest.losses) == 3 and rest.finished
     got = [t["loss"] for t in first.losses + rest.losses]
     assert got == [t["loss"] for t in full.losses]  # bit for bit on CPU
     a = load_file(str(tmp_path / "full/checkpoints/step-000006/model.safetensors"))
@@ -108,10 +110,26 @@ def test_gradient_accumulation_and_captions_without_spans(captions, tmp_path, ca
     assert "masking random words" in caplog.text
 
 
-def test_resume_refuses_a_different_config(captions, tmp_path):
+def test_resume_refuses_a_different_config_and_extends_a_larger_budget(captions, tmp_path, capsys):
     train(_tiny(steps=2), captions, tmp_path / "r")
-    with pytest.raises(ValueError, match="different configuration"):
-        train(_tiny("optim.lr=0.01", steps=2), captions, tmp_path / "r", resume=True)
+    with pytest.raises(ValueError, match=r"different configuration \(optim\.lr 0\.002 in the run, 0\.01 now\)"):
+        train(_tiny("optim.lr=0.01", steps=2), captions, tmp_path / "r", RunOptions(resume=True))
+    # plip train --max-steps 4, then --max-steps 8 --resume: trains on from step 4 (the most common way to train
+    # longer); the IAP curriculum keeps the span it was planned with and stays at its final ratio
+    run = tmp_path / "longer"
+    argv = ["train", "--data", str(captions), "--out", str(run), "--config", "tiny", "--set", "data.split=null"]
+    assert plip([*argv, "--max-steps", "4"]) == 0
+    assert plip([*argv, "--max-steps", "8"]) == 2
+    assert "pass --resume to continue it (or to train it longer)" in capsys.readouterr().err
+    assert plip([*argv, "--max-steps", "8", "--resume"]) == 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["step"] == 8 and info["finished"] and info["config"]["train"]["max_steps"] == 8
+    assert info["extensions"] == [{"at_step": 4, "changed": {"train.max_steps": [4, 8]}}]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == list(range(1, 9))
+    assert [x["iap_mask_ratio"] for x in lines[4:]] == [0.8] * 4  # steps 5-8: past the 4-step curriculum
+    assert plip([*argv, "--max-steps", "8", "--resume"]) == 2
+    assert "already holds 8 training steps, the whole budget of 8" in capsys.readouterr().err
 
 
 @pytest.mark.slow

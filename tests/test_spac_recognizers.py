@@ -2,10 +2,12 @@
 (forward/backward, training, checkpoints), CLIP zero-shot with a tiny random config, the union, bad rows."""
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
+from plip_runtime.runs import RunOptions
 from spac import recognizers as R
 from spac.attributes import AttributeSet
 from spac.recognizers.labels import IGNORE_INDEX, build_vocab, choose_phrase, encode_labels, label_from_captions
@@ -174,24 +176,26 @@ def trained(tmp_path_factory, rows):
 
     root = tmp_path_factory.mktemp("rec")
     write_dataset(rows, root / "data", name="rec-test", kind="benchmark", shard_rows=100)
-    cfg = R.load_config("tiny").replace(max_steps=3, batch_size=8)
-    summary = train_classifier([root / "data"], root / "ckpt", cfg, device="cpu", progress=False, log_every=1)
+    cfg = R.load_config("tiny", ["train.max_steps=3", "batch_size=8", "train.log_every=1"])
+    summary = train_classifier(cfg, [root / "data"], root / "ckpt", RunOptions(device="cpu", progress=False))
     return root, summary
 
 
 def test_tiny_training_writes_a_checkpoint_a_loss_log_and_the_dataset_ids(trained):
     root, summary = trained
-    ck = root / "ckpt"
-    assert summary["steps"] == 3 and math.isfinite(summary["final_loss"])
-    for f in ("model.safetensors", "config.json", "vocab.json", "train_log.jsonl", "run.json", "optimizer.pt"):
+    run = root / "ckpt"
+    ck = run / "checkpoints" / "step-000003"
+    assert summary.steps == 3 and summary.checkpoint == ck and math.isfinite(summary.losses[-1]["loss"])
+    for f in ("model.safetensors", "config.json", "vocab.json", "trainer.pt", "state.json"):
         assert (ck / f).is_file(), f
-    log = [json.loads(line) for line in (ck / "train_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [1, 2, 3] and all("loss_upper" in r for r in log)
+    log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and all("upper_loss" in r for r in log)
     from synth_pedes import open_dataset
 
     ds_id = open_dataset(root / "data").id
     assert json.loads((ck / "config.json").read_text())["data"][0]["id"] == ds_id
-    assert json.loads((ck / "run.json").read_text())["data"][0]["id"] == ds_id
+    info = json.loads((run / "run.json").read_text())
+    assert info["kind"] == "spac-recognizer" and info["datasets"][0]["id"] == ds_id and info["finished"]
     vocab = json.loads((ck / "vocab.json").read_text())
     assert all(vocab[s][0] == UNKNOWN for s in SLOTS)
 
@@ -201,7 +205,7 @@ def test_checkpoint_round_trip_gives_identical_predictions(trained, rows):
 
     root, _ = trained
     rec = R.create("classifier", checkpoint=root / "ckpt")
-    tensors = load_file(str(root / "ckpt" / "model.safetensors"))
+    tensors = load_file(str(root / "ckpt" / "checkpoints" / "step-000003" / "model.safetensors"))
     assert all(torch.equal(v, tensors[k]) for k, v in rec.model.state_dict().items())
     preds = rec.predict(rows[:6])
     assert len(preds) == 6 and all(p.error is None for p in preds)
@@ -219,7 +223,7 @@ def test_mismatched_checkpoint_names_the_file_and_the_tensor(trained, tmp_path):
 
     root, _ = trained
     bad = tmp_path / "bad"
-    shutil.copytree(root / "ckpt", bad)
+    shutil.copytree(root / "ckpt" / "checkpoints" / "step-000003", bad)
     vocab = json.loads((bad / "vocab.json").read_text())
     vocab["upper"].append("golden armour")
     (bad / "vocab.json").write_text(json.dumps(vocab))
@@ -241,24 +245,44 @@ def test_training_resumes_and_refuses_to_redo_finished_work(trained, tmp_path):
     import shutil
 
     root, _ = trained
+    opts = RunOptions(device="cpu", progress=False)
+    base = R.load_config("tiny", ["batch_size=8", "train.log_every=1", "train.checkpoint_every=2"])
+    cfg = base.replace(train=base.train.replace(max_steps=5))
+    # the cosine schedule spans the run's steps: a larger budget is refused, naming the field and why
     run = tmp_path / "run"
     shutil.copytree(root / "ckpt", run)
-    cfg = R.load_config("tiny").replace(max_steps=5, batch_size=8, epochs=10)
-    s = train_classifier([root / "data"], run, cfg, device="cpu", progress=False, log_every=1)
-    assert s["steps"] == 5
-    steps = [json.loads(x)["step"] for x in (run / "train_log.jsonl").read_text().splitlines()]
+    with pytest.raises(ValueError, match=r"train\.max_steps 3 in the run, 5 now.*cosine"):
+        train_classifier(R.load_config("tiny", ["train.max_steps=5", "batch_size=8", "train.log_every=1"]),
+                         [root / "data"], run, replace(opts, resume=True))
+    # 5 steps straight == 2 steps, stop, resume: same weights, one log
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    train_classifier(cfg, [root / "data"], straight, opts)
+    assert train_classifier(cfg, [root / "data"], cut, replace(opts, stop_after=2)).steps == 2
+    s = train_classifier(cfg, [root / "data"], cut, replace(opts, resume=True))
+    assert (s.start_step, s.end_step) == (2, 5)
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(d / "checkpoints" / "step-000005" / "model.safetensors")) for d in (straight, cut))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(x)["step"] for x in (cut / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
     with pytest.raises(ValueError, match="already holds 5 training steps"):
-        train_classifier([root / "data"], run, cfg, device="cpu", progress=False)
-    with pytest.raises(ValueError, match="different config"):
-        train_classifier([root / "data"], run, cfg.replace(head_dim=8, max_steps=9), device="cpu", progress=False)
+        train_classifier(cfg, [root / "data"], cut, replace(opts, resume=True))
+    with pytest.raises(ValueError, match=r"head_dim 32 in the run, 8 now"):
+        train_classifier(cfg.replace(head_dim=8), [root / "data"], cut, replace(opts, resume=True))
+    # with the constant schedule a finished run trains longer
+    const = base.replace(schedule="constant", train=base.train.replace(max_steps=3))
+    train_classifier(const, [root / "data"], tmp_path / "const", opts)
+    longer = train_classifier(const.replace(train=const.train.replace(max_steps=4)), [root / "data"],
+                              tmp_path / "const", replace(opts, resume=True))
+    assert (longer.start_step, longer.end_step) == (3, 4)
 
 
 def test_training_from_cached_frozen_features(trained, tmp_path):
     root, _ = trained
-    cfg = R.load_config("tiny").replace(freeze_stages=2, cache_frozen=True, max_steps=3, batch_size=8)
-    s = train_classifier([root / "data"], tmp_path / "cached", cfg, device="cpu", progress=False)
-    assert s["steps"] == 3 and math.isfinite(s["final_loss"]) and s["cache_seconds"] > 0
+    cfg = R.load_config("tiny", ["freeze_stages=2", "cache_frozen=true", "train.max_steps=3", "batch_size=8"])
+    s = train_classifier(cfg, [root / "data"], tmp_path / "cached", RunOptions(device="cpu", progress=False))
+    assert s.steps == 3 and math.isfinite(s.losses[-1]["loss"]) and s.extra["cache_seconds"] > 0
     m = R.load_checkpoint(tmp_path / "cached")[0]
     x = torch.randn(2, 3, cfg.image_height, cfg.image_width)
     with torch.no_grad():
@@ -272,7 +296,7 @@ def test_training_on_rows_without_human_captions_says_what_to_do(rows, tmp_path)
     write_dataset([{**r, "captions": []} for r in rows], tmp_path / "bare", name="bare", kind="images",
                   shard_rows=100)
     with pytest.raises(ValueError, match="no train row has a caption of kind human.*--labels attributes"):
-        train_classifier([tmp_path / "bare"], tmp_path / "out", R.load_config("tiny"), device="cpu", progress=False)
+        train_classifier(R.load_config("tiny"), [tmp_path / "bare"], tmp_path / "out", RunOptions(device="cpu"))
 
 
 # ---- bad rows, clip, union --------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ def test_train_then_evaluate_a_tiny_classifier(data, tmp_path, capsys):
                      "--max-steps", "3", "--batch-size", "8", "--no-progress", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "trained attribute classifier" in out and str(ck) in out
-    cfg = json.loads((ck / "config.json").read_text())
+    cfg = json.loads((ck / "checkpoints" / "step-000003" / "config.json").read_text())
     ds_id = open_dataset(data).id
     assert cfg["config"]["backbone"] == "tiny" and cfg["data"][0]["id"] == ds_id and cfg["data"][0]["rows"] > 0
     assert cli.main(["spac", "eval-recognizer", "--checkpoint", str(ck), "--data", str(data), "--split", "test"]) == 0
@@ -60,7 +60,7 @@ def test_oracle_evaluation_is_perfect_and_labels_from_attributes_train(data, tmp
     ck = tmp_path / "attr"
     assert cli.main(["spac", "train-recognizer", "--data", str(data), "--out", str(ck), "--config", "tiny",
                      "--labels", "attributes", "--max-steps", "2", "--no-progress"]) == 0
-    assert json.loads((ck / "config.json").read_text())["config"]["labels"] == "attributes"
+    assert json.loads((ck / "run.json").read_text())["config"]["labels"] == "attributes"
 
 
 def test_bad_input_exits_with_a_message(data, tmp_path, capsys):

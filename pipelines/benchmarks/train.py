@@ -46,13 +46,14 @@ def measure(config: str, data: Path, run_dir: Path, batch_size: int, steps: int,
     sides are measured in alternating blocks (A B A B) of ``steps`` each."""
     from plip_train.config import load_config
     from plip_train.data import make_loader
+    from plip_runtime.runs import RunOptions
     from plip_train.trainer import Trainer
 
     k = 4 if batch_size % 4 == 0 else 2
     total = warmup + 4 * steps
     cfg = load_config(config, [f"data.batch_size={batch_size}", f"data.images_per_identity={k}", "data.split=null",
                                f"data.num_workers={workers}", f"train.max_steps={total}"])
-    trainer = Trainer(cfg, data, run_dir, device=device)
+    trainer = Trainer(cfg, data, run_dir, RunOptions(device=device or "auto"))
     try:
         held = list(trainer.stream())  # every step's batch, in memory (small sizes: a benchmark)
         loader = iter(make_loader(trainer.stream(), workers, trainer.env.device.type == "cuda"))

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from plip_train.checkpoint import code_version
+    from plip_runtime.version import code_version
     from synth_pedes import open_dataset
 
     t0 = time.perf_counter()

@@ -81,7 +81,7 @@ def _slug(text: str) -> str:
 def default_out(args: argparse.Namespace, dataset, split: str, direction: str, default_direction: str) -> Path:
     if args.out is not None:
         return args.out
-    from plip_train.embed import resolve_checkpoint
+    from plip_runtime.runs import resolve_checkpoint
 
     run_dir, ckpt = resolve_checkpoint(args.checkpoint, args.step)
     name = f"{_slug(dataset.manifest.name)}-{_slug(split)}"
@@ -99,7 +99,7 @@ def _label(dataset, split: str, direction: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plip_train.checkpoint import code_version
+    from plip_runtime.version import code_version
     from plip_train.evaluate import format_table
     from plip_train.zeroshot import evaluate_dataset, resolve_protocol, select_checkpoint
     from synth_pedes import open_dataset

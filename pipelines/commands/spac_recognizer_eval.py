@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     truths = res.pop("truths")
     doc = {"recognizer": rec.describe(), **res}
     if args.checkpoint is not None:
-        weights = args.checkpoint / "model.safetensors"
+        weights = Path(getattr(rec, "checkpoint", None) or args.checkpoint) / "model.safetensors"  # run: its latest
         doc["checkpoint"] = {"path": str(args.checkpoint),
                              "weights_sha256": "sha256:" + file_sha256(weights) if weights.is_file() else None}
         vocab = getattr(rec, "vocab", None)

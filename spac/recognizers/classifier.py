@@ -11,12 +11,10 @@ and says which tensor does not.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from plip_runtime.device import PRECISIONS, autocast, resolve_device, resolve_precision
+from plip_runtime.config import ConfigBase, ConfigError, apply_override
+from plip_runtime.device import autocast, resolve_device, resolve_precision
+from plip_runtime.runs import TrainArgs, resolve_checkpoint
 from synth_pedes.schema import SLOTS, UNKNOWN
 
 from ..attributes import AttributeSet
@@ -48,9 +48,10 @@ class CheckpointError(ValueError):
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
-    """Architecture, labels and training settings of the attribute classifier. Validated on construction
-    (``ValueError`` naming the field); saved in ``config.json`` next to the weights."""
+class ClassifierConfig(ConfigBase):
+    """Architecture, labels and training recipe of the attribute classifier, validated on construction
+    (``ConfigError`` naming the field); saved in each checkpoint's ``config.json`` next to the weights. The
+    budget, precision, seed and cadence are the ``train`` section every trainer shares."""
 
     # model
     backbone: str = "efficientnet_lite0"  # efficientnet_lite0 | tiny | timm:<name>
@@ -68,110 +69,101 @@ class ClassifierConfig:
     freeze_stages: int | None = None
     # compute the frozen stages once per training image (and its flip) and keep their output in memory (bf16)
     cache_frozen: bool = False
+    channels_last: bool = True  # NHWC layout in training and inference (faster convolutions on CPU and GPU)
     # labels
     labels: str = "captions"  # captions (mined with the phrase extractor) | attributes (the dataset column)
     label_rule: str = "frequent"  # frequent | specific (see spac.recognizers.labels.choose_phrase)
     caption_kinds: tuple = ("human",)  # caption kinds mined for labels
     canonical_labels: bool = True  # canonicalise mined phrases (synonyms, word order) before counting
     min_count: int = 5  # phrases seen fewer times are left out of the vocabulary (ignored by the loss)
-    # training
-    split: str = "train"
-    epochs: int = 8
-    max_steps: int | None = None
+    split: str = "train"  # the rows of this split are trained on
+    # optimisation
     batch_size: int = 64
     lr: float = 1e-3
     backbone_lr_scale: float = 1.0  # backbone learning rate = lr * this
     weight_decay: float = 0.05
-    schedule: str = "cosine"  # constant | cosine (after warm-up)
+    schedule: str = "cosine"  # constant | cosine (after warm-up), over the run's total steps
     warmup_steps: int = 30
     label_smoothing: float = 0.1
     hflip: float = 0.5  # probability of a random horizontal flip in training
-    precision: str = "auto"  # auto (bf16 autocast where the device supports it) | bf16 | fp32
-    channels_last: bool = True
-    seed: int = 0
+    # budget (8 epochs), precision (auto: bf16 where the device runs it natively), seed, log and checkpoint cadence
+    train: TrainArgs = field(default_factory=lambda: TrainArgs(epochs=8))
 
     def __post_init__(self):
-        def need(ok: bool, name: str, what: str):
-            if not ok:
-                raise ValueError(f"ClassifierConfig.{name}: {what}, got {getattr(self, name)!r}")
-
-        def is_int(v):
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        need(isinstance(self.backbone, str) and (self.backbone in ("efficientnet_lite0", "tiny")
-                                                  or (self.backbone.startswith("timm:") and len(self.backbone) > 5)),
-             "backbone", "must be efficientnet_lite0, tiny or timm:<model name>")
-        need(isinstance(self.pretrained, (bool, str)) and self.pretrained != "", "pretrained",
-             "must be true, false or a local weights file path")
-        need(not (self.pretrained is True and self.backbone != "efficientnet_lite0"), "pretrained",
-             f"only efficientnet_lite0 ships weights; for {self.backbone} use false or a local file")
-        for name in ("image_height", "image_width"):
-            v = getattr(self, name)
-            need(is_int(v) and 32 <= v <= 2048 and v % 32 == 0, name, "must be a multiple of 32 in [32, 2048]")
         for name in ("mean", "std"):
-            v = getattr(self, name)
-            ok = isinstance(v, (list, tuple)) and len(v) == 3 and all(isinstance(x, (int, float)) for x in v)
-            need(ok and (name == "mean" or all(x > 0 for x in v)), name, "must be three numbers (RGB)")
-            object.__setattr__(self, name, tuple(float(x) for x in v))
-        need(self.head in HEADS, "head", f"must be one of {HEADS}")
-        need(is_int(self.head_dim) and self.head_dim >= 1, "head_dim", "must be a positive integer")
-        need(is_int(self.tiny_width) and self.tiny_width >= 4 and self.tiny_width % 2 == 0, "tiny_width",
-             "must be an even integer >= 4")
-        for name in ("dropout", "label_smoothing", "hflip"):
-            v = getattr(self, name)
-            need(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v < 1.0 + (name == "hflip"),
-                 name, "must be a number in [0, 1)" if name != "hflip" else "must be a probability in [0, 1]")
-        need(self.freeze_stages is None or (is_int(self.freeze_stages) and self.freeze_stages >= 0), "freeze_stages",
-             "must be null (the backbone's default) or an integer >= 0")
-        need(isinstance(self.cache_frozen, bool), "cache_frozen", "must be true or false")
-        need(self.labels in LABEL_SOURCES, "labels", f"must be one of {LABEL_SOURCES}")
-        need(self.label_rule in LABEL_RULES, "label_rule", f"must be one of {LABEL_RULES}")
-        kinds = (self.caption_kinds,) if isinstance(self.caption_kinds, str) else self.caption_kinds
-        need(isinstance(kinds, (list, tuple)) and len(kinds) >= 1 and all(isinstance(k, str) for k in kinds),
-             "caption_kinds", "must be a non-empty list of caption kinds (human, generated, prompt)")
-        object.__setattr__(self, "caption_kinds", tuple(kinds))
-        need(isinstance(self.canonical_labels, bool), "canonical_labels", "must be true or false")
-        need(is_int(self.min_count) and self.min_count >= 1, "min_count", "must be an integer >= 1")
-        need(isinstance(self.split, str) and self.split != "", "split", "must be a split name (train, val, test)")
-        need(is_int(self.epochs) and self.epochs >= 1, "epochs", "must be an integer >= 1")
-        need(self.max_steps is None or (is_int(self.max_steps) and self.max_steps >= 1), "max_steps",
-             "must be null or an integer >= 1")
-        need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "must be an integer >= 1")
-        for name in ("lr", "backbone_lr_scale", "weight_decay"):
-            v = getattr(self, name)
-            need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-                 and (name != "lr" or v > 0), name, "must be a finite number >= 0" + (" (> 0)" if name == "lr" else ""))
-        need(self.schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}")
-        need(is_int(self.warmup_steps) and self.warmup_steps >= 0, "warmup_steps", "must be an integer >= 0")
-        need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
-        need(isinstance(self.channels_last, bool), "channels_last", "must be true or false")
-        need(is_int(self.seed) and self.seed >= 0, "seed", "must be a non-negative integer")
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)) and all(isinstance(x, (int, float)) for x in value):
+                object.__setattr__(self, name, tuple(float(x) for x in value))
+        kinds = self.caption_kinds
+        object.__setattr__(self, "caption_kinds", (kinds,) if isinstance(kinds, str) else tuple(kinds)
+                           if isinstance(kinds, (list, tuple)) else kinds)
+        super().__post_init__()
 
-    # ---- (de)serialisation ----------------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+    def validate(self) -> None:
+        self.require("backbone", isinstance(self.backbone, str) and (
+            self.backbone in ("efficientnet_lite0", "tiny") or (self.backbone.startswith("timm:") and len(self.backbone) > 5)),
+            "must be efficientnet_lite0, tiny or timm:<model name>")
+        self.require("pretrained", isinstance(self.pretrained, (bool, str)) and self.pretrained != "",
+                     "must be true, false or a local weights file path")
+        self.require("pretrained", not (self.pretrained is True and self.backbone != "efficientnet_lite0"),
+                      f"only efficientnet_lite0 ships weights; for {self.backbone} use false or a local file")
+        for name in ("image_height", "image_width"):
+            self.require(name, _is_int(getattr(self, name)) and 32 <= getattr(self, name) <= 2048
+                         and getattr(self, name) % 32 == 0, "must be a multiple of 32 in [32, 2048]")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            self.require(name, isinstance(value, tuple) and len(value) == 3 and all(isinstance(x, float) for x in value)
+                         and (name == "mean" or all(x > 0 for x in value)), "must be three numbers (RGB)")
+        self.require_choice("head", HEADS)
+        self.require_int("head_dim", 1)
+        self.require("tiny_width", _is_int(self.tiny_width) and self.tiny_width >= 4 and self.tiny_width % 2 == 0,
+                     "must be an even integer >= 4")
+        self.require_number("dropout", 0.0, 1.0)
+        self.require("dropout", self.dropout < 1.0, "must be a number in [0, 1)")
+        self.require_number("label_smoothing", 0.0, 1.0)
+        self.require("label_smoothing", self.label_smoothing < 1.0, "must be a number in [0, 1)")
+        self.require_number("hflip", 0.0, 1.0)
+        self.require_int("freeze_stages", 0, optional=True)
+        self.require_bool("cache_frozen")
+        self.require_bool("channels_last")
+        self.require_choice("labels", LABEL_SOURCES)
+        self.require_choice("label_rule", LABEL_RULES)
+        self.require("caption_kinds", isinstance(self.caption_kinds, tuple) and len(self.caption_kinds) >= 1
+                     and all(isinstance(k, str) for k in self.caption_kinds),
+                     "must be a non-empty list of caption kinds (human, generated, prompt)")
+        self.require_bool("canonical_labels")
+        self.require_int("min_count", 1)
+        self.require("split", isinstance(self.split, str) and self.split != "", "must be a split name (train, val, test)")
+        self.require_int("batch_size", 1)
+        self.require_number("lr", 0.0, lo_open=True)
+        self.require_number("backbone_lr_scale", 0.0)
+        self.require_number("weight_decay", 0.0)
+        self.require_choice("schedule", SCHEDULES)
+        self.require_int("warmup_steps", 0)
+        self.require("train", isinstance(self.train, TrainArgs), "must be a train section (TrainArgs)")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ClassifierConfig":
-        if not isinstance(d, dict):
-            raise ValueError(f"a classifier config must be a JSON object, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(d) - names)
-        if bad:
-            raise ValueError(f"ClassifierConfig: unknown field(s) {bad}; the fields are {sorted(names)}")
-        return cls(**d)
+    def from_dict(cls, data, source=None, *, base=None) -> "ClassifierConfig":
+        """As ConfigBase.from_dict; a checkpoint's config written before the ``train`` section existed (its
+        ``epochs``, ``max_steps``, ``precision``, ``seed`` at the top level) is read into it."""
+        if isinstance(data, dict) and any(k in data for k in _LEGACY_TRAIN_FIELDS):
+            data = dict(data)
+            train = {k: data.pop(k) for k in _LEGACY_TRAIN_FIELDS if k in data}
+            data["train"] = {**train, **data.get("train", {})}
+        return super().from_dict(data, source, base=base)
 
-    def replace(self, **changes) -> "ClassifierConfig":
-        changes = {k: v for k, v in changes.items() if v is not None}
-        return dataclasses.replace(self, **changes)
+    def schedule_extendable(self) -> bool | str:
+        """Whether a resumed run may take a larger budget: the cosine schedule spans the run's total steps."""
+        return True if self.schedule == "constant" else (
+            "the cosine learning-rate schedule (schedule=\"cosine\") spans the run's total steps, so a new budget "
+            "would change the rates already trained with; train a new run, or use schedule=\"constant\"")
 
-    def model_fields(self) -> dict:
-        """The fields that fix the weights' shapes and the label space (must match to resume or load)."""
-        keep = ("backbone", "image_height", "image_width", "head", "head_dim", "tiny_width", "labels", "label_rule",
-                "caption_kinds", "canonical_labels", "min_count", "split")
-        d = self.to_dict()
-        return {k: d[k] for k in keep}
+
+_LEGACY_TRAIN_FIELDS = ("epochs", "max_steps", "precision", "seed")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 NAMED_CONFIGS: dict[str, dict] = {
@@ -179,28 +171,33 @@ NAMED_CONFIGS: dict[str, dict] = {
     "default": {},
     # Random-init tiny conv net at 64x32: for tests and smoke runs (thousands of images/s on a CPU).
     "tiny": {"backbone": "tiny", "pretrained": False, "image_height": 64, "image_width": 32, "head_dim": 32,
-             "min_count": 2, "batch_size": 16, "epochs": 1, "warmup_steps": 0, "precision": "fp32",
-             "channels_last": False},
+             "min_count": 2, "batch_size": 16, "warmup_steps": 0, "channels_last": False,
+             "train": {"epochs": 1, "precision": "fp32"}},
 }
 
 
-def load_config(name_or_file: str | os.PathLike | None) -> ClassifierConfig:
-    """A named config (``NAMED_CONFIGS``) or a JSON file: a bare config object or a checkpoint ``config.json``."""
-    if name_or_file is None:
-        return ClassifierConfig()
-    text = str(name_or_file)
+def load_config(name_or_file: str | os.PathLike | None = "default", overrides: Sequence[str] = ()) -> ClassifierConfig:
+    """A named config (``NAMED_CONFIGS``) or a JSON file (a bare config object, a checkpoint's ``config.json``, a
+    checkpoint directory or a training run), with ``--set FIELD=VALUE`` overrides (``train.epochs=3``)."""
+    text = "default" if name_or_file is None else str(name_or_file)
     if text in NAMED_CONFIGS:
-        return ClassifierConfig.from_dict(NAMED_CONFIGS[text])
-    path = Path(text)
-    if path.is_dir():
-        path = path / CONFIG_FILE
-    if not path.is_file():
-        raise ValueError(f"--config {text!r} is neither a named config ({', '.join(NAMED_CONFIGS)}) nor a JSON file")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    return ClassifierConfig.from_dict(raw.get("config", raw) if isinstance(raw, dict) and "format" in raw else raw)
+        source, raw = f"named config {text!r}", json.loads(json.dumps(NAMED_CONFIGS[text]))
+    else:
+        path = Path(text)
+        if path.is_dir():
+            path = find_checkpoint(path) / CONFIG_FILE
+        if not path.is_file():
+            raise ConfigError(f"--config {text!r} is neither a named config ({', '.join(NAMED_CONFIGS)}) nor a JSON "
+                              "file")
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: not valid JSON ({e})") from e
+        source = str(path)
+        raw = raw.get("config", raw) if isinstance(raw, dict) and "format" in raw else raw
+    for item in overrides:
+        apply_override(raw, item)
+    return ClassifierConfig.from_dict(raw, source)
 
 
 # ---- model ------------------------------------------------------------------------------------------------------
@@ -320,9 +317,22 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint directory ``path`` names: itself (weights, config.json and vocab.json), or a training run's
+    latest complete checkpoint (``plip spac train-recognizer --out RUN``)."""
+    path = Path(path)
+    if (path / WEIGHTS_FILE).is_file() or not (path / "run.json").is_file():
+        return path
+    try:
+        return resolve_checkpoint(path, weights=WEIGHTS_FILE)[1]
+    except (FileNotFoundError, ValueError) as e:
+        raise CheckpointError(str(e)) from None
+
+
 def read_checkpoint_meta(ckpt_dir: str | os.PathLike) -> tuple[dict, ClassifierConfig, dict[str, list[str]]]:
-    """``config.json`` (raw), its :class:`ClassifierConfig` and the vocabulary of a checkpoint directory."""
-    d = Path(ckpt_dir)
+    """``config.json`` (raw), its :class:`ClassifierConfig` and the vocabulary of a checkpoint directory (or of a
+    run's latest checkpoint)."""
+    d = find_checkpoint(ckpt_dir)
     if not d.is_dir():
         raise CheckpointError(f"checkpoint {d} is not a directory (expected {WEIGHTS_FILE}, {CONFIG_FILE}, "
                               f"{VOCAB_FILE})")
@@ -354,7 +364,7 @@ def load_checkpoint(ckpt_dir: str | os.PathLike, device: str | torch.device = "c
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    d = Path(ckpt_dir)
+    d = find_checkpoint(ckpt_dir)
     raw, config, vocab = read_checkpoint_meta(d)
     num_classes = {s: len(vocab[s]) for s in SLOTS}
     if raw.get("num_classes") and {s: int(raw["num_classes"].get(s, -1)) for s in SLOTS} != num_classes:
@@ -394,7 +404,7 @@ class ClassifierRecognizer(Recognizer):
     def __init__(self, checkpoint: str | os.PathLike | None = None, *, model: AttributeClassifier | None = None,
                  vocab: dict[str, list[str]] | None = None, device: str = "cpu", batch_size: int = 64,
                  precision: str | None = None, threshold: float = 0.0, channels_last: bool | None = None):
-        self.checkpoint = None if checkpoint is None else str(checkpoint)
+        self.checkpoint = None if checkpoint is None else str(find_checkpoint(checkpoint))
         self.device = resolve_device(device)
         if checkpoint is not None:
             model, config, vocab, self.meta = load_checkpoint(checkpoint, self.device)
@@ -412,7 +422,7 @@ class ClassifierRecognizer(Recognizer):
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         self.model, self.config, self.vocab = model, config, vocab
         self.batch_size, self.threshold = batch_size, float(threshold)
-        self.precision = resolve_precision(precision or config.precision, self.device)
+        self.precision = resolve_precision(precision or config.train.precision, self.device)
         self.channels_last = config.channels_last if channels_last is None else channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)

@@ -82,7 +82,9 @@ def load_candidates(candidates) -> dict[str, list[str]]:
     if isinstance(candidates, (str, os.PathLike)):
         path = Path(candidates)
         if path.is_dir():
-            path = path / "vocab.json"
+            from .classifier import find_checkpoint
+
+            path = find_checkpoint(path) / "vocab.json"
         if not path.is_file():
             raise ValueError(f"candidates {str(candidates)!r}: no such vocab.json file or checkpoint directory")
         candidates = json.loads(path.read_text())

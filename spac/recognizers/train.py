@@ -1,4 +1,5 @@
-"""Training the attribute classifier on one or more datasets (``plip spac train-recognizer``).
+"""Training the attribute classifier on one or more datasets (``plip spac train-recognizer``), on the run
+machinery every trainer shares (``plip_runtime.runs``).
 
 Rows of ``config.split`` with status ``ok`` are read into memory (image bytes + labels; a JPEG crop is
 ~10 KB, so 100k images are ~1 GB), labels are mined from the captions (or read from ``attributes``), the
@@ -8,41 +9,36 @@ vocabulary is built, and the model is trained with AdamW on the sum over slots o
 (and its mirror image) before training, so each step runs only the trainable part (all stages frozen but the
 last: ~150 images/s on 2 CPU cores instead of ~10-35).
 
-Outputs in ``out_dir``: the checkpoint (``model.safetensors``, ``config.json``, ``vocab.json``), a loss log
-``train_log.jsonl`` (one JSON object per logged step), ``run.json`` (what was consumed: dataset ids and
-rows; steps, time, final loss, versions) and the resume state (``optimizer.pt``, ``trainer_state.json``).
-Running again on the same ``out_dir`` resumes from the last saved step (the config's model fields must
-match); the epoch order of the images is a function of (seed, epoch), so a resumed run sees the same
-batches an uninterrupted one would.
+The run directory holds ``run.json`` (the datasets consumed, label coverage, vocabulary sizes, progress) and
+``checkpoints/step-N/`` (``model.safetensors``, ``config.json``, ``vocab.json``: what ``classifier:RUN``
+loads, + the trainer state), ``metrics.jsonl`` with the loss of each slot. The epoch order of the images is a
+function of (seed, epoch) and the flip generator's state travels in the checkpoint, so a resumed run sees
+the batches an uninterrupted one would.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
+from plip_runtime.device import autocast, grad_scaler, resolve_device
+from plip_runtime.runs import Run, RunOptions, TrainResult, rng_state
 from synth_pedes.schema import SLOTS
 
 from .base import decode_image
-from plip_runtime.device import autocast_dtype, resolve_device
-
-from .classifier import (CONFIG_FILE, AttributeClassifier, ClassifierConfig, images_to_tensor, load_checkpoint,
-                         random_hflip, save_checkpoint)
-from .labels import IGNORE_INDEX, build_vocab, caption_texts, check_vocab, encode_labels, labels_for_rows
+from .classifier import (AttributeClassifier, ClassifierConfig, images_to_tensor, load_checkpoint, random_hflip,
+                         save_checkpoint)
+from .labels import IGNORE_INDEX, build_vocab, caption_texts, encode_labels, labels_for_rows
 
 _log = logging.getLogger(__name__)
-
-STATE_FILE, OPTIM_FILE, LOG_FILE, RUN_FILE = "trainer_state.json", "optimizer.pt", "train_log.jsonl", "run.json"
+KIND = "spac-recognizer"
 
 
 @dataclass
@@ -112,13 +108,14 @@ class FrozenFeatureCache:
     """The frozen backbone stages' output for every training image and, with flips on, its mirror image,
     computed once (bf16 in memory) so that training steps run only the trainable part."""
 
-    def __init__(self, feats: torch.Tensor, flipped: torch.Tensor | None, ok: list[bool]):
+    def __init__(self, feats: torch.Tensor, flipped: torch.Tensor | None, ok: list[bool], n_frozen: int):
         self.feats, self.flipped, self.ok = feats, flipped, ok
+        self.n_frozen = n_frozen  # the backbone stage a cached feature continues from
 
     @classmethod
     @torch.no_grad()
     def build(cls, model: AttributeClassifier, data: TrainingData, config: ClassifierConfig, dev: torch.device,
-              amp: torch.dtype | None, batch: int = 64) -> "FrozenFeatureCache":
+              precision: str, batch: int = 64) -> "FrozenFeatureCache":
         t0 = time.perf_counter()
         was_training = model.training
         model.eval()
@@ -137,7 +134,7 @@ class FrozenFeatureCache:
             views = [x, x.flip(-1)] if config.hflip > 0 else [x]
             outs = []
             for v in views:
-                with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+                with autocast(dev, precision):
                     outs.append(model.frozen_features(v).to("cpu", torch.bfloat16).contiguous())
             if feats is None:
                 shape = (n, *outs[0].shape[1:])
@@ -154,7 +151,7 @@ class FrozenFeatureCache:
         mb = (feats.numel() + (flipped.numel() if flipped is not None else 0)) * 2 / 2 ** 20
         _log.info("cached the %d frozen backbone stages for %d images (%s, %.0f MB) in %.1fs", model.n_frozen,
                   sum(ok), "with flips" if flipped is not None else "no flips", mb, time.perf_counter() - t0)
-        return cls(feats, flipped, ok)
+        return cls(feats, flipped, ok, model.n_frozen)
 
     def batch(self, idx: list[int], hflip: float, gen: torch.Generator) -> torch.Tensor:
         x = self.feats[idx]
@@ -187,173 +184,121 @@ def slot_losses(logits: dict, targets: dict, label_smoothing: float) -> dict[str
     return out
 
 
-def _versions() -> dict:
-    import numpy
-
-    try:
-        from importlib.metadata import version
-        plip = version("plip")
-    except Exception:  # noqa: BLE001 - not installed as a distribution
-        plip = "unknown"
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__, "plip": plip}
-
-
-def _check_resumable(out: Path, config: ClassifierConfig) -> dict | None:
-    """The saved trainer state of ``out`` when it can be resumed with ``config`` (None when starting fresh)."""
-    state_path = out / STATE_FILE
-    if not state_path.is_file():
-        if out.exists() and any(out.iterdir()):
-            raise ValueError(f"{out} is not empty and holds no training state to resume; use a new --out directory")
-        return None
-    state = json.loads(state_path.read_text())
-    saved = ClassifierConfig.from_dict(json.loads((out / CONFIG_FILE).read_text())["config"])
-    diff = {k: (v, config.model_fields()[k]) for k, v in saved.model_fields().items()
-            if config.model_fields()[k] != v}
-    if diff:
-        raise ValueError(f"{out} holds a run with a different config; cannot resume it with this one "
-                         f"(saved vs now: {diff}); use a new --out directory")
-    return state
-
-
-def train_classifier(data_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, config: ClassifierConfig,
-                     device: str = "auto", limit: int | None = None, save_every: int = 0, log_every: int = 10,
-                     progress: bool | None = None, on_step: Callable[[dict], None] | None = None,
-                     command: list[str] | None = None) -> dict:
-    """Train (or resume) the classifier; returns the run summary written to ``run.json``."""
-    from tqdm import tqdm
-
-    out = Path(out_dir)
-    dev = resolve_device(device)
-    state = _check_resumable(out, config)
+def train_classifier(config: ClassifierConfig, data_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                     options: RunOptions | None = None, *, limit: int | None = None) -> TrainResult:
+    """Train (or resume) the classifier; ``limit``: use at most this many training rows (smoke runs)."""
+    options = options or RunOptions()
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 row, got {limit}")
+    run = Run(out_dir, kind=KIND, config=config.to_dict(), train=config.train, options=options,
+              device=resolve_device(options.device), extendable=config.schedule_extendable())
     t_load = time.perf_counter()
     data = load_training_data(data_dirs, config, limit)
-    if state is not None:
-        vocab = check_vocab(json.loads((out / "vocab.json").read_text()), str(out / "vocab.json"))
+    if run.resume_from is not None:  # the run's vocabulary and weights (checked against its config)
+        model, _, vocab, _ = load_checkpoint(run.resume_from, "cpu")
     else:
         vocab = build_vocab(data.labels, config.min_count)
-    targets_all = {s: torch.tensor(v, dtype=torch.long) for s, v in encode_labels(data.labels, vocab).items()}
-    coverage = {s: float((targets_all[s] != IGNORE_INDEX).float().mean()) for s in SLOTS}
+        model = AttributeClassifier(config, {s: len(vocab[s]) for s in SLOTS}, load_pretrained=True)
+    targets = {s: torch.tensor(v, dtype=torch.long) for s, v in encode_labels(data.labels, vocab).items()}
+    coverage = {s: float((targets[s] != IGNORE_INDEX).float().mean()) for s in SLOTS}
     _log.info("%d training images; vocabulary sizes %s; label coverage %s (%.1fs)", len(data.keys),
               {s: len(vocab[s]) for s in SLOTS}, {s: round(c, 3) for s, c in coverage.items()},
               time.perf_counter() - t_load)
+    run.plan(max(1, math.ceil(len(data.keys) / config.batch_size)), data.sources, train_images=len(data.keys),
+             label_coverage=coverage, vocab_sizes={s: len(vocab[s]) for s in SLOTS})
+    try:
+        return _fit(run, config, model, vocab, data, targets)
+    finally:
+        run.close()
 
-    torch.manual_seed(config.seed)
-    model = AttributeClassifier(config, {s: len(vocab[s]) for s in SLOTS}, load_pretrained=state is None)
-    if state is not None:  # the saved weights (checked against the saved config), under this run's config
-        model.load_state_dict(load_checkpoint(out, "cpu")[0].state_dict())
-    model.to(dev)
+
+def _fit(run: Run, config: ClassifierConfig, model: AttributeClassifier, vocab: dict, data: TrainingData,
+         targets: dict[str, torch.Tensor]) -> TrainResult:
+    device, n = run.device, len(data.keys)
+    model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.param_groups(config.lr, config.weight_decay, config.backbone_lr_scale),
-                            lr=config.lr)
-    for g in opt.param_groups:
-        g["base_lr"] = g["lr"]
-    n = len(data.keys)
-    steps_per_epoch = max(1, math.ceil(n / config.batch_size))
-    total = steps_per_epoch * config.epochs
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
-    step = 0
-    if state is not None:
-        step = int(state["step"])
-        opt.load_state_dict(torch.load(out / OPTIM_FILE, map_location=dev, weights_only=True))
-        if step >= total:
-            raise ValueError(f"{out} already holds {step} training steps (asked for {total}); raise --epochs or "
-                             "--max-steps to train further, or use a new --out directory")
-        _log.info("resuming %s at step %d of %d", out, step, total)
-    amp = autocast_dtype(config.precision, dev)  # (interim: the run machinery replaces this)
-    extra = {"data": data.sources, "label_coverage": coverage, "train_images": n,
-             "precision": "bf16" if amp is not None else "fp32", "device": dev.type}
-    out.mkdir(parents=True, exist_ok=True)
-    log_mode = "a" if state is not None else "w"
-    progress = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=total, initial=step, desc="train-recognizer", unit="step", disable=not progress,
-               file=sys.stderr)
-    t0, seen, last_loss, running = time.perf_counter(), 0, float("nan"), {}
-    prev_seconds = float(state.get("seconds", 0.0)) if state else 0.0
-    flip_gen = torch.Generator().manual_seed(config.seed * 1000003 + step)
+    optimizer = torch.optim.AdamW(model.param_groups(config.lr, config.weight_decay, config.backbone_lr_scale),
+                                  lr=config.lr)
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]
+    scaler = grad_scaler(device, run.precision)
+    flip_gen = torch.Generator().manual_seed(config.train.seed * 1000003)
+    if run.trainer_state is not None:
+        optimizer.load_state_dict(run.trainer_state["optimizer"])
+        scaler.load_state_dict(run.trainer_state["scaler"])
+        flip_gen.set_state(run.trainer_state["flip_generator"])
+        run.restore_rng()
+    extra = {"data": data.sources, "train_images": n, "precision": run.precision, "device": device.type}
 
-    def save(finished: bool) -> None:
-        save_checkpoint(out, model, vocab, extra)
-        torch.save(opt.state_dict(), out / (OPTIM_FILE + ".tmp"))
-        os.replace(out / (OPTIM_FILE + ".tmp"), out / OPTIM_FILE)
-        st = {"step": step, "total_steps": total, "epoch": step // steps_per_epoch, "finished": finished,
-              "seconds": prev_seconds + cache_seconds + time.perf_counter() - t0}
-        (out / STATE_FILE).write_text(json.dumps(st, indent=2) + "\n")
+    def write_weights(directory: Path, step: int) -> None:
+        save_checkpoint(directory, model, vocab, extra)
+
+    def trainer_state() -> dict:
+        return {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": [rng_state()],
+                "flip_generator": flip_gen.get_state()}
 
     cache, cache_seconds = None, 0.0
     if config.cache_frozen and model.n_frozen > 0:
         t_cache = time.perf_counter()
-        cache = FrozenFeatureCache.build(model, data, config, dev, amp)
+        cache = FrozenFeatureCache.build(model, data, config, device, run.precision)
         cache_seconds = time.perf_counter() - t_cache
-        t0 = time.perf_counter()  # images/s counts training steps only
     model.train()
-    try:
-        with open(out / LOG_FILE, log_mode) as log:
-            while step < total:
-                epoch, pos = divmod(step, steps_per_epoch)
-                order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 7919 + epoch))
-                idx = order[pos * config.batch_size:(pos + 1) * config.batch_size].tolist()
-                t_step = time.perf_counter()
-                if cache is not None:
-                    keep = [i for i in idx if cache.ok[i]]
-                    x = cache.batch(keep, config.hflip, flip_gen).to(dev)
-                    start = model.n_frozen
-                else:
-                    x, keep = _decode_batch(data, idx, config, flip_gen)
-                    x, start = x.to(dev), 0
-                if not keep:
-                    step += 1
-                    continue
-                if config.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                y = {s: targets_all[s][keep].to(dev) for s in SLOTS}
-                factor = lr_factor(step, total, config)
-                for g in opt.param_groups:
-                    g["lr"] = g["base_lr"] * factor
-                with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    logits = model(x, start=start)
-                losses = slot_losses(logits, y, config.label_smoothing)
-                loss = sum(losses.values())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                seen += len(keep)
-                last_loss = float(loss.detach())
-                with torch.no_grad():
-                    for s in SLOTS:
-                        valid = y[s] != IGNORE_INDEX
-                        if valid.any():
-                            acc = float((logits[s].argmax(-1)[valid] == y[s][valid]).float().mean())
-                            running[s] = acc if s not in running else 0.9 * running[s] + 0.1 * acc
-                bar.update(1)
-                bar.set_postfix(loss=f"{last_loss:.3f}", epoch=epoch)
-                if step % log_every == 0 or step == total:
-                    rec = {"step": step, "epoch": epoch, "loss": round(last_loss, 5),
-                           **{f"loss_{s}": round(float(v.detach()), 5) for s, v in losses.items()},
-                           **{f"train_acc_{s}": round(v, 4) for s, v in running.items()},
-                           "lr": opt.param_groups[0]["lr"], "step_seconds": round(time.perf_counter() - t_step, 4),
-                           "images_per_s": round(seen / max(time.perf_counter() - t0, 1e-9), 2)}
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                    if on_step is not None:
-                        on_step(rec)
-                if save_every and step % save_every == 0 and step < total:
-                    save(finished=False)
-    except KeyboardInterrupt:
-        bar.close()
-        save(finished=False)
-        _log.warning("interrupted at step %d; state saved in %s", step, out)
-        raise
-    bar.close()
-    save(finished=True)
-    seconds = prev_seconds + cache_seconds + time.perf_counter() - t0
-    summary = {"out": str(out), "steps": step, "epochs": round(step / steps_per_epoch, 3), "train_images": n,
-               "final_loss": last_loss, "seconds": round(seconds, 2), "cache_seconds": round(cache_seconds, 2),
-               "images_per_s": round(seen / max(time.perf_counter() - t0, 1e-9), 2),
-               "vocab_sizes": {s: len(vocab[s]) for s in SLOTS}, "label_coverage": coverage,
-               "data": data.sources, "config": config.to_dict(), "device": str(dev),
-               "precision": extra["precision"], "command": command, "versions": _versions()}
-    (out / RUN_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    losses, running = [], {}
+    for step in range(run.start_step, run.end_step):
+        batch = _training_batch(step, run, config, data, cache, flip_gen)
+        if batch is None:  # no image of this batch could be decoded (logged)
+            continue
+        x, keep, start = batch
+        y = {s: targets[s][keep].to(device) for s in SLOTS}
+        factor = lr_factor(step, run.total_steps, config)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        with autocast(device, run.precision):
+            logits = model(x.to(device), start=start)
+        per_slot = slot_losses(logits, y, config.label_smoothing)
+        loss = sum(per_slot.values())
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        _update_accuracy(running, logits, y)
+        terms = {"loss": float(loss.detach()), **{f"{s}_loss": float(v.detach()) for s, v in per_slot.items()},
+                 **{f"{s}_train_acc": v for s, v in running.items()}}
+        losses.append(terms)
+        run.log(step, terms, optimizer.param_groups[0]["lr"], len(keep))
+        if run.checkpoint_due(step + 1):
+            run.save(step + 1, write_weights, trainer_state())
+    checkpoint = run.finish(write_weights, trainer_state())
+    return run.result(losses, checkpoint, cache_seconds=round(cache_seconds, 2), train_images=n,
+                      vocab_sizes={s: len(vocab[s]) for s in SLOTS}, device=str(device), precision=run.precision)
+
+
+def _training_batch(step: int, run: Run, config: ClassifierConfig, data: TrainingData,
+                    cache: FrozenFeatureCache | None, flip_gen: torch.Generator):
+    """``(inputs, row indices, first backbone stage to run)`` of ``step``'s batch, or None when none decoded. The
+    epoch order is a permutation drawn from (seed, epoch)."""
+    epoch, position = divmod(step, run.steps_per_epoch)
+    order = torch.randperm(len(data.keys), generator=torch.Generator().manual_seed(config.train.seed * 7919 + epoch))
+    idx = order[position * config.batch_size:(position + 1) * config.batch_size].tolist()
+    if cache is not None:
+        keep = [i for i in idx if cache.ok[i]]
+        x, start = cache.batch(keep, config.hflip, flip_gen), cache.n_frozen
+    else:
+        x, keep = _decode_batch(data, idx, config, flip_gen)
+        start = 0
+    if not keep:
+        return None
+    if config.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, keep, start
+
+
+@torch.no_grad()
+def _update_accuracy(running: dict, logits: dict, targets: dict) -> None:
+    """An exponential moving average (0.9) of each slot's training accuracy over its labelled rows."""
+    for s in SLOTS:
+        valid = targets[s] != IGNORE_INDEX
+        if valid.any():
+            acc = float((logits[s].argmax(-1)[valid] == targets[s][valid]).float().mean())
+            running[s] = acc if s not in running else 0.9 * running[s] + 0.1 * acc
