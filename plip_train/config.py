@@ -2,8 +2,8 @@
 
 Shipped configs live in ``plip_train/configs/<name>.json``; their ``model`` entry is a model config
 name (``plip_train/models/configs``) or an inline dict. Every dataclass validates itself, so a bad
-value fails at load time with the field named, not an hour into a run. Paper defaults (spec §3)
-are the defaults here.
+value fails at load time with the field named, not an hour into a run. Paper defaults
+(docs/reimplementation.md#optimizer-and-schedule) are the defaults here.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Import the released PLIP checkpoint (``PLIP_MRN50.pth.tar``: ModifiedResNet-50 with the attention pool at
-256x128 + bert-base-uncased with its pooler; spec §2.1, §3, §4.1) as a run directory that ``plip eval``,
-``plip embed`` and :func:`plip_train.embed.load` use like any training run::
+256x128 + bert-base-uncased with its pooler; docs/reimplementation.md#released-checkpoint) as a run directory that
+``plip eval``, ``plip embed`` and :func:`plip_train.embed.load` use like any training run::
 
     RUN/run.json                                  config paper-rn50-bert with text.pooling = pooler,
                                                   "converted_from": {path, sha256, epoch, dropped keys}

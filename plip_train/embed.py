@@ -7,11 +7,11 @@
     scores = txt @ img.T                                 # cosine similarities
     base = embed.from_config("cpu-small")                # the "no pre-training" baseline (ImageNet / MiniLM)
 
-Preprocessing is the evaluation protocol of the official PLIP code (spec §4.1), with the run's own settings:
-decode, RGB, resize to the config's ``image_size`` (256x128) bicubic, scale to [0, 1], normalise with the run's
-``data.mean``/``data.std`` (SYNTH-PEDES by default), no flip. The full image is resized (training may decode large
-JPEGs at a reduced DCT scale first; evaluation does not, so paths, bytes and PIL images give the same tensor).
-Text: the config's WordPiece tokenizer, padded and truncated to ``text.max_length`` (64), as in training.
+Preprocessing is the evaluation protocol of the official PLIP code (docs/evaluation.md#preprocessing), with the
+run's own settings: decode, RGB, resize to the config's ``image_size`` (256x128) bicubic, scale to [0, 1], normalise
+with the run's ``data.mean``/``data.std`` (SYNTH-PEDES by default), no flip. The full image is resized (training may
+decode large JPEGs at a reduced DCT scale first; evaluation does not, so paths, bytes and PIL images give the same
+tensor). Text: the config's WordPiece tokenizer, padded and truncated to ``text.max_length`` (64), as in training.
 Embeddings are ``x / (||x|| + 1e-12)``, computed in eval mode under ``torch.no_grad``, returned on the CPU.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Optimizer and learning-rate schedule (spec §3): Adan (timm's implementation), the text tower's
-group at lr × 0.1, linear warm-up then ×gamma at each milestone.
+"""Optimizer and learning-rate schedule (docs/reimplementation.md#optimizer-and-schedule): Adan (timm's
+implementation), the text tower's group at lr × 0.1, linear warm-up then ×gamma at each milestone.
 
 Weight decay skips biases and normalisation weights (1-D parameters), the usual practice; the
 paper says only "default setting". The official code steps its warm-up once per epoch

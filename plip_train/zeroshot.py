@@ -3,10 +3,11 @@
 
 Two protocols, chosen from the dataset's splits:
 
-* **Text-based person retrieval** (CUHK-PEDES, ICFG-PEDES, RSTPReid, ProcPedes; spec §4.1): on one split,
-  ``t2i`` ranks the gallery of every ``ok`` image of the split for each query, every caption of those images;
-  ``i2t`` swaps the roles (images query, captions gallery); ``both`` does both. Ids are the identities. Rows with
-  identity -1 (unknown) stay in the gallery as negatives and do not query.
+* **Text-based person retrieval** (CUHK-PEDES, ICFG-PEDES, RSTPReid, ProcPedes;
+  docs/evaluation.md#text-to-image-retrieval): on one split, ``t2i`` ranks the gallery of every ``ok`` image of the
+  split for each query, every caption of those images; ``i2t`` swaps the roles (images query, captions gallery);
+  ``both`` does both. Ids are the identities. Rows with identity -1 (unknown) stay in the gallery as negatives and
+  do not query.
 * **Image ReID** (Market-1501 layout: splits ``query`` and ``gallery``, no captions): ``i2i``, every query image
   against the gallery with the Market-1501 protocol: gallery images of the same identity *and* camera are
   excluded, and so are junk images (identity -1); distractors (identity 0) stay as negatives.

@@ -1,4 +1,5 @@
-"""SYNTH-PEDES quality filters (plip-spec §1.1): the data distribution strategy and the seed filter.
+"""SYNTH-PEDES quality filters (docs/reimplementation.md#synth-pedes-filters): the data distribution
+strategy and the seed filter.
 
 Pure functions over small per-image facts (identity, the six attribute phrases, an embedding), so
 they are tested on hand-made cases; ``pipelines.filtering`` runs them over a dataset and writes the

@@ -1,4 +1,4 @@
-"""Versioned dataset manifests: how stages connect (design §3).
+"""Versioned dataset manifests: how stages connect (docs/formats.md#the-manifest).
 
 A dataset is a directory holding ``manifest.json`` and Parquet shards. The manifest's ``id`` is the
 sha256 of its canonical body (everything except ``id`` and ``created_at``), so the same content gives

@@ -1,4 +1,4 @@
-"""The one record schema: one row per person image (design §2).
+"""The one record schema: one row per person image (docs/formats.md#the-record).
 
 The Arrow schema below is the single source of truth. The Hugging Face ``features`` are derived from
 it and embedded in the schema metadata under the ``huggingface`` key, exactly as

@@ -1,4 +1,4 @@
-"""Write records as deterministic, resumable Parquet shards (design §3-4).
+"""Write records as deterministic, resumable Parquet shards (docs/formats.md#dataset-directory).
 
 Layout of a dataset directory::
 

@@ -339,8 +339,8 @@ def test_convert_official_paper_size_follows_the_official_protocol(tmp_path, cap
     for k in ("encoder.embeddings.word_embeddings.weight", "encoder.encoder.layer.11.attention.self.key.weight",
               "encoder.pooler.dense.weight"):
         assert torch.equal(own["text_tower." + k], txt[k]), k
-    # the official evaluation protocol (spec §4.1): 256x128 bicubic, SYNTH-PEDES mean/std, BERT-uncased WordPiece
-    # padded to 64 tokens, attention-pool image embedding, pooler text embedding
+    # the official evaluation protocol (docs/evaluation.md#preprocessing): 256x128 bicubic, SYNTH-PEDES mean/std,
+    # BERT-uncased WordPiece padded to 64 tokens, attention-pool image embedding, pooler text embedding
     assert enc.image_size == (256, 128) and enc.max_length == 64 and enc.config.model.text.pooling == "pooler"
     assert np.allclose(enc.transform.mean.ravel(), [0.357, 0.323, 0.328])
     assert np.allclose(enc.transform.std.ravel(), [0.252, 0.242, 0.239])

@@ -1,4 +1,4 @@
-"""Tests of plip_train.tasks: the three PLIP pretext tasks (plip-spec §2.3-2.6).
+"""Tests of plip_train.tasks: the three PLIP pretext tasks (docs/reimplementation.md#pretext-tasks).
 
 Expected values are computed here by hand (plain Python / math on 2x2 and 3x3 examples), not with the code under test.
 """

@@ -1,5 +1,6 @@
-"""The paper's ablations on ProcPedes with small models (spec §2.6, Tables 10/13): IVLC alone, +TIC,
-+IAP, all three; prompt captions only vs generated only vs both; and no pre-training as the baseline.
+"""The paper's ablations on ProcPedes with small models (paper Tables 10/13;
+docs/reimplementation.md#loss-weights): IVLC alone, +TIC, +IAP, all three; prompt captions only vs
+generated only vs both; and no pre-training as the baseline.
 Every variant is trained with several seeds and scored zero-shot (text-to-image) on the test split
 of a CUHK-PEDES-layout benchmark; R1/R5/R10/mAP are reported as mean ± std over seeds.
 

@@ -1,6 +1,7 @@
-"""Per-sample image and caption preparation (spec §3): resize 256×128 bicubic, horizontal flip,
-SYNTH-PEDES mean/std; the grayscale copy of the same augmented image for TIC; captions tokenized
-with the attribute-phrase spans stored in the shards mapped onto tokens for IAP."""
+"""Per-sample image and caption preparation (docs/reimplementation.md#data-and-transforms): resize
+256×128 bicubic, horizontal flip, SYNTH-PEDES mean/std; the grayscale copy of the same augmented image
+for TIC; captions tokenized with the attribute-phrase spans stored in the shards mapped onto tokens for
+IAP."""
 from __future__ import annotations
 
 import io

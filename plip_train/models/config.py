@@ -278,7 +278,7 @@ class TextTowerConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     """A PLIP model: ``embed_dim`` is the shared embedding size; it must equal the text tower's hidden size (no
-    projection on the text side, spec §2.1); the image tower's head projects to it."""
+    projection on the text side, docs/reimplementation.md#text-encoder); the image tower's head projects to it."""
 
     name: str
     embed_dim: int

@@ -1,6 +1,7 @@
-"""The three PLIP pretext tasks (plip-spec §2.2-2.6), each a module returning named losses and no-grad metrics.
+"""The three PLIP pretext tasks (docs/reimplementation.md#pretext-tasks), each a module returning named losses and
+no-grad metrics.
 
-``PretextTasks`` does the forward passes of spec §2.2 for one batch and returns
+``PretextTasks`` does the forward passes (docs/reimplementation.md#forward-passes) for one batch and returns
 ``{"loss": sum of weight * task loss, "ivlc_loss", "tic_loss", "iap_loss", <metrics>}`` (keys of disabled tasks are
 absent; every value is a 0-dim tensor, metrics detached). The model must provide::
 

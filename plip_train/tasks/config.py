@@ -1,8 +1,9 @@
-"""Configuration of the three PLIP pretext tasks (plip-spec §2.3-2.6).
+"""Configuration of the three PLIP pretext tasks (docs/reimplementation.md#pretext-tasks).
 
 Every task can be switched off and re-weighted. The defaults are the paper's:
-``L = L_ivlc + 0.02 * L_tic + 0.1 * L_iap`` (spec §2.6), the IAP mask ratio rising 0.2 -> 0.8 with sqrt(progress)
-(spec §2.4), identity-level CMPM over the global (all-gathered) batch (spec §2.5).
+``L = L_ivlc + 0.02 * L_tic + 0.1 * L_iap`` (docs/reimplementation.md#loss-weights), the IAP mask ratio rising
+0.2 -> 0.8 with sqrt(progress) (docs/reimplementation.md#iap), identity-level CMPM over the global (all-gathered)
+batch (docs/reimplementation.md#ivlc).
 
 All validation happens in ``__post_init__`` and raises ``ValueError`` naming the field and the allowed values, so a
 bad config fails when it is loaded, not at step 10 000.
@@ -43,7 +44,7 @@ def _check_pos_int(section: str, name: str, value: Any, allow_none: bool = False
 
 @dataclass
 class IVLCConfig:
-    """Identity-based vision-language contrast: the repository's CMPM loss (spec §2.5).
+    """Identity-based vision-language contrast: the repository's CMPM loss (docs/reimplementation.md#ivlc).
 
     mode: ``"identity"`` (positives = same identity; every row needs an identity, -1 is an error) or ``"instance"``
     (each image-text pair is its own identity: instance-level contrast, used only when asked for, e.g. on a dataset
@@ -66,8 +67,8 @@ class IVLCConfig:
 
 @dataclass
 class TICConfig:
-    """Text-guided image colorization (spec §2.3). ``fpn_dim`` is the channel width of the FPN-like fusion (256 in
-    the official decoder: the concatenated map has 4 * fpn_dim channels)."""
+    """Text-guided image colorization (docs/reimplementation.md#tic). ``fpn_dim`` is the channel width of the FPN-like
+    fusion (256 in the official decoder: the concatenated map has 4 * fpn_dim channels)."""
 
     enabled: bool = True
     weight: float = 0.02
@@ -81,7 +82,7 @@ class TICConfig:
 
 @dataclass
 class IAPConfig:
-    """Image-guided attribute prediction (spec §2.4).
+    """Image-guided attribute prediction (docs/reimplementation.md#iap).
 
     mask ratio = curve(progress) * (mask_upper - mask_lower) + mask_lower with curve sqrt | linear | square;
     ``constant`` uses ``mask_lower`` throughout (``mask_upper`` is then ignored).

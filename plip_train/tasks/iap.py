@@ -1,4 +1,4 @@
-"""IAP: image-guided attribute prediction (plip-spec §2.4).
+"""IAP: image-guided attribute prediction (docs/reimplementation.md#iap).
 
 * Random attribute masking: in each caption, whole attribute phrases (the SPAC spans stored in the shards, given
   per token as ``phrase_index``) are replaced by ``[MASK]`` tokens, all of their tokens. Not random-word MLM.

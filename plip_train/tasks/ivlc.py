@@ -1,4 +1,4 @@
-"""IVLC: identity-based vision-language contrast, the official repository's CMPM loss (plip-spec §2.5).
+"""IVLC: identity-based vision-language contrast, the official repository's CMPM loss (docs/reimplementation.md#ivlc).
 
 For B unnormalised image embeddings V and text embeddings T (B x D):
 

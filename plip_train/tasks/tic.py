@@ -1,4 +1,5 @@
-"""TIC: text-guided image colorization (plip-spec §2.3; the official first-upload ``Image_decoder_ModifiedResNet``).
+"""TIC: text-guided image colorization (docs/reimplementation.md#tic; the official first-upload
+``Image_decoder_ModifiedResNet``).
 
 The image tower runs on the grayscale copy of the augmented image (3 channels, normalised); its four feature maps
 (strides 4, 8, 16, 32) are fused FPN-style, modulated twice by the caption's global embedding through multimodal SE
@@ -47,7 +48,7 @@ def _up(x: Tensor, size) -> Tensor:
 
 
 class ColorizationDecoder(nn.Module):
-    """FPN-like fusion of x1..x4, two text-conditioned SE blocks, two deconvolutions (spec §2.3 pseudo-code)."""
+    """FPN-like fusion of x1..x4, two text-conditioned SE blocks, two deconvolutions (docs/reimplementation.md#tic)."""
 
     def __init__(self, feature_channels: Sequence[int], text_dim: int, fpn_dim: int = 256):
         super().__init__()

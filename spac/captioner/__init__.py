@@ -1,4 +1,4 @@
-"""SPAC's stylised prefix captioner (paper App. A.5.1, Table 12; design §5).
+"""SPAC's stylised prefix captioner (paper App. A.5.1, Table 12; docs/reimplementation.md#prefix-captioner).
 
 An image backbone + FPN feeds six attribute branches (3 prefix tokens each) and a sentence branch
 (5 tokens); m linear style encoders turn the 23 concatenated prefix tokens into one prefix per

@@ -1,4 +1,5 @@
-"""Attribute-phrase extraction on spaCy (keyword noun phrases, paper §1.4, without a statistical model).
+"""Attribute-phrase extraction on spaCy (keyword noun phrases, docs/reimplementation.md#attribute-phrases, without
+a statistical model).
 
 A phrase is a slot keyword (the head noun; multi-word heads such as "down jacket", "shoulder bag",
 "running shoes", "t-shirt" included) extended to the left over the determiner-less modifiers that

@@ -1,4 +1,4 @@
-"""Prompt-caption templates ("attributes prompt engineering", paper §1.3).
+"""Prompt-caption templates ("attributes prompt engineering", docs/reimplementation.md#prompt-captions).
 
 Template syntax
   ``[person] [head] [upper] [lower] [shoes] [belongings]``  slot placeholders (the paper's

@@ -1,4 +1,4 @@
-"""Mining masked templates from human captions with the phrase extractor (paper §1.3, step 1).
+"""Mining masked templates from human captions with the phrase extractor (docs/reimplementation.md#prompt-captions).
 
 Each attribute phrase becomes its slot placeholder and each gendered pronoun a marker. A caption
 is kept only when the result is a usable template: at least one placeholder, no slot twice, no

@@ -1,6 +1,6 @@
 """Published statistics of SYNTH-PEDES and the three text-based person retrieval benchmarks.
 
-Numbers and their sources are those collected in the project's reference notes (PLIP paper §4 and
+Numbers and their sources are those of docs/reimplementation.md#published-numbers (PLIP paper §4 and
 Table 11 / README statistics table; CUHK-PEDES, ICFG-PEDES and RSTPReid sizes as reported by the
 PLIP paper and Tan et al., CVPR 2024; the manual 1-5 caption rating of PLIP §A). ``None`` means not
 published in those sources (SYNTH-PEDES' mean caption length and vocabulary were never reported).

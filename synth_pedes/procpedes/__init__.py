@@ -1,4 +1,4 @@
-"""ProcPedes: a procedural pedestrian renderer with ground truth (design §7).
+"""ProcPedes: a procedural pedestrian renderer with ground truth (docs/architecture.md#procpedes).
 
 It stands in for LUPerson (unlabeled person images), for a CUHK-PEDES-like captioned corpus and
 for a text-based person retrieval benchmark: people with identities, cameras, poses, backgrounds,

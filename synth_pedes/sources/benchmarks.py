@@ -1,6 +1,7 @@
 """Text-based person-retrieval benchmarks (CUHK-PEDES, ICFG-PEDES, RSTPReid) as benchmark datasets.
 
-Each benchmark is distributed as one annotation JSON next to an ``imgs/`` folder (plip-spec §4.3):
+Each benchmark is distributed as one annotation JSON next to an ``imgs/`` folder
+(docs/formats.md#text-based-retrieval-benchmarks):
 
 * CUHK-PEDES: ``reid_raw.json`` (some copies ship ``caption_all.json`` instead, which may lack
   ``split``: pass a split file then), a list of ``{"split", "captions", "file_path", "processed_tokens",

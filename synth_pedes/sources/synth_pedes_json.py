@@ -1,4 +1,5 @@
-"""The released SYNTH-PEDES layout (plip-spec §1.5): import it as a caption dataset, and export ours to it.
+"""The released SYNTH-PEDES layout (docs/formats.md#synth-pedes-release): import it as a caption dataset, and
+export ours to it.
 
 Layout::
 
