@@ -75,6 +75,12 @@ class ConfigBase:
     def require_bool(self, name: str) -> None:
         self.require(name, isinstance(getattr(self, name), bool), "must be true or false")
 
+    def require_item(self, name: str, value: Any, ok: bool, rule: str) -> None:
+        """:meth:`require` for a value that is not itself a field: an entry of a dict field (``name`` its dotted
+        path, e.g. ``bert.hidden_size``) or several fields judged together (``value`` what the message shows)."""
+        if not ok:
+            raise ConfigError(f"{self.field_name(name)}: {rule}, got {value!r}")
+
     # ---- changing and (de)serialising ---------------------------------------------------------------------
     def replace(self, **changes):
         """A validated copy with ``changes`` applied (``dataclasses.replace``: ``None`` is a value)."""

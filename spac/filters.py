@@ -24,13 +24,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from plip_runtime.config import ConfigBase
 from synth_pedes.schema import SLOTS, UNKNOWN
 
 from .attributes import AttributeSet
 
 
 @dataclass(frozen=True)
-class FilterConfig:
+class FilterConfig(ConfigBase):
+    """The filters' thresholds (paper defaults); validated on construction."""
+
     max_unknown: int = 2  # drop at >= 3 unknown slots of 6
     gender_threshold: float = 0.7
     min_images: int = 5
@@ -42,17 +45,17 @@ class FilterConfig:
     sigma_m: float = 0.62  # merger: centre-to-centre similarity
     neighbours: int = 2  # r_a = r_b
 
-    def __post_init__(self):
+    def validate(self) -> None:
+        self.require_int("max_unknown", 0, len(SLOTS))
         for name in ("gender_threshold", "sigma_s", "sigma_r", "sigma_m"):
-            if not -1.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"FilterConfig.{name} must be in [-1, 1], got {getattr(self, name)}")
-        if not 0 <= self.max_unknown <= len(SLOTS):
-            raise ValueError(f"FilterConfig.max_unknown must be in 0..{len(SLOTS)}, got {self.max_unknown}")
-        if not 1 <= self.min_images <= self.max_images:
-            raise ValueError(f"FilterConfig needs 1 <= min_images <= max_images, got {self.min_images}, "
-                             f"{self.max_images}")
-        if self.neighbours < 0:
-            raise ValueError(f"FilterConfig.neighbours must be >= 0, got {self.neighbours}")
+            self.require_number(name, -1, 1)
+        self.require_int("min_images", 1)
+        self.require_int("max_images", 1)
+        self.require("max_images", self.max_images >= self.min_images,
+                     f"must be >= FilterConfig.min_images ({self.min_images})")
+        self.require_int("seed")
+        self.require_bool("seed_filter")
+        self.require_int("neighbours", 0)
 
 
 def unknown_slots_reason(attrs: AttributeSet, max_unknown: int = 2) -> str | None:

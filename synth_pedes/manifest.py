@@ -123,7 +123,7 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():
         hint = (" It looks like an unfinished write: re-run the command that wrote it to resume."
-                if (Path(directory) / "_progress").is_dir() else "")
+                if (Path(directory) / "_stats").is_dir() else "")  # the writer's plan and shard stats
         raise ManifestError(f"{path}: no manifest; {directory} is not a finished synth-pedes dataset.{hint}")
     try:
         doc = json.loads(path.read_text())

@@ -70,7 +70,7 @@ def test_plan_without_identities_deals_k_distinct_rows(tmp_path):
 
 
 def test_batch_shape_validates():
-    with pytest.raises(ValueError, match="multiple"):
+    with pytest.raises(ValueError, match=r"data\.batch_size: must be a multiple of data\.images_per_identity \(4\), got 10"):
         BatchShape(batch_size=10, images_per_identity=4)
 
 

@@ -624,20 +624,21 @@ def test_tasks_config_validation_and_round_trip():
     d = _cfg(tic={"fpn_dim": 32}).to_dict()
     assert d["tic"]["fpn_dim"] == 32 and TasksConfig.from_dict(d) == _cfg(tic={"fpn_dim": 32})
     bad = [
-        ({"ivlc": {"mode": "pairs"}}, r"tasks\.ivlc\.mode must be one of 'identity', 'instance'"),
-        ({"iap": {"curve": "cubic"}}, r"tasks\.iap\.curve must be one of 'sqrt', 'linear', 'square', 'constant'"),
-        ({"iap": {"on_missing_spans": "mlm"}}, r"tasks\.iap\.on_missing_spans must be one of 'random-words'"),
-        ({"iap": {"mask_lower": 0.9}}, r"tasks\.iap\.mask_lower \(0\.9\) must be <="),
-        ({"tic": {"weight": -1}}, r"tasks\.tic\.weight must be a finite number >= 0"),
-        ({"tic": {"fpn_dim": 0}}, r"tasks\.tic\.fpn_dim must be an integer >= 1"),
-        ({"iap": {"heads": 0}}, r"tasks\.iap\.heads must be an integer >= 1"),
+        ({"ivlc": {"mode": "pairs"}}, r"tasks\.ivlc\.mode: must be one of identity, instance, got 'pairs'"),
+        ({"iap": {"curve": "cubic"}}, r"tasks\.iap\.curve: must be one of sqrt, linear, square, constant, got 'cubic'"),
+        ({"iap": {"on_missing_spans": "mlm"}}, r"tasks\.iap\.on_missing_spans: must be one of random-words"),
+        ({"iap": {"mask_lower": 0.9}}, r"tasks\.iap\.mask_lower: must be <= tasks\.iap\.mask_upper \(0\.8\), got 0\.9"),
+        ({"tic": {"weight": -1}}, r"tasks\.tic\.weight: must be a number in \[0, inf\], got -1"),
+        ({"tic": {"fpn_dim": 0}}, r"tasks\.tic\.fpn_dim: must be an integer >= 1, got 0"),
+        ({"iap": {"heads": 0}}, r"tasks\.iap\.heads: must be an integer >= 1 or null, got 0"),
         ({"tic": {"colour": 1}}, r"tasks\.tic: unknown field\(s\) \['colour'\]"),
-        ({"sic": {}}, r"unknown section"),
-        ({"ivlc": {"enabled": False}, "tic": {"enabled": False}, "iap": {"enabled": False}}, "at least one"),
+        ({"sic": {}}, r"tasks: unknown field\(s\) \['sic'\]"),
+        ({"ivlc": {"enabled": False}, "tic": {"enabled": False}, "iap": {"enabled": False}},
+         r"tasks\.\{ivlc,tic,iap\}\.enabled: at least one task must be enabled"),
     ]
     for data, pattern in bad:
         with pytest.raises(ValueError, match=pattern):
             TasksConfig.from_dict(data)
-    with pytest.raises(ValueError, match="gather"):
+    with pytest.raises(ValueError, match=r"tasks\.ivlc\.gather: must be true or false, got 'yes'"):
         IVLCConfig(gather="yes")
     assert IAPConfig(curve="constant").curve == "constant" and TICConfig(enabled=False).enabled is False

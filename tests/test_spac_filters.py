@@ -90,7 +90,7 @@ def test_seed_filter_neighbour_range_limits_reassignment():
 
 
 def test_config_validates():
-    with pytest.raises(ValueError, match="min_images"):
+    with pytest.raises(ValueError, match=r"FilterConfig\.max_images: must be >= FilterConfig\.min_images \(10\), got 5"):
         FilterConfig(min_images=10, max_images=5)
-    with pytest.raises(ValueError, match="sigma_s"):
+    with pytest.raises(ValueError, match=r"FilterConfig\.sigma_s: must be a number in \[-1, 1\], got 1\.5"):
         FilterConfig(sigma_s=1.5)

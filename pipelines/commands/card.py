@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_cluster_arguments, print_summary
+from ._common import add_cluster_arguments, check_dataset_dir, int_at_least, print_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", type=Path, help="dataset directory (holding manifest.json)")
+    parser.add_argument("dataset", type=Path, metavar="DATASET", help="dataset directory (holding manifest.json)")
     parser.add_argument("--out", type=Path, default=None,
                         help="write README.md and report/ here instead of into the dataset directory")
     check = parser.add_mutually_exclusive_group()
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="license identifier for the card's front matter (default: unknown; images keep "
                              "the license of their source)")
     parser.add_argument("--pretty-name", default=None, help="title of the card (default: the manifest's name)")
-    parser.add_argument("--samples", type=int, default=8, help="rows in the sample grid (default 8)")
+    parser.add_argument("--samples", type=int_at_least(0), default=8, help="rows in the sample grid (default 8)")
     parser.add_argument("--force", action="store_true", help="replace a README.md that plip card did not write")
     add_cluster_arguments(parser)
 
@@ -37,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..cluster import dask_client
     from ..progress import ShardProgress
 
-    if args.samples < 0:
-        raise ValueError(f"--samples must be 0 or more, got {args.samples}")
+    check_dataset_dir("DATASET", args.dataset)
     verify = "none" if args.no_verify else "quick" if args.quick else "full"
     progress = ShardProgress("card")
     with dask_client(args.workers, args.scheduler) as client:

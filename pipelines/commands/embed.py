@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from ._common import print_summary
+from ._common import check_dataset_dir, int_at_least, print_summary
 from .eval import add_model_arguments, check_model_arguments, load_embedder
 
 METADATA_KEY = b"plip.embed"
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="a synth-pedes dataset directory")
     parser.add_argument("--out", type=Path, required=True, help="the Parquet file to write")
     parser.add_argument("--split", default=None, help="only rows of this split (default: every split)")
-    parser.add_argument("--rows-per-group", type=int, default=1024,
+    parser.add_argument("--rows-per-group", type=int_at_least(1), default=1024,
                         help="rows per Parquet row group, also the rows read and encoded together (default 1024)")
     parser.add_argument("--verify", choices=("full", "quick", "none"), default="full",
                         help="dataset check before reading: full (every sha256, default), quick, none")
@@ -75,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     check_model_arguments(args)
-    if args.rows_per_group < 1:
-        raise ValueError(f"--rows-per-group must be >= 1, got {args.rows_per_group}")
+    check_dataset_dir("--data", args.data)
     dataset = open_dataset(args.data, verify={"none": False}.get(args.verify, args.verify))
     splits = dict(dataset.manifest.splits)
     if args.split is not None and args.split not in splits:

@@ -13,7 +13,7 @@ import re
 import time
 from pathlib import Path
 
-from ._common import print_summary
+from ._common import check_dataset_dir, int_at_least, print_summary
 
 FORMAT = "plip-eval/1"
 
@@ -32,7 +32,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="with --config: override a config value (repeatable)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
-    parser.add_argument("--batch-size", type=int, default=128, help="images / captions per forward pass (128)")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=128,
+                        help="images / captions per forward pass (128)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
                         help="inference precision (default fp32)")
 
@@ -42,8 +43,6 @@ def check_model_arguments(args: argparse.Namespace) -> None:
         raise ValueError("--step selects a checkpoint of a run: use it with --checkpoint RUN")
     if args.overrides and args.config is None:
         raise ValueError("--set overrides a config: use it with --config NAME (a run's config is in its run.json)")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
 
 
 def load_embedder(args: argparse.Namespace, checkpoint=None):
@@ -106,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     check_model_arguments(args)
+    check_dataset_dir("--data", args.data)
     if args.select_on is not None:
         if args.checkpoint is None or args.step is not None:
             raise ValueError("--select-on chooses among the checkpoints of a run: use it with --checkpoint RUN and "

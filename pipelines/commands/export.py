@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._common import print_summary
+from ._common import check_dataset_dir, print_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "attributes, captions (kind generated, by style) and prompt_caption (kind prompt). Rows of "
                     "other statuses are left out and counted; OUT/plip-export.json records the source dataset id "
                     "and every count.")
-    sp.add_argument("dataset", type=Path, help="dataset directory (holding manifest.json)")
+    sp.add_argument("dataset", type=Path, metavar="DATASET", help="dataset directory (holding manifest.json)")
     sp.add_argument("--out", type=Path, required=True, help="output folder (new, or an unfinished export)")
     sp.add_argument("--ids-per-part", type=int, default=30_000,
                     help="identities per Part<k> folder (default 30000: the release's 312k identities in 11 Parts)")
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from synth_pedes.sources.synth_pedes_json import ANNOTATION_NAMES, export_synth_pedes_json
 
     t0 = time.perf_counter()
+    check_dataset_dir("DATASET", args.dataset)
     dataset = open_dataset(args.dataset, verify="quick" if args.quick else True)
     bar = None
 

@@ -5,11 +5,12 @@ import argparse
 import time
 from pathlib import Path
 
-from ._common import add_cluster_arguments, print_summary
+from ._common import add_cluster_arguments, check_dataset_dir, print_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", type=Path, help="the caption dataset to filter (it is not changed)")
+    parser.add_argument("dataset", type=Path, metavar="DATASET",
+                        help="the caption dataset to filter (it is not changed)")
     parser.add_argument("--out", type=Path, required=True, help="the new dataset directory")
     parser.add_argument("--max-unknown", type=int, default=2, help="drop images with more unknown slots (default 2)")
     parser.add_argument("--gender-threshold", type=float, default=0.7, help="gender voting share (default 0.7)")
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ..filtering import run_filter
     from ..progress import ShardProgress
 
+    check_dataset_dir("DATASET", args.dataset)
     config = FilterConfig(max_unknown=args.max_unknown, gender_threshold=args.gender_threshold,
                           min_images=args.min_images, max_images=args.max_images, seed=args.seed,
                           seed_filter=args.encoder is not None, sigma_s=args.sigma_s, sigma_r=args.sigma_r,

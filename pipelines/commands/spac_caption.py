@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ._common import check_dataset_dir
+
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
 
@@ -56,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.images and not args.evaluate:
         raise ValueError("give IMAGE paths to caption, or --evaluate DATASET")
+    for dataset in args.evaluate or []:
+        check_dataset_dir("--evaluate", dataset)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
     if args.threads:

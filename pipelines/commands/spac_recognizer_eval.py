@@ -14,7 +14,7 @@ from pathlib import Path
 
 from synth_pedes import file_sha256
 
-from ._common import print_summary
+from ._common import check_dataset_dir, int_at_least, print_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="metrics JSON (default: <checkpoint>/eval-<split>-<dataset id>.json, or "
                              "./recognizer-eval-<name>-<split>.json without a checkpoint)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=64, help="images per forward pass")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many rows")
+    parser.add_argument("--limit", type=int_at_least(1), default=None, help="evaluate at most this many rows")
     parser.add_argument("--exact", action="store_true", help="compare lowercase phrases without canonicalisation")
 
 
@@ -122,10 +122,7 @@ def vocab_coverage(vocab: dict, truths: list[dict]) -> dict:
 def run(args: argparse.Namespace) -> int:
     from spac.recognizers import format_table
 
-    if not args.data.is_dir():
-        raise FileNotFoundError(f"--data {args.data}: no such dataset directory")
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-        raise ValueError("--batch-size and --limit must be at least 1")
+    check_dataset_dir("--data", args.data)
     rec = build_recognizer(args)
     res = evaluate_dataset(rec, args.data, args.split, args.batch_size, args.limit, canonical=not args.exact)
     truths = res.pop("truths")

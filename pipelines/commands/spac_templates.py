@@ -11,9 +11,11 @@ import argparse
 import json
 from pathlib import Path
 
+from ._common import check_dataset_dir
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("corpus", nargs="+", type=Path, help="dataset directories or caption files")
+    parser.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS", help="dataset directories or caption files")
     parser.add_argument("--out", type=Path, required=True, help="output template library (JSON)")
     parser.add_argument("--kind", default="human", help="caption kind to mine from datasets (default: human)")
 
@@ -34,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
     captions, sources = [], []
     for path in args.corpus:
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no such dataset directory or caption file")
+            raise FileNotFoundError(f"CORPUS {path}: no such dataset directory or caption file; give a dataset "
+                                    "directory or a caption file (text, JSON or JSON lines)")
+        if path.is_dir():
+            check_dataset_dir("CORPUS", path)
         found = dataset_captions(path, args.kind) if path.is_dir() else read_captions(path)
         captions += found
         sources.append({"path": str(path), "captions": len(found)})

@@ -5,15 +5,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._common import check_dataset_dir
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", type=Path, help="dataset directory (holding manifest.json)")
+    parser.add_argument("dataset", type=Path, metavar="DATASET", help="dataset directory (holding manifest.json)")
     parser.add_argument("--quick", action="store_true", help="skip the sha256 checksums (sizes and rows still checked)")
 
 
 def run(args: argparse.Namespace) -> int:
     from synth_pedes import validate_dataset
 
+    check_dataset_dir("DATASET", args.dataset)
     report = validate_dataset(args.dataset, "quick" if args.quick else "full")
     m = report.manifest
     if report.ok:

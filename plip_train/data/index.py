@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from plip_runtime.config import ConfigBase
+
 _log = logging.getLogger(__name__)
 
 
@@ -90,17 +92,20 @@ def _string_array(values):
 
 
 @dataclass(frozen=True)
-class BatchShape:
+class BatchShape(ConfigBase):
+    """The planner's view of the ``data`` section: P × K identity-aware batches, planned W row groups at a time."""
+
+    where = "data"
     batch_size: int  # global images per optimizer step (P × K)
     images_per_identity: int  # K
     window_row_groups: int = 32  # W: row groups planned together
 
-    def __post_init__(self):
-        if self.images_per_identity < 1 or self.batch_size % self.images_per_identity:
-            raise ValueError(f"data.batch_size ({self.batch_size}) must be a multiple of "
-                             f"data.images_per_identity ({self.images_per_identity})")
-        if self.window_row_groups < 1:
-            raise ValueError("data.window_row_groups must be >= 1")
+    def validate(self) -> None:
+        self.require_int("images_per_identity", 1)
+        self.require_int("batch_size", 1)
+        self.require("batch_size", self.batch_size % self.images_per_identity == 0,
+                     f"must be a multiple of data.images_per_identity ({self.images_per_identity})")
+        self.require_int("window_row_groups", 1)
 
     @property
     def identities_per_batch(self) -> int:

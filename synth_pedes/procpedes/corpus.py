@@ -8,7 +8,6 @@ process and in any order: every random draw comes from ``numpy.random.default_rn
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from plip_runtime.config import ConfigBase
 
 from ..schema import make_record
 from .captions import STYLES, ImageFacts, make_caption
@@ -31,11 +32,14 @@ STYLE_ASSIGNMENTS = ("cycle", "rotate", "fixed", "random")
 _SALT_SPLIT = 0x5B117
 _SALT_CAMERAS = 0xCA5
 _SALT_CAPTION = 0xCA7
+_INT_FIELDS = ("identities", "images_per_identity", "seed", "captions_per_image", "height", "width", "cameras",
+               "jpeg_quality")
 
 
 @dataclass(frozen=True)
-class ProcPedesConfig:
-    """What to render. Validated on construction (``ValueError`` naming the field).
+class ProcPedesConfig(ConfigBase):
+    """What to render. Validated on construction (:class:`~plip_runtime.config.ConfigError`, a ``ValueError``
+    naming the field).
 
     ``style_assignment`` says which style caption ``j`` of an image gets: ``cycle``: ``styles[j % n]``
     (so with two captions and the default styles, caption 0 is CUHK-like and caption 1 ICFG-like);
@@ -57,42 +61,35 @@ class ProcPedesConfig:
     occlusion_rate: float = 0.15  # images with an occluder in front of the legs
     jpeg_quality: int = 90
 
-    def __post_init__(self):
-        def need(ok: bool, name: str, what: str):
-            if not ok:
-                raise ValueError(f"ProcPedesConfig.{name}: {what}, got {getattr(self, name)!r}")
-
-        for name in ("identities", "images_per_identity", "seed", "captions_per_image", "height", "width",
-                     "cameras", "jpeg_quality"):
-            v = getattr(self, name)
-            need(isinstance(v, (int, np.integer)) and not isinstance(v, bool), name, "must be an integer")
-        need(self.identities >= 1, "identities", "must be at least 1")
-        need(self.images_per_identity >= 1, "images_per_identity", "must be at least 1")
-        need(self.seed >= 0, "seed", "must be a non-negative integer")
-        need(0 <= self.captions_per_image <= 16, "captions_per_image", "must be between 0 and 16")
-        need(64 <= self.height <= 2048, "height", "must be between 64 and 2048 pixels")
-        need(32 <= self.width <= 2048, "width", "must be between 32 and 2048 pixels")
-        need(self.height >= self.width, "height", "must be at least the width (pedestrian crops are portrait)")
-        need(1 <= self.cameras <= 99, "cameras", "must be between 1 and 99")
-        need(1 <= self.jpeg_quality <= 100, "jpeg_quality", "must be between 1 and 100")
+    def validate(self) -> None:
+        for name in _INT_FIELDS:  # NumPy integers are integers too
+            if isinstance(getattr(self, name), np.integer):
+                object.__setattr__(self, name, int(getattr(self, name)))
+        self.require_int("identities", 1)
+        self.require_int("images_per_identity", 1)
+        self.require_int("seed", 0)
+        self.require_int("captions_per_image", 0, 16)
+        self.require_int("height", 64, 2048)
+        self.require_int("width", 32, 2048)
+        self.require("height", self.height >= self.width, "must be at least the width (pedestrian crops are portrait)")
+        self.require_int("cameras", 1, 99)
+        self.require_int("jpeg_quality", 1, 100)
         try:
-            fr = tuple(float(x) for x in self.split_fractions)
+            object.__setattr__(self, "split_fractions", tuple(float(x) for x in self.split_fractions))
         except (TypeError, ValueError):
-            fr = ()
-        need(len(fr) == 3 and all(x >= 0 and math.isfinite(x) for x in fr) and abs(sum(fr) - 1.0) < 1e-6,
-             "split_fractions", "must be three non-negative numbers (train, val, test) summing to 1")
-        object.__setattr__(self, "split_fractions", fr)
-        styles = (self.styles,) if isinstance(self.styles, str) else tuple(self.styles)
-        need(len(styles) >= 1 and all(s in STYLES for s in styles) and len(set(styles)) == len(styles),
-             "styles", f"must be distinct names from {STYLES}")
-        object.__setattr__(self, "styles", styles)
-        need(self.style_assignment in STYLE_ASSIGNMENTS, "style_assignment", f"must be one of {STYLE_ASSIGNMENTS}")
-        for name in ("near_duplicate_rate", "occlusion_rate"):
-            v = getattr(self, name)
-            need(isinstance(v, (int, float)) and 0.0 <= v <= 1.0, name, "must be a number in [0, 1]")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+            pass
+        fr = self.split_fractions
+        self.require("split_fractions", isinstance(fr, tuple) and len(fr) == 3
+                     and all(x >= 0 and math.isfinite(x) for x in fr) and abs(sum(fr) - 1.0) < 1e-6,
+                     "must be three non-negative numbers (train, val, test) summing to 1")
+        if isinstance(self.styles, (str, list, tuple)):
+            object.__setattr__(self, "styles", (self.styles,) if isinstance(self.styles, str) else tuple(self.styles))
+        styles = self.styles
+        self.require("styles", isinstance(styles, tuple) and len(styles) >= 1 and all(s in STYLES for s in styles)
+                     and len(set(styles)) == len(styles), f"must be distinct names from {', '.join(STYLES)}")
+        self.require_choice("style_assignment", STYLE_ASSIGNMENTS)
+        self.require_number("near_duplicate_rate", 0, 1)
+        self.require_number("occlusion_rate", 0, 1)
 
     @property
     def n_images(self) -> int:
