@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_training_arguments, print_summary, run_options, training_overrides
+from ._common import add_training_arguments, check_dataset_dir, print_summary, run_options, training_overrides
 
 # command flags that set a config field (besides the shared training flags)
 CONFIG_FLAGS = {"batch_size": "batch_size", "lr": "lr", "labels": "labels", "min_count": "min_count", "split": "split"}
@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from spac.recognizers import load_config
     from spac.recognizers.train import train_classifier
 
+    for data in args.data:
+        check_dataset_dir("--data", data)
     config = load_config(args.config, training_overrides(args, CONFIG_FLAGS))
     res = train_classifier(config, args.data, args.out, run_options(args), limit=args.limit)
     vocab = ", ".join(f"{s} {n}" for s, n in res.extra["vocab_sizes"].items())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_training_arguments, print_summary, run_options, training_overrides
+from ._common import add_training_arguments, check_dataset_dir, print_summary, run_options, training_overrides
 
 # command flags that set a config field (besides the shared training flags)
 CONFIG_FLAGS = {"batch_size": "batch_size", "split": "split"}
@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from spac.captioner import load_config, train
 
+    for data in args.data:
+        check_dataset_dir("--data", data)
     cfg = load_config(args.config, training_overrides(args, CONFIG_FLAGS))
     res = train(cfg, args.data, args.out, run_options(args), limit=args.limit)
     last = res.losses[-1] if res.losses else {}

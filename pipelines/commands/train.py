@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_training_arguments, print_summary, run_options, training_overrides
+from ._common import add_training_arguments, check_dataset_dir, print_summary, run_options, training_overrides
 
 # command flags that set a config field (besides the shared training flags)
 CONFIG_FLAGS = {"batch_size": "data.batch_size"}
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from plip_train.config import load_config
     from plip_train.trainer import train
 
+    check_dataset_dir("--data", args.data)
     cfg = load_config(args.config, training_overrides(args, CONFIG_FLAGS))
     result = train(cfg, args.data, args.out, run_options(args))
     if result.checkpoint is not None:  # rank 0 only
