@@ -8,7 +8,13 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install bench clean
+# An offline install for GPU nodes (see README "GPU nodes"): the wheels of this project and of every dependency a
+# CUDA PyTorch image lacks, for WHEEL_PYTHON on WHEEL_PLATFORM, at the versions tested here.
+WHEEL_PYTHON ?= 3.12
+WHEEL_PLATFORM ?= manylinux_2_28_x86_64
+WHEELHOUSE ?= wheelhouse
+
+.PHONY: demo test install bench clean wheelhouse wheelhouse-check
 
 demo: $(STAMP)
 	$(BIN)/plip demo $(DEMO_ARGS)
@@ -22,6 +28,14 @@ bench: $(STAMP)
 
 install: $(STAMP)
 
+wheelhouse: $(STAMP)
+	$(BIN)/python tools/wheelhouse.py --out $(WHEELHOUSE) --python-version $(WHEEL_PYTHON) --platform $(WHEEL_PLATFORM)
+
+# The same for this machine's Python, installed offline into a fresh virtualenv next to this checkout's torch.
+wheelhouse-check: $(STAMP)
+	$(BIN)/python tools/wheelhouse.py --out $(WHEELHOUSE)-check --check \
+		--python-version $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml torchvision_cpu_shim.py
 	@echo "== creating $(VENV) and installing (about 1 minute on a fresh machine)"
 	$(PYTHON) -m venv $(VENV)
@@ -34,4 +48,4 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml torchvision_cp
 	touch $@
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info $(WHEELHOUSE) $(WHEELHOUSE)-check

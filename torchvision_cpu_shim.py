@@ -93,9 +93,9 @@ def needed() -> bool:
     """Whether this environment's torchvision fails to import without the hook (checked in a subprocess)."""
     import subprocess
 
-    # -S: no site processing, so no .pth file (this shim's included) runs; add site-packages by hand.
-    purelib = sysconfig.get_paths()["purelib"]
-    code = f"import sys; sys.path.append({purelib!r}); import torchvision"
+    # -S: no site processing, so no .pth file (this shim's included) runs; this process's path (site-packages and
+    # what other .pth files added, e.g. an image's torch) is given by hand.
+    code = f"import sys; sys.path[:] = {sys.path!r}; import torchvision"
     proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
     return proc.returncode != 0 and "torchvision::nms does not exist" in proc.stderr
 

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from .config import ConfigBase
-from .device import PRECISIONS, resolve_precision
+from .device import PRECISIONS, resolve_precision, tune_for_speed
 from .metrics import MetricLogger, plot_losses
 from .version import code_version
 
@@ -302,6 +302,7 @@ class Run:
         self._record: dict = {}
         if options.threads:
             torch.set_num_threads(options.threads)
+        tune_for_speed(device)
         seed_everything(train.seed)
         self._open(extendable)
         self._barrier()  # every rank has checked the directory before the main rank writes to it

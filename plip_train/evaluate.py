@@ -344,22 +344,34 @@ class _PeakRSS:
 
 
 def bench_retrieval(num_queries: int = 20000, num_gallery: int = 20000, positives_per_query: int = 5,
-                    chunk_size: int | None = None, seed: int = 0) -> dict:
-    """Time ``retrieval_metrics`` on a random float32 similarity with ``positives_per_query`` positives per query.
+                    chunk_size: int | None = None, seed: int = 0, device: str | torch.device = "cpu") -> dict:
+    """Time ``retrieval_metrics`` on a random float32 similarity with ``positives_per_query`` positives per query,
+    computed on ``device`` (the similarity already there, as after encoding on a GPU).
 
-    Returns seconds, queries/s, the similarity's size and the peak resident memory added while computing (MiB).
+    Returns seconds, queries/s, the similarity's size and the peak memory added while computing (MiB: resident
+    memory on the CPU, allocated GPU memory on a GPU).
     """
+    device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     num_ids = max(1, num_gallery // positives_per_query)
     gallery_ids = torch.arange(num_gallery) % num_ids
     query_ids = torch.randint(0, num_ids, (num_queries,), generator=gen)
-    sim = torch.rand((num_queries, num_gallery), generator=gen)
+    sim = torch.rand((num_queries, num_gallery), generator=gen).to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        retrieval_metrics(sim[:64], query_ids[:64], gallery_ids)  # kernels loaded outside the timed part
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        start_gpu = torch.cuda.memory_allocated(device)
     with _PeakRSS() as mem:
         t0 = time.perf_counter()
         res = retrieval_metrics(sim, query_ids, gallery_ids, chunk_size=chunk_size)
+        if cuda:
+            torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
+    extra = (torch.cuda.max_memory_allocated(device) - start_gpu if cuda else mem.peak - mem.start) / 2**20
     return {"num_queries": num_queries, "num_gallery": num_gallery, "positives_per_query": positives_per_query,
-            "seconds": round(seconds, 3), "queries_per_s": round(num_queries / seconds, 1),
+            "device": str(device), "seconds": round(seconds, 3), "queries_per_s": round(num_queries / seconds, 1),
             "similarity_mib": round(sim.numel() * sim.element_size() / 2**20, 1),
-            "peak_extra_mib": round((mem.peak - mem.start) / 2**20, 1), "peak_rss_mib": round(mem.peak / 2**20, 1),
+            "peak_extra_mib": round(extra, 1), "peak_rss_mib": round(mem.peak / 2**20, 1),
             "threads": torch.get_num_threads(), "R1": round(res["R1"], 3), "mAP": round(res["mAP"], 3)}

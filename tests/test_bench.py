@@ -16,16 +16,23 @@ def test_bench_shards_quick_writes_results_and_table(tmp_path, capsys):
     assert "unknown benchmark suite" in capsys.readouterr().err
 
 
-def test_synth_accelerator_rows_run_the_paper_size_path_on_any_device(tmp_path):
-    """The GPU section of `plip bench synth` (paper size, several workers per GPU, LUPerson projection)
-    is the same code as here, with device="cpu" and the tiny config: it must not first run on a GPU box."""
-    from pipelines.benchmarks.synth import LUPERSON_IMAGES, accelerator_rows
-
-    rows = accelerator_rows(tmp_path, device="cpu", config="tiny", n=32, batch_size=8)
-    by_metric = {r["metric"]: r for r in rows}
-    best = by_metric["images/s per GPU at tiny size, end to end (best of the above)"]["value"]
-    assert best > 0 and by_metric["images/s per GPU at tiny size, end to end (best of the above)"]["pass"] is False
-    hours = by_metric["projected time for LUPerson's 4.18 M images"]["value"]
-    assert abs(hours - LUPERSON_IMAGES / best / 3600) <= 0.01 * hours + 0.01
-    runs = [r for r in rows if r["metric"].startswith("plip synth tiny")]
-    assert runs and all(r["value"] > 0 and "32 images end to end" in r["note"] for r in runs)
+def test_gpu_suite_runs_in_its_tiny_form_on_the_cpu(tmp_path):
+    """`plip bench gpu` on a GPU machine is this same code at paper size: every section runs here first, and the
+    results land in one JSON."""
+    out = tmp_path / "gpu.json"
+    assert main(["bench", "gpu", "--quick", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())["gpu"]
+    assert set(res["details"]) == {"ceiling", "retrieval", "pretrain", "caption", "synth", "finetune"}
+    rows = {r["metric"]: r for r in res["rows"]}
+    assert not [m for m in rows if m.endswith(": failed")], [rows[m]["note"] for m in rows if m.endswith(": failed")]
+    pre = res["details"]["pretrain"]
+    assert pre["in_memory"] > 0 and pre["end_to_end"] > 0 and pre["flops_per_sample"] > 1e6
+    assert set(pre["loader_images_per_s"]) >= {"0", "1"} and min(pre["loader_images_per_s"].values()) > 0
+    assert res["details"]["caption"]["images_per_s"] > 0 and res["details"]["retrieval"]["R1"] >= 0
+    runs = res["details"]["synth"]["runs"]
+    assert set(runs) == {"1", "2"} and all(r["images_per_s_per_gpu"] > 0 for r in runs.values())
+    best = max(r["images_per_s_per_gpu"] for r in runs.values())
+    hours = rows["projected: LUPerson's 4.18 M images on one such GPU"]["value"]
+    assert abs(hours - 4_180_000 / best / 3600) <= 0.01 * hours + 0.01
+    assert rows["text-ReID fine-tune (CMPM/C) images/s"]["value"] is None
+    assert all("pass" not in r for r in res["rows"] if "per GPU" in r.get("goal", ""))  # no GPU: no GPU goal

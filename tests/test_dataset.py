@@ -138,6 +138,32 @@ def test_iterable_dataset_shuffles_per_epoch_and_filters_status(dataset_dir):
     assert len(first) == 40 - 6  # status="ok" by default: rows 0, 7, 14, ... are errors
 
 
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_iterable_dataset_batches_in_the_workers(dataset_dir, num_workers):
+    """batch_size: each worker transforms and collates its rows; whole batches cross the pipe, every ok row once,
+    in the same order as row by row."""
+    def rows_of(**kwargs):
+        ds = ShardedIterableDataset(dataset_dir, columns=["key", "width"], transform=_key_and_width, **kwargs)
+        return list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=num_workers))
+
+    singles = rows_of()
+    batches = rows_of(batch_size=4, collate=torch.utils.data.default_collate)
+    assert all(isinstance(b["width"], torch.Tensor) and len(b["key"]) <= 4 for b in batches)
+    assert sum(len(b["key"]) for b in batches) == len(singles) == 40 - 6
+    assert sorted(k for b in batches for k in b["key"]) == sorted(r["key"] for r in singles)
+    if num_workers == 0:
+        assert [k for b in batches for k in b["key"]] == [r["key"] for r in singles]
+    assert [len(b) for b in rows_of(batch_size=16)][:1] == [16]  # no collate: lists of rows
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        ShardedIterableDataset(dataset_dir, batch_size=0)
+    with pytest.raises(ValueError, match="collate needs a batch_size"):
+        ShardedIterableDataset(dataset_dir, collate=torch.utils.data.default_collate)
+
+
+def _key_and_width(row: dict) -> dict:  # module level: DataLoader workers pickle the dataset
+    return {"key": row["key"], "width": row["width"]}
+
+
 def test_iter_batches_filters_status(dataset_dir):
     ds = open_dataset(dataset_dir)
     rows = [r for b in ds.iter_batches(columns=["key"], status="error") for r in b.to_pylist()]

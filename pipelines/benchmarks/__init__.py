@@ -10,4 +10,5 @@ SUITES = {
     "train": "pipelines.benchmarks.train",
     "retrieval": "pipelines.benchmarks.retrieval",
     "ablation": "pipelines.benchmarks.ablation",
+    "gpu": "pipelines.benchmarks.gpu",
 }

@@ -36,43 +36,70 @@ def _timed(trainer, batches, steps: list[int]) -> float:
     return time.perf_counter() - t0
 
 
-def measure(config: str, data: Path, run_dir: Path, batch_size: int, steps: int, warmup: int = 4,
-            workers: int = 1, device: str | None = None) -> dict:
-    """End-to-end (shards -> DataLoader -> step) and in-memory samples/s.
-
-    In-memory batches are the stream's own batches for those steps, read beforehand: the IAP mask ratio grows
-    with the step, so a reused early batch would be less work. The first CPU steps are slow (oneDNN
-    primitive creation, optimizer state) and a machine's speed drifts, so after ``warmup`` steps the two
-    sides are measured in alternating blocks (A B A B) of ``steps`` each."""
-    from plip_train.config import load_config
-    from plip_train.data import make_loader
+def open_trainer(config: str, data: Path, run_dir: Path, batch_size: int, total_steps: int, workers: int = 1,
+                 device: str | None = None, overrides: tuple = ()):
+    """A Trainer of ``config`` at ``batch_size`` (P x 4 identity batches) for ``total_steps`` steps on ``data``."""
     from plip_runtime.runs import RunOptions
+    from plip_train.config import load_config
     from plip_train.trainer import Trainer
 
     k = 4 if batch_size % 4 == 0 else 2
-    total = warmup + 4 * steps
     cfg = load_config(config, [f"data.batch_size={batch_size}", f"data.images_per_identity={k}", "data.split=null",
-                               f"data.num_workers={workers}", f"train.max_steps={total}"])
-    trainer = Trainer(cfg, data, run_dir, RunOptions(device=device or "auto"))
-    try:
-        held = list(trainer.stream())  # every step's batch, in memory (small sizes: a benchmark)
-        loader = iter(make_loader(trainer.stream(), workers, trainer.env.device.type == "cuda"))
-        for step in range(warmup):
+                               f"data.num_workers={workers}", f"train.max_steps={total_steps}", *overrides])
+    return Trainer(cfg, data, run_dir, RunOptions(device=device or "auto"))
+
+
+def measure_trainer(trainer, steps: int, warmup: int = 4, workers: int = 1) -> dict:
+    """End-to-end (shards -> DataLoader -> step) and in-memory samples/s of an open trainer whose run is
+    ``warmup + 4 * steps`` steps long; peak GPU memory and the FLOPs of one training step per sample.
+
+    In-memory batches are the stream's own batches for those steps, read beforehand: the IAP mask ratio grows
+    with the step, so a reused early batch would be less work. The first steps are slow (kernel selection,
+    optimizer state) and a machine's speed drifts, so after ``warmup`` steps the two sides are measured in
+    alternating blocks (A B A B) of ``steps`` each."""
+    from plip_train.data import make_loader
+
+    cuda = trainer.env.device.type == "cuda"
+    batch_size = trainer.cfg.data.batch_size
+    held = list(trainer.stream())  # every step's batch, in memory (small sizes: a benchmark)
+    loader = iter(make_loader(trainer.stream(), workers, cuda))
+    for step in range(warmup):
+        next(loader)
+    _timed(trainer, iter(held[:warmup]), list(range(warmup)))
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(trainer.env.device)
+    e2e = mem = 0.0
+    for block in range(2):
+        a = warmup + 2 * block * steps
+        e2e += _timed(trainer, loader, list(range(a, a + steps)))
+        for _ in range(steps):  # keep the loader at the step the next block starts from
             next(loader)
-        _timed(trainer, iter(held[:warmup]), list(range(warmup)))
-        e2e = mem = 0.0
-        for block in range(2):
-            a = warmup + 2 * block * steps
-            e2e += _timed(trainer, loader, list(range(a, a + steps)))
-            for _ in range(steps):  # keep the loader at the step the next block starts from
-                next(loader)
-            mem += _timed(trainer, iter(held[a + steps:a + 2 * steps]), list(range(a + steps, a + 2 * steps)))
+        mem += _timed(trainer, iter(held[a + steps:a + 2 * steps]), list(range(a + steps, a + 2 * steps)))
+    peak = torch.cuda.max_memory_allocated(trainer.env.device) / 2**20 if cuda else None
+    n = 2 * steps * batch_size
+    return {"config": trainer.cfg.name, "batch_size": batch_size, "end_to_end": round(n / e2e, 2),
+            "in_memory": round(n / mem, 2), "ratio": round(mem / e2e, 3), "steps_per_side": 2 * steps,
+            "precision": trainer.precision, "device": str(trainer.env.device),
+            "peak_gpu_mib": None if peak is None else round(peak), "flops_per_sample": _flops_per_sample(trainer, held)}
+
+
+def _flops_per_sample(trainer, held: list) -> float:
+    """FLOPs (multiply-add = 2) of one training step, forward and backward, per sample (an extra step, untimed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_step(len(held) - 1, held[-1])
+    return counter.get_total_flops() / trainer.cfg.data.batch_size
+
+
+def measure(config: str, data: Path, run_dir: Path, batch_size: int, steps: int, warmup: int = 4,
+            workers: int = 1, device: str | None = None) -> dict:
+    """``measure_trainer`` on a fresh trainer of ``config``."""
+    trainer = open_trainer(config, data, run_dir, batch_size, warmup + 4 * steps, workers, device)
+    try:
+        return measure_trainer(trainer, steps, warmup, workers)
     finally:
         trainer.close()
-    n = 2 * steps * batch_size
-    return {"config": config, "batch_size": batch_size, "end_to_end": round(n / e2e, 2),
-            "in_memory": round(n / mem, 2), "ratio": round(mem / e2e, 3), "steps_per_side": 2 * steps,
-            "precision": trainer.precision, "device": str(trainer.env.device)}
 
 
 def run(quick: bool, workdir: Path) -> dict:
