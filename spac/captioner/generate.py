@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from plip_runtime.device import autocast, check_precision
+from plip_runtime.config import ConfigBase
+from plip_runtime.device import PRECISIONS, autocast
 from synth_pedes.schema import SLOTS
 
 from .config import DECODINGS, CaptionerConfig
@@ -32,7 +33,9 @@ _log = logging.getLogger(__name__)
 
 
 @dataclass
-class DecodingOptions:
+class DecodingOptions(ConfigBase):
+    """How :func:`generate_tokens` decodes. Validated on construction and on ``replace`` (``ConfigBase``)."""
+
     method: str = "greedy"  # greedy | beam | nucleus
     num_beams: int = 3
     top_p: float = 0.9
@@ -45,20 +48,27 @@ class DecodingOptions:
     use_cache: bool = True
     precision: str = "fp32"  # auto | fp32 | bf16 | fp16 (plip_runtime.device)
 
-    def __post_init__(self):
-        if self.method not in DECODINGS:
-            raise ValueError(f"decoding method {self.method!r} is not one of {DECODINGS}")
-        if self.num_beams < 1 or not 0 < self.top_p <= 1 or self.temperature <= 0:
-            raise ValueError(f"bad decoding options: num_beams={self.num_beams}, top_p={self.top_p}, "
-                             f"temperature={self.temperature}")
-        check_precision(self.precision)
+    def validate(self) -> None:
+        self.require_choice("method", DECODINGS)
+        self.require_int("num_beams", 1)
+        self.require_number("top_p", 0, 1, lo_open=True)
+        self.require_number("temperature", 0, lo_open=True)
+        self.require_number("length_penalty")
+        self.require_int("no_repeat_ngram_size", 0)
+        self.require_int("max_attribute_tokens", 1)
+        self.require_int("max_caption_tokens", 1)
+        self.require_int("seed")
+        self.require_bool("use_cache")
+        self.require_choice("precision", PRECISIONS)
 
     @classmethod
-    def from_config(cls, cfg: CaptionerConfig, **overrides) -> "DecodingOptions":
+    def from_config(cls, cfg: CaptionerConfig, **changes) -> "DecodingOptions":
+        """The config's generation defaults with ``changes`` applied (as ``replace``: ``None`` is a value, so
+        pass only the options you mean to set)."""
         base = cls(method=cfg.decoding, num_beams=cfg.num_beams, top_p=cfg.top_p, temperature=cfg.temperature,
                    length_penalty=cfg.length_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
                    max_attribute_tokens=cfg.max_attribute_tokens, max_caption_tokens=cfg.max_caption_tokens)
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        return base.replace(**changes)
 
 
 # --- one decoder call -------------------------------------------------------------------------
@@ -312,8 +322,9 @@ class Captioner:
     def config(self) -> CaptionerConfig:
         return self.model.cfg
 
-    def options(self, **overrides) -> DecodingOptions:
-        return DecodingOptions.from_config(self.config, **overrides)
+    def options(self, **changes) -> DecodingOptions:
+        """This captioner's default decoding options with ``changes`` (``None`` is a value, see ``from_config``)."""
+        return DecodingOptions.from_config(self.config, **changes)
 
     def texts(self, attribute_ids, caption_ids) -> tuple[list[dict], list[dict]]:
         """Token ids per image (from :func:`generate_tokens`) -> ([slot -> phrase], [style -> caption])."""
