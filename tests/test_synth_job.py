@@ -67,6 +67,40 @@ def test_synth_writes_a_caption_dataset_with_lineage_and_spans(setup, tmp_path, 
         assert prompt["spans"] or all(v == "unknown" for k, v in r["attributes"].items() if k != "person")
 
 
+def test_models_load_once_per_process_across_shards(setup, tmp_path):
+    from spac.synth import MODELS
+
+    MODELS.clear()
+    loads = MODELS.loads
+    assert _synth(setup, tmp_path / "a", "--workers", "0") == 0
+    assert len(open_dataset(tmp_path / "a").manifest.shards) == 3 and MODELS.loads == loads + 1
+    MODELS.clear()
+
+
+def test_model_cache_keeps_only_the_current_configuration():
+    import gc
+    import weakref
+
+    from spac.synth import ModelCache
+
+    class Models:  # stands for a loaded (captioner, recognizer)
+        def __init__(self, config):
+            self.config = config
+
+    cache = ModelCache(load=lambda config: (Models(config), None))
+    a, b = SynthConfig(captioner="a"), SynthConfig(captioner="b")
+    first = cache.get(a)
+    assert cache.get(SynthConfig(captioner="a", seed=5, batch_size=4)) is first  # same models, other job options
+    assert cache.loads == 1
+    freed = weakref.ref(first[0])
+    del first
+    assert cache.get(b)[0].config is b and cache.loads == 2
+    gc.collect()
+    assert freed() is None  # the first configuration's models were let go
+    cache.clear()
+    assert cache.get(b)[0].config is b and cache.loads == 3
+
+
 def test_synth_config_precision():
     assert SynthConfig(captioner="c", precision="fp32").resolved().precision == "fp32"
     assert SynthConfig(captioner="c").resolved().precision in ("bf16", "fp32")
