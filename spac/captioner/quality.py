@@ -25,13 +25,16 @@ included.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
 import re
 from collections import Counter, defaultdict
-from typing import Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping, Sequence
 
 import torch
 
@@ -43,9 +46,20 @@ _log = logging.getLogger(__name__)
 
 
 # --- canonical phrases ------------------------------------------------------------------------
-def _synonyms() -> dict[str, str]:
-    """written form -> canonical token (multi-word canonical forms joined by '_')."""
-    from synth_pedes.procpedes.vocab import COLOUR_SYNONYMS, HAIR_LENGTH_WORDS, PERSON_SYNONYMS, TYPE_SYNONYMS
+@dataclass(frozen=True)
+class CanonicalWords:
+    """The tables :func:`canonical` works with, built once from ProcPedes' vocabulary (:func:`canonical_words`)."""
+
+    synonyms: Mapping[str, str]  # written form -> canonical token (multi-word canonical forms joined by '_')
+    written_longest_first: tuple[str, ...]  # the written forms, longest first, so "t shirt" goes before "shirt"
+    type_tokens: frozenset[str]  # canonical garment/headwear type words (and "hair")
+
+
+@functools.cache
+def canonical_words() -> CanonicalWords:
+    """The synonym table and type words, built on first use and shared (immutable) afterwards."""
+    from synth_pedes.procpedes.vocab import (COLOUR_SYNONYMS, HAIR_LENGTH_WORDS, HEADWEAR, PERSON_SYNONYMS,
+                                             TYPE_SYNONYMS)
 
     table: dict[str, str] = {}
     for group in (COLOUR_SYNONYMS, TYPE_SYNONYMS, PERSON_SYNONYMS, HAIR_LENGTH_WORDS):
@@ -54,26 +68,21 @@ def _synonyms() -> dict[str, str]:
                 table[w] = canon.replace(" ", "_")
     table.update({"plaid": "checked", "grey": "grey", "gray": "grey", "tshirt": "t-shirt", "t shirt": "t-shirt",
                   "trouser": "trousers", "pant": "trousers", "sneaker": "sneakers", "jean": "jeans"})
-    return table
+    return CanonicalWords(synonyms=MappingProxyType(table),
+                          written_longest_first=tuple(sorted(table, key=len, reverse=True)),
+                          type_tokens=frozenset({t.replace(" ", "_") for t in TYPE_SYNONYMS} | set(HEADWEAR) | {"hair"}))
 
 
-_SYN: dict[str, str] | None = None
 _DETAIL_WORDS = {"long-sleeved", "short-sleeved", "sleeveless", "pair", "of"}
-_TYPE_TOKENS: set | None = None
 
 
 def canonical(phrase: str) -> frozenset:
     """The canonical words of an attribute phrase: synonyms unified, sleeve details dropped, unordered."""
-    global _SYN, _TYPE_TOKENS
-    if _SYN is None:
-        from synth_pedes.procpedes.vocab import HEADWEAR, TYPE_SYNONYMS
-
-        _SYN = _synonyms()
-        _TYPE_TOKENS = {t.replace(" ", "_") for t in TYPE_SYNONYMS} | set(HEADWEAR) | {"hair"}
+    words = canonical_words()
     text = " " + normalise(phrase) + " "
-    for written in sorted(_SYN, key=len, reverse=True):
+    for written in words.written_longest_first:
         if written in text:
-            text = re.sub(rf"(?<![\w-]){re.escape(written)}(?![\w-])", _SYN[written], text)
+            text = re.sub(rf"(?<![\w-]){re.escape(written)}(?![\w-])", words.synonyms[written], text)
     return frozenset(w for w in text.split() if w not in _DETAIL_WORDS)
 
 
@@ -84,7 +93,7 @@ def normalise(text: str) -> str:
 
 def _subset_rule(pred: str, truth: str) -> bool:
     p, t = canonical(pred), canonical(truth)
-    types = t & _TYPE_TOKENS
+    types = t & canonical_words().type_tokens
     return bool(p) and p <= t and (not types or bool(p & types))
 
 
