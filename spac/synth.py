@@ -27,6 +27,7 @@ import torch
 from plip_runtime.device import PRECISIONS, resolve_device, resolve_precision
 from synth_pedes.malloc import keep_heap
 from synth_pedes.schema import SLOTS, make_record
+from synth_pedes.writer import EXPANDING
 
 _log = logging.getLogger(__name__)
 
@@ -179,14 +180,17 @@ MODELS = ModelCache()  # this process's models, see ModelCache
 
 
 class SpacAnnotator:
-    """The synthesis transform: a ``RowGroupUnit`` in, its rows' caption records out."""
-    expands = True  # one item (a row group) -> many records, see synth_pedes.writer
+    """The synthesis transform: a ``RowGroupUnit`` in, its rows' caption records out (an expanding transform,
+    ``synth_pedes.writer.ExpandingTransform``)."""
+    transform_kind = EXPANDING
 
     def __init__(self, config: SynthConfig):
         self.config = config.resolved()
 
-    def __repr__(self) -> str:  # part of the shard plan's fingerprint: the whole config counts
-        return f"SpacAnnotator({json.dumps(self.config.to_dict(), sort_keys=True)})"
+    def fingerprint(self) -> str:
+        """The class and the whole output-determining config (``SynthConfig.to_dict``)."""
+        return (f"{type(self).__module__}.{type(self).__qualname__}:"
+                f"SpacAnnotator({json.dumps(self.config.to_dict(), sort_keys=True)})")
 
     def __call__(self, unit: RowGroupUnit) -> Iterator[dict]:
         if self.config.threads:  # per calling thread: OpenMP's thread count does not carry across threads
