@@ -1,7 +1,7 @@
 """SYNTH-PEDES quality filters (plip-spec §1.1): the data distribution strategy and the seed filter.
 
 Pure functions over small per-image facts (identity, the six attribute phrases, an embedding), so
-they are tested on hand-made cases; ``pipelines.filtering`` runs them over a dataset and writes the
+they are tested on hand-made cases; ``pipelines.filter_job`` runs them over a dataset and writes the
 result as a new dataset version. Every decision carries a reason, so nothing is dropped silently:
 
 * ``unknown_slots``: an image with >= 3 of its 6 attributes unknown, or with upper and lower both

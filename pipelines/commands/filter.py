@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from spac.filters import FilterConfig
 
     from ..cluster import dask_client
-    from ..filtering import run_filter
+    from ..filter_job import run_filter
     from ..progress import ShardProgress
 
     config = FilterConfig(max_unknown=args.max_unknown, gender_threshold=args.gender_threshold,

@@ -179,6 +179,11 @@ class ModelCache:
 MODELS = ModelCache()  # this process's models, see ModelCache
 
 
+# How shard plans name this transform: its path from when this module was spac/synth.py, kept so that a
+# synthesis job planned before the rename still resumes (the plan's fingerprint must not change).
+_PLAN_LABEL = "spac.synth.SpacAnnotator"
+
+
 class SpacAnnotator:
     """The synthesis transform: a ``RowGroupUnit`` in, its rows' caption records out (an expanding transform,
     ``synth_pedes.writer.ExpandingTransform``)."""
@@ -189,8 +194,7 @@ class SpacAnnotator:
 
     def fingerprint(self) -> str:
         """The class and the whole output-determining config (``SynthConfig.to_dict``)."""
-        return (f"{type(self).__module__}.{type(self).__qualname__}:"
-                f"SpacAnnotator({json.dumps(self.config.to_dict(), sort_keys=True)})")
+        return f"{_PLAN_LABEL}:SpacAnnotator({json.dumps(self.config.to_dict(), sort_keys=True)})"
 
     def __call__(self, unit: RowGroupUnit) -> Iterator[dict]:
         if self.config.threads:  # per calling thread: OpenMP's thread count does not carry across threads
