@@ -3,6 +3,10 @@
 Geometry is in *body units*: the person is 1.0 tall, ``u`` runs right in the image, ``v`` runs down
 from the top of the head. ``draw_person`` converts to pixels and records, per slot, the pixel box of
 everything it drew (used for visibility under occlusion and by the tests).
+
+The drawing helpers are dense coordinate lists, so they use three short names throughout: ``a`` is the
+person's ``Appearance``, ``pt`` the ``Painter`` and ``d`` the facing sign of a side view (+1 walking right,
+-1 left; it mirrors u; 1 in front and back views).
 """
 from __future__ import annotations
 
@@ -26,47 +30,51 @@ def lighten(c: Colour, k: float) -> Colour:
 
 
 def skeleton(a: Appearance, view: str, facing: int, phase: float) -> dict[str, tuple[float, float]]:
-    """Joint positions (body units) for a view (front/back/side), facing (+1 right, -1 left) and gait phase."""
+    """Joint positions (body units) for a view (front/back/side), facing (+1 right, -1 left) and gait phase.
+
+    Keys: ``head`` and ``r_``/``l_`` + ``hip``, ``knee``, ``ankle``, ``sh`` (shoulder), ``elbow``, ``wrist``; and
+    ``_shift``, the vertical offset that puts the lower foot on the ground line."""
     wf = a.width_factor
     man = a.gender == "man"
-    sw = (0.112 if man else 0.099) * wf
-    s = math.sin(2 * math.pi * phase)
-    fwd = {"r_leg": s, "l_leg": -s, "r_arm": -s, "l_arm": s}  # > 0: swung forward
-    j: dict[str, tuple[float, float]] = {}
+    shoulder_half = (0.112 if man else 0.099) * wf
+    swing = math.sin(2 * math.pi * phase)
+    forward = {"r_leg": swing, "l_leg": -swing, "r_arm": -swing, "l_arm": swing}  # > 0: swung forward
+    joints: dict[str, tuple[float, float]] = {}
     stoop = 0.012 if a.age == "old" else 0.0
     if view in ("front", "back"):
         front = view == "front"
-        rs = -1 if front else 1  # image-x sign of the person's right side
-        for side, sg in (("r", rs), ("l", -rs)):
-            fl, fa = fwd[side + "_leg"], fwd[side + "_arm"]
-            depth = fl if front else -fl  # > 0: closer to the camera, so lower in the image
-            j[side + "_hip"] = (sg * 0.045 * wf, 0.50)
-            j[side + "_knee"] = (sg * 0.05 * wf, 0.73 + 0.01 * depth - 0.015 * max(-fl, 0))
-            j[side + "_ankle"] = (sg * 0.052 * wf, 0.955 + 0.012 * depth - 0.03 * max(-fl, 0))
-            j[side + "_sh"] = (sg * (sw - 0.014), 0.195)
-            j[side + "_elbow"] = (sg * (sw + 0.006), 0.34 - 0.01 * abs(fa))
-            j[side + "_wrist"] = (sg * (sw + 0.01 - 0.014 * max(fa, 0)), 0.475 - 0.03 * max(fa, 0) + 0.008 * fa)
-        j["head"] = (0.0, 0.068 + stoop)
+        right_sign = -1 if front else 1  # image-x sign of the person's right side
+        for side, sign in (("r", right_sign), ("l", -right_sign)):
+            leg, arm = forward[side + "_leg"], forward[side + "_arm"]
+            depth = leg if front else -leg  # > 0: closer to the camera, so lower in the image
+            joints[side + "_hip"] = (sign * 0.045 * wf, 0.50)
+            joints[side + "_knee"] = (sign * 0.05 * wf, 0.73 + 0.01 * depth - 0.015 * max(-leg, 0))
+            joints[side + "_ankle"] = (sign * 0.052 * wf, 0.955 + 0.012 * depth - 0.03 * max(-leg, 0))
+            joints[side + "_sh"] = (sign * (shoulder_half - 0.014), 0.195)
+            joints[side + "_elbow"] = (sign * (shoulder_half + 0.006), 0.34 - 0.01 * abs(arm))
+            joints[side + "_wrist"] = (sign * (shoulder_half + 0.01 - 0.014 * max(arm, 0)),
+                                       0.475 - 0.03 * max(arm, 0) + 0.008 * arm)
+        joints["head"] = (0.0, 0.068 + stoop)
     else:
-        d = facing
+        d = facing  # mirrors u
         for side in ("r", "l"):
-            fl, fa = fwd[side + "_leg"], fwd[side + "_arm"]
+            leg, arm = forward[side + "_leg"], forward[side + "_arm"]
             hip = (0.0, 0.5)
-            t = math.radians(16) * fl
-            knee = (hip[0] + 0.235 * math.sin(t) * d, hip[1] + 0.235 * math.cos(t))
-            t2 = t - math.radians(6 + 30 * max(0.0, -fl))
-            ankle = (knee[0] + 0.225 * math.sin(t2) * d, knee[1] + 0.225 * math.cos(t2))
-            sh = (-0.005 * d + stoop * d, 0.195)
-            ta = math.radians(20) * fa
-            elbow = (sh[0] + 0.16 * math.sin(ta) * d, sh[1] + 0.16 * math.cos(ta))
-            tf = ta + math.radians(14 + 22 * max(fa, 0))
-            wrist = (elbow[0] + 0.145 * math.sin(tf) * d, elbow[1] + 0.145 * math.cos(tf))
-            j.update({side + "_hip": hip, side + "_knee": knee, side + "_ankle": ankle, side + "_sh": sh,
-                      side + "_elbow": elbow, side + "_wrist": wrist})
-        j["head"] = (0.004 * d + 2.5 * stoop * d, 0.068 + stoop)
-    bottom = max(j["r_ankle"][1], j["l_ankle"][1]) + 0.045
-    j["_shift"] = (0.0, 1.0 - bottom)
-    return j
+            thigh = math.radians(16) * leg  # angles from the vertical, forward positive
+            knee = (hip[0] + 0.235 * math.sin(thigh) * d, hip[1] + 0.235 * math.cos(thigh))
+            shin = thigh - math.radians(6 + 30 * max(0.0, -leg))
+            ankle = (knee[0] + 0.225 * math.sin(shin) * d, knee[1] + 0.225 * math.cos(shin))
+            shoulder = (-0.005 * d + stoop * d, 0.195)
+            upper_arm = math.radians(20) * arm
+            elbow = (shoulder[0] + 0.16 * math.sin(upper_arm) * d, shoulder[1] + 0.16 * math.cos(upper_arm))
+            forearm = upper_arm + math.radians(14 + 22 * max(arm, 0))
+            wrist = (elbow[0] + 0.145 * math.sin(forearm) * d, elbow[1] + 0.145 * math.cos(forearm))
+            joints.update({side + "_hip": hip, side + "_knee": knee, side + "_ankle": ankle, side + "_sh": shoulder,
+                           side + "_elbow": elbow, side + "_wrist": wrist})
+        joints["head"] = (0.004 * d + 2.5 * stoop * d, 0.068 + stoop)
+    bottom = max(joints["r_ankle"][1], joints["l_ankle"][1]) + 0.045
+    joints["_shift"] = (0.0, 1.0 - bottom)
+    return joints
 
 
 class Painter:
