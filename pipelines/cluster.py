@@ -45,7 +45,7 @@ DEFAULT_WORKERS_PER_GPU = 4
 
 def default_job_workers(device: str, workers_per_gpu: int = DEFAULT_WORKERS_PER_GPU) -> int:
     """One worker per core on the CPU; ``workers_per_gpu`` per GPU with ``--device cuda`` (at most one per
-    core, at least one per GPU). Worker i uses GPU i % GPUs (``spac.synth.worker_index``)."""
+    core, at least one per GPU). Worker i uses GPU i % GPUs (``spac.annotator.worker_index``)."""
     import torch
 
     if device.startswith("cuda") and torch.cuda.is_available():

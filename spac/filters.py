@@ -2,7 +2,7 @@
 strategy and the seed filter.
 
 Pure functions over small per-image facts (identity, the six attribute phrases, an embedding), so
-they are tested on hand-made cases; ``pipelines.filtering`` runs them over a dataset and writes the
+they are tested on hand-made cases; ``pipelines.filter_job`` runs them over a dataset and writes the
 result as a new dataset version. Every decision carries a reason, so nothing is dropped silently:
 
 * ``unknown_slots``: an image with >= 3 of its 6 attributes unknown, or with upper and lower both

@@ -12,12 +12,13 @@ from .errors import (DatasetExistsError, IntegrityError, ManifestError, SchemaMi
 from .manifest import MANIFEST_FORMAT, Manifest, ShardInfo, read_manifest  # noqa: E402
 from .schema import (HF_FEATURES, RECORD_SCHEMA, SCHEMA_FINGERPRINT, SLOTS, UNKNOWN,  # noqa: E402
                      make_record, records_to_table)
-from .writer import ShardStats, file_sha256, plan_shards, write_dataset  # noqa: E402
+from .writer import (BatchedTransform, ExpandingTransform, PerItemTransform, ShardStats,  # noqa: E402
+                     class_fingerprint, file_sha256, plan_shards, write_dataset)
 
 __all__ = [
     "Dataset", "ValidationReport", "open_dataset", "validate_dataset", "DatasetExistsError", "IntegrityError",
     "ManifestError", "SchemaMismatchError", "ShardPathError", "ShardWriteError", "SynthPedesError",
     "MANIFEST_FORMAT", "Manifest", "ShardInfo", "read_manifest", "HF_FEATURES", "RECORD_SCHEMA",
     "SCHEMA_FINGERPRINT", "SLOTS", "UNKNOWN", "make_record", "records_to_table", "ShardStats", "file_sha256", "plan_shards",
-    "write_dataset",
+    "write_dataset", "PerItemTransform", "BatchedTransform", "ExpandingTransform", "class_fingerprint",
 ]

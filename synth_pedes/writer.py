@@ -12,21 +12,27 @@ stats file is written (atomically) after the rename and is the completion marker
 same plan skips shards whose marker and file agree and redoes the rest, so a write killed at any
 moment (kill -9 included) finishes with exactly the rows of an uninterrupted run. Shards run as Dask
 tasks on whatever cluster the caller's ``client`` points at, or in-process without one.
+
+A sequence of work items becomes records through a *transform* of one of three declared kinds
+(:class:`PerItemTransform`, :class:`BatchedTransform`, :class:`ExpandingTransform`; a plain function is
+a per-item transform without declaring anything). Its :meth:`fingerprint` is part of the shard plan's.
 """
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import json
 import logging
 import os
 import stat
 import time
+import types
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Literal, Protocol, Sequence, Union
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,6 +55,119 @@ _NO_DICTIONARY = {"image.bytes", "key", "image_sha256", "image.path", "extra"}  
 
 def shard_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
+
+
+# --- transforms: work item(s) -> records ----------------------------------------------------------------
+PER_ITEM = "per-item"  # transform(item) -> one record
+BATCHED = "batched"  # transform([up to batch_size items]) -> one record per item, in order
+EXPANDING = "expanding"  # transform(item) -> an iterable of records (any number)
+TRANSFORM_KINDS = (PER_ITEM, BATCHED, EXPANDING)
+
+
+class PerItemTransform(Protocol):
+    """One work item in, one record out (e.g. a file to import -> its row).
+
+    A plain function, a method or a ``functools.partial`` of a function is this kind without declaring
+    anything: its fingerprint is its qualified name (and a partial's arguments). A callable object declares
+    ``transform_kind = PER_ITEM`` and a :meth:`fingerprint`."""
+
+    transform_kind: ClassVar[Literal["per-item"]]
+
+    def __call__(self, item: Any) -> dict:
+        ...
+
+    def fingerprint(self) -> str:
+        """What identifies this transform's output: two transforms with the same fingerprint make the same
+        records from the same items. It is part of the shard plan's fingerprint, so resuming a write with a
+        transform whose output would differ is refused: include the class's name and every setting that
+        changes the records; leave out what changes only how they are made (threads, devices, timing).
+        :func:`class_fingerprint` is the usual choice."""
+        ...
+
+
+class BatchedTransform(Protocol):
+    """Lists of up to ``batch_size`` work items in, exactly one record per item out, in order (model
+    inference over a batch)."""
+
+    transform_kind: ClassVar[Literal["batched"]]
+    batch_size: int  # >= 1
+
+    def __call__(self, items: list) -> Iterable[dict]:
+        ...
+
+    def fingerprint(self) -> str:
+        """As :meth:`PerItemTransform.fingerprint`."""
+        ...
+
+
+class ExpandingTransform(Protocol):
+    """One work item in, any number of records out (e.g. an input row group -> its rows, annotated); plan the
+    shards with ``rows_of(item)`` so that they hold whole items of about ``shard_rows`` rows."""
+
+    transform_kind: ClassVar[Literal["expanding"]]
+
+    def __call__(self, item: Any) -> Iterable[dict]:
+        ...
+
+    def fingerprint(self) -> str:
+        """As :meth:`PerItemTransform.fingerprint`."""
+        ...
+
+
+Transform = Union[PerItemTransform, BatchedTransform, ExpandingTransform, Callable[[Any], dict]]
+
+
+def class_fingerprint(transform: Any) -> str:
+    """``module.Class:repr``: the fingerprint of a transform whose ``repr`` shows its whole configuration (a
+    dataclass, e.g. ``Records(delay=0.02)``)."""
+    return f"{type(transform).__module__}.{type(transform).__qualname__}:{transform!r}"
+
+
+def _is_plain_function(transform: Any) -> bool:
+    if isinstance(transform, functools.partial):
+        return _is_plain_function(transform.func)
+    return isinstance(transform, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
+
+
+def transform_kind(transform: Transform | None) -> str | None:
+    """The kind ``transform`` declares (None for no transform), after checking the declaration: a callable
+    object must declare one of :data:`TRANSFORM_KINDS` and a ``fingerprint()``, a batched one a ``batch_size``."""
+    if transform is None:
+        return None
+    if _is_plain_function(transform):
+        return PER_ITEM
+    name = type(transform).__qualname__
+    if not callable(transform):
+        raise TypeError(f"transform {name} is not callable")
+    kind = getattr(type(transform), "transform_kind", None)
+    if kind is None:
+        raise TypeError(f"transform {name} declares no transform_kind: a callable object must say which kind it is "
+                        f"({', '.join(TRANSFORM_KINDS)}: see synth_pedes.writer.PerItemTransform, BatchedTransform, "
+                        "ExpandingTransform) and give a fingerprint(); a plain function needs neither")
+    if kind not in TRANSFORM_KINDS:
+        raise ValueError(f"transform {name} declares transform_kind={kind!r}, which is not one of "
+                         f"{', '.join(TRANSFORM_KINDS)}")
+    if not callable(getattr(transform, "fingerprint", None)):
+        raise TypeError(f"transform {name} ({kind}) has no fingerprint() method: it must say what identifies its "
+                        "output (see synth_pedes.writer.PerItemTransform.fingerprint)")
+    batch_size = getattr(transform, "batch_size", None)
+    if kind == BATCHED and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(f"transform {name} is batched, so its batch_size must be an integer >= 1, got {batch_size!r}")
+    return kind
+
+
+def transform_fingerprint(transform: Transform | None) -> str:
+    """What identifies ``transform``'s output, stable across processes (part of the plan fingerprint):
+    functions by qualified name, partials by function and arguments, declared transforms by their
+    ``fingerprint()``."""
+    if transform is None:
+        return ""
+    if isinstance(transform, functools.partial):
+        return (f"partial({transform_fingerprint(transform.func)}, {transform.args!r}, "
+                f"{sorted(transform.keywords.items())!r})")
+    if _is_plain_function(transform):
+        return f"{transform.__module__}.{transform.__qualname__}"
+    return transform.fingerprint()
 
 
 @dataclass
@@ -205,32 +324,27 @@ def write_shard(records: Iterable, directory: str | os.PathLike, index: int) -> 
     return stats
 
 
-def _apply(transform: Callable | None, items: list) -> Iterator:
-    """Records from items, lazily. A transform with an integer ``batch_size`` attribute is batched:
-    it gets lists of up to that many items and returns one record per item (for model inference).
-    A transform with ``expands = True`` returns an iterable of records per item (e.g. an item is an
-    input row group and the records are its rows, annotated)."""
-    if transform is None:
+def _apply(transform: Transform | None, items: list) -> Iterator:
+    """Records from items, lazily, as the transform's declared kind says (see :func:`transform_kind`)."""
+    kind = transform_kind(transform)
+    if kind is None:
         yield from items
-        return
-    if getattr(transform, "expands", False):
+    elif kind == PER_ITEM:
+        yield from (transform(item) for item in items)
+    elif kind == EXPANDING:
         for item in items:
             yield from transform(item)
-        return
-    batch_size = getattr(transform, "batch_size", None)
-    if not batch_size:
-        yield from (transform(item) for item in items)
-        return
-    for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
-        records = list(transform(chunk))
-        if len(records) != len(chunk):
-            raise ValueError(f"batched transform {describe_callable(transform)} returned {len(records)} records "
-                             f"for {len(chunk)} items; it must return exactly one per item")
-        yield from records
+    else:  # BATCHED
+        for start in range(0, len(items), transform.batch_size):
+            chunk = items[start:start + transform.batch_size]
+            records = list(transform(chunk))
+            if len(records) != len(chunk):
+                raise ValueError(f"batched transform {transform_fingerprint(transform)} returned {len(records)} "
+                                 f"records for {len(chunk)} items; it must return exactly one per item")
+            yield from records
 
 
-def _write_items_shard(items: list, transform: Callable | None, directory: str, index: int) -> ShardStats:
+def _write_items_shard(items: list, transform: Transform | None, directory: str, index: int) -> ShardStats:
     return write_shard(_apply(transform, items), directory, index)
 
 
@@ -259,22 +373,7 @@ def _finished_stats(directory: Path, index: int) -> ShardStats | None:
     return stats
 
 
-def describe_callable(fn: Callable | None) -> str:
-    """A description of a transform that is stable across processes (part of the plan fingerprint):
-    functions by qualified name, partials by function and arguments, objects by class and repr (so a
-    dataclass transform's configuration counts, e.g. ``Records(delay=0.02)``)."""
-    import functools
-
-    if fn is None:
-        return ""
-    if isinstance(fn, functools.partial):
-        return f"partial({describe_callable(fn.func)}, {fn.args!r}, {sorted(fn.keywords.items())!r})"
-    if hasattr(fn, "__qualname__"):
-        return f"{fn.__module__}.{fn.__qualname__}"
-    return f"{type(fn).__module__}.{type(fn).__qualname__}:{fn!r}"
-
-
-def _plan(source: Any, transform: Callable | None, shard_rows: int | None, shard_bytes: int | None,
+def _plan(source: Any, transform: Transform | None, shard_rows: int | None, shard_bytes: int | None,
           size_of: Callable | None, rows_of: Callable | None, directory: str) -> tuple[int, str, Callable[[int], Any]]:
     import dask
 
@@ -293,6 +392,7 @@ def _plan(source: Any, transform: Callable | None, shard_rows: int | None, shard
         fingerprint = f"dask:{tokenize(source)}:{len(parts)}"
         return len(parts), fingerprint, lambda i: dask.delayed(_write_partition_shard, pure=False)(
             parts[i], directory, i)
+    transform_kind(transform)  # a transform that declares a wrong kind fails here, before any shard runs
     items = list(source)
     if shard_rows is None and shard_bytes is None:
         raise ValueError("writing a sequence needs shard_rows or shard_bytes")
@@ -301,24 +401,24 @@ def _plan(source: Any, transform: Callable | None, shard_rows: int | None, shard
     for shard in shards:
         h.update(repr(shard).encode())
         h.update(b"\x00")
-    t = describe_callable(transform)
-    fingerprint = f"items:{len(items)}:{len(shards)}:{t}:{h.hexdigest()}"
+    fingerprint = f"items:{len(items)}:{len(shards)}:{transform_fingerprint(transform)}:{h.hexdigest()}"
     return len(shards), fingerprint, lambda i: dask.delayed(_write_items_shard, pure=False)(
         shards[i], transform, directory, i)
 
 
 def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind: str,
-                  transform: Callable | None = None, shard_rows: int | None = None,
+                  transform: Transform | None = None, shard_rows: int | None = None,
                   shard_bytes: int | None = None, size_of: Callable | None = None,
                   rows_of: Callable | None = None, version: str = "1.0.0", parents: Sequence[str] = (), producer: dict | None = None,
                   description: str = "", client: Any = None, retries: int = 2,
                   on_progress: Callable[[ShardStats, int, int], None] | None = None) -> Manifest:
     """Write ``source`` as a finished dataset in ``directory`` and return its manifest.
 
-    ``source`` is a sequence of records, or of work items that ``transform(item) -> record`` turns
-    into records inside the shard task (so workers do the work and memory stays per row group; a
-    transform with a ``batch_size`` attribute gets lists of items, see ``_apply``),
-    planned into shards by ``shard_rows`` and/or ``shard_bytes``; or a dask Bag/DataFrame of records,
+    ``source`` is a sequence of records, or of work items that ``transform`` turns into records inside
+    the shard task (so workers do the work and memory stays per row group): one record per item, per
+    batch of items or many per item, as the transform declares (:class:`PerItemTransform`,
+    :class:`BatchedTransform`, :class:`ExpandingTransform`; a plain function is per-item), planned into
+    shards by ``shard_rows`` and/or ``shard_bytes``; or a dask Bag/DataFrame of records,
     one shard per partition. With a dask.distributed ``client`` shards run on its cluster, each retried
     up to ``retries`` times; without one they run in this process. Re-running the same call after a
     crash resumes; a directory holding something else is refused.

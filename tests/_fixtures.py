@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from synth_pedes import SLOTS, make_record
+from synth_pedes.writer import PER_ITEM, class_fingerprint
 
 
 def jpeg_bytes(seed: int, size: tuple[int, int] = (32, 64)) -> bytes:
@@ -25,7 +26,11 @@ def jpeg_bytes(seed: int, size: tuple[int, int] = (32, 64)) -> bytes:
 @dataclass(frozen=True)
 class Records:
     """A picklable transform: item index -> record; ``delay`` seconds per row to make writes slow."""
+    transform_kind = PER_ITEM
     delay: float = 0.0
+
+    def fingerprint(self) -> str:
+        return class_fingerprint(self)  # the delay counts: the tests use it to make two plans differ
 
     def __call__(self, i: int) -> dict:
         if self.delay:

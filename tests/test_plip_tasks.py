@@ -369,13 +369,13 @@ def test_mask_attribute_phrases_deterministic_and_uniform():
 
 
 def test_mask_fallback_random_words_warns_once(caplog):
-    iap_mod._warned.clear()
     ids, am, pi = _caption_batch()
     g = torch.Generator().manual_seed(0)
     stats = {}
+    once = iap_mod.WarnOnce()  # what a PretextTasks holds for its run
     with caplog.at_level(logging.WARNING, logger="plip_train.tasks.iap"):
-        masked, labels = mask_attribute_phrases(ids, am, pi, 0.5, MASK, SPECIAL, g, stats=stats)
-        mask_attribute_phrases(ids, am, pi, 0.5, MASK, SPECIAL, g)
+        masked, labels = mask_attribute_phrases(ids, am, pi, 0.5, MASK, SPECIAL, g, stats=stats, warn_once=once)
+        mask_attribute_phrases(ids, am, pi, 0.5, MASK, SPECIAL, g, warn_once=once)
     warnings = [r for r in caplog.records if "random words" in r.getMessage()]
     assert len(warnings) == 1 and "on_missing_spans" in warnings[0].getMessage()
     assert stats["fallback_captions"] == 1

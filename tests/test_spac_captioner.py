@@ -130,6 +130,24 @@ def test_cached_decoding_equals_uncached(method):
         assert alone == ([cached[0][1]], [cached[1][1]])
 
 
+def test_decoding_options_are_validated_and_none_is_a_value():
+    from plip_runtime.config import ConfigError
+
+    cfg = load_config("tiny")
+    opts = DecodingOptions.from_config(cfg, method="beam", num_beams=4)
+    assert (opts.method, opts.num_beams, opts.top_p) == ("beam", 4, cfg.top_p)
+    with pytest.raises(ConfigError, match=r"DecodingOptions.top_p: must be a number in \(0, 1\], got None"):
+        DecodingOptions.from_config(cfg, top_p=None)  # not "keep the config's": pass only what you mean
+    with pytest.raises(ConfigError, match="DecodingOptions.method: must be one of greedy, beam, nucleus, got 'top-k'"):
+        opts.replace(method="top-k")
+    with pytest.raises(ConfigError, match="DecodingOptions.num_beams: must be an integer >= 1, got 0"):
+        DecodingOptions(num_beams=0)
+    with pytest.raises(ConfigError, match="DecodingOptions.temperature"):
+        DecodingOptions(temperature=0)
+    with pytest.raises(ConfigError, match="DecodingOptions.precision"):
+        DecodingOptions(precision="fp8")
+
+
 def test_caption_reports_bad_images_and_captions_the_rest(data_dir, tiny_run, tmp_path):
     cap = load_captioner(tiny_run)
     rec = next(iter(__import__("synth_pedes").open_dataset(data_dir).iter_records()))

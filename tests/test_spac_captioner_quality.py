@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from spac.captioner import load_config
-from spac.captioner.quality import (StyleClassifier, Truth, canonical, distinct_n, evaluate_captioner, format_quality,
-                                    mean_pairwise_similarity, wasserstein_1d)
+from spac.captioner.quality import (StyleClassifier, Truth, canonical, canonical_words, distinct_n, evaluate_captioner,
+                                    format_quality, mean_pairwise_similarity, wasserstein_1d)
 from synth_pedes.procpedes import ProcPedesConfig, plan_items, render_record
 
 PROC = ProcPedesConfig(identities=10, images_per_identity=2, seed=5, captions_per_image=2, height=128, width=64)
@@ -23,6 +23,15 @@ def test_canonical_phrases_unify_synonyms():
     assert canonical("Young lady") == canonical("young woman")
     assert canonical("short-sleeved dark blue tee") == canonical("navy t-shirt")
     assert canonical("red shorts") != canonical("blue shorts")
+
+
+def test_canonical_words_are_built_once_and_immutable():
+    words = canonical_words()
+    assert canonical_words() is words
+    assert words.synonyms["gray"] == "grey" and "jeans" in words.type_tokens and "hair" in words.type_tokens
+    assert list(words.written_longest_first) == sorted(words.synonyms, key=len, reverse=True)
+    with pytest.raises(TypeError):
+        words.synonyms["gray"] = "blue"
 
 
 def test_human_references_are_true_and_wrong_colours_are_not(records):

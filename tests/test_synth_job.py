@@ -11,7 +11,7 @@ import torch
 
 from pipelines.cli import main
 from spac.captioner import CaptionTokenizer, SpacCaptioner, load_config, save_checkpoint
-from spac.synth import SynthConfig
+from spac.annotator import SynthConfig
 from synth_pedes import SLOTS, open_dataset
 from plip_runtime.device import bf16_supported
 
@@ -65,6 +65,51 @@ def test_synth_writes_a_caption_dataset_with_lineage_and_spans(setup, tmp_path, 
                 assert s["slot"] in SLOTS and 0 <= s["start"] < s["end"] <= len(c["text"])
         prompt = r["captions"][-1]
         assert prompt["spans"] or all(v == "unknown" for k, v in r["attributes"].items() if k != "person")
+
+
+def test_models_load_once_per_process_across_shards(setup, tmp_path):
+    from spac.annotator import MODELS
+
+    MODELS.clear()
+    loads = MODELS.loads
+    assert _synth(setup, tmp_path / "a", "--workers", "0") == 0
+    assert len(open_dataset(tmp_path / "a").manifest.shards) == 3 and MODELS.loads == loads + 1
+    MODELS.clear()
+
+
+def test_model_cache_keeps_only_the_current_configuration():
+    import gc
+    import weakref
+
+    from spac.annotator import ModelCache
+
+    class Models:  # stands for a loaded (captioner, recognizer)
+        def __init__(self, config):
+            self.config = config
+
+    cache = ModelCache(load=lambda config: (Models(config), None))
+    a, b = SynthConfig(captioner="a"), SynthConfig(captioner="b")
+    first = cache.get(a)
+    assert cache.get(SynthConfig(captioner="a", seed=5, batch_size=4)) is first  # same models, other job options
+    assert cache.loads == 1
+    freed = weakref.ref(first[0])
+    del first
+    assert cache.get(b)[0].config is b and cache.loads == 2
+    gc.collect()
+    assert freed() is None  # the first configuration's models were let go
+    cache.clear()
+    assert cache.get(b)[0].config is b and cache.loads == 3
+
+
+def test_the_annotator_fingerprint_is_the_one_plans_were_written_with():
+    """Unchanged since it was the repr of spac.synth.SpacAnnotator: a job planned then still resumes."""
+    from spac.annotator import SpacAnnotator
+
+    annotator = SpacAnnotator(SynthConfig(captioner="c", precision="fp32", threads=3))  # threads: execution only
+    assert annotator.fingerprint() == (
+        'spac.synth.SpacAnnotator:SpacAnnotator({"batch_size": 32, "captioner": "c", "decoding": "greedy", '
+        '"device": "cpu", "precision": "fp32", "prompt_captions": 1, "recognizers": [], "seed": 0, '
+        '"union_threshold": 0.5})')
 
 
 def test_synth_config_precision():

@@ -13,6 +13,7 @@ from _fixtures import Records
 
 from synth_pedes import open_dataset, plan_shards, write_dataset
 from synth_pedes.errors import DatasetExistsError, ShardWriteError
+from synth_pedes.writer import BATCHED, EXPANDING, PER_ITEM, transform_fingerprint, transform_kind
 
 TESTS = Path(__file__).parent
 
@@ -72,7 +73,11 @@ def test_a_different_unfinished_write_is_refused(tmp_path):
 
 class _FailOnce:
     """Fails the first time it sees item 3 in this process, then works."""
+    transform_kind = PER_ITEM
     seen = set()
+
+    def fingerprint(self):
+        return "_FailOnce"
 
     def __call__(self, i):
         if i == 3 and i not in self.seen:
@@ -82,6 +87,11 @@ class _FailOnce:
 
 
 class _AlwaysFail:
+    transform_kind = PER_ITEM
+
+    def fingerprint(self):
+        return "_AlwaysFail"
+
     def __call__(self, i):
         if i == 3:
             raise RuntimeError("permanent failure")
@@ -168,10 +178,14 @@ def test_kill_9_mid_write_then_resume_gives_exactly_the_uninterrupted_rows(tmp_p
 
 class _BatchedRecords:
     """A batched transform, as model inference is: lists of items in, one record per item out."""
+    transform_kind = BATCHED
     batch_size = 3
 
     def __init__(self):
         self.calls = []
+
+    def fingerprint(self):
+        return f"{type(self).__name__}(batch_size={self.batch_size})"
 
     def __call__(self, items):
         self.calls.append(len(items))
@@ -196,7 +210,10 @@ def test_batched_transforms_get_lists_and_must_return_one_record_per_item(tmp_pa
 
 class _Expanding:
     """One item -> several records (an input row group -> its annotated rows)."""
-    expands = True
+    transform_kind = EXPANDING
+
+    def fingerprint(self):
+        return "_Expanding"
 
     def __call__(self, item):
         start, n = item
@@ -212,3 +229,56 @@ def test_expanding_transforms_flat_map_items(tmp_path):
                       rows_of=lambda u: u[1])
     assert [s.rows for s in m.shards] == [12]
     assert [r["key"] for r in _rows(tmp_path / "b")] == [f"test/{i:05d}.jpg" for i in range(12)]
+
+
+def _record_of(i):
+    return Records()(i)
+
+
+def test_a_plain_function_is_a_per_item_transform_without_declaring_anything(tmp_path):
+    import functools
+
+    assert transform_kind(_record_of) == PER_ITEM and transform_kind(functools.partial(_record_of)) == PER_ITEM
+    assert transform_fingerprint(_record_of) == "test_writer._record_of"
+    m = write_dataset(range(10), tmp_path / "f", name="t", kind="images", transform=_record_of, shard_rows=4)
+    write_dataset(range(10), tmp_path / "o", name="t", kind="images", transform=Records(), shard_rows=4)
+    assert m.num_rows == 10 and _rows(tmp_path / "f") == _rows(tmp_path / "o")
+    # the fingerprints of the shipped transforms: unchanged since they were read from repr (resumes still match)
+    assert transform_fingerprint(Records(delay=0.5)) == "_fixtures.Records:Records(delay=0.5)"
+    assert transform_fingerprint(functools.partial(_record_of, 3)) == "partial(test_writer._record_of, (3,), [])"
+
+
+class _Undeclared:
+    """The old way: an ``expands`` attribute, which the writer no longer sniffs."""
+    expands = True
+
+    def __call__(self, item):
+        return [Records()(item)]
+
+
+class _WrongKind(_Expanding):
+    transform_kind = "flat-map"
+
+
+class _NoFingerprint:
+    transform_kind = EXPANDING
+
+    def __call__(self, item):
+        return [Records()(item)]
+
+
+class _BatchedWithoutSize(_BatchedRecords):
+    batch_size = 0
+
+
+@pytest.mark.parametrize("transform, error, message", [
+    (_Undeclared(), TypeError, "_Undeclared declares no transform_kind: a callable object must say which kind"),
+    (_WrongKind(), ValueError, "_WrongKind declares transform_kind='flat-map', which is not one of per-item, "
+                               "batched, expanding"),
+    (_NoFingerprint(), TypeError, r"_NoFingerprint \(expanding\) has no fingerprint\(\) method"),
+    (_BatchedWithoutSize(), ValueError, "_BatchedWithoutSize is batched, so its batch_size must be an integer >= 1"),
+])
+def test_a_wrongly_declared_transform_fails_before_any_shard_runs(tmp_path, transform, error, message):
+    with pytest.raises(error, match=message):
+        write_dataset(range(4), tmp_path / "d", name="t", kind="images", transform=transform, shard_rows=2)
+    assert not (tmp_path / "d").exists()

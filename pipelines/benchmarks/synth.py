@@ -101,7 +101,7 @@ def _pin_process(core: int) -> int:
 
 def _warm_up(config, unit) -> int:
     """Load the models and annotate one row group, in a worker: what every worker pays once per job."""
-    from spac.synth import SpacAnnotator
+    from spac.annotator import SpacAnnotator
 
     return len(list(SpacAnnotator(config)(unit)))
 
@@ -116,9 +116,9 @@ def _job(images: Path, ckpt: Path, out: Path, workers: int, batch_size: int, thr
     biggest worker in MiB). ``pin``: worker i runs on core i only, so one worker cannot borrow an idle
     core for its decode thread and Dask's threads."""
     from pipelines.cluster import dask_client
-    from pipelines.synth import plan_units, run_synth
+    from pipelines.synth_job import plan_units, run_synth
     from spac.captioner import find_checkpoint
-    from spac.synth import SynthConfig
+    from spac.annotator import SynthConfig
     from synth_pedes import open_dataset
 
     config = SynthConfig(captioner=str(find_checkpoint(ckpt).resolve()), batch_size=batch_size, threads=threads,
@@ -172,7 +172,7 @@ def accelerator_rows(workdir: Path, device: str = "cuda", config: str = "paper",
     random-init, so every sequence runs to its length limit: a lower bound on a trained model's speed."""
     from pipelines.cluster import DEFAULT_WORKERS_PER_GPU, default_job_workers
     from spac.captioner import CaptionTokenizer, SpacCaptioner, load_config, save_checkpoint
-    from spac.synth import SynthConfig
+    from spac.annotator import SynthConfig
 
     cfg = load_config(config)
     tok = CaptionTokenizer.from_config(cfg)
@@ -199,7 +199,7 @@ def accelerator_rows(workdir: Path, device: str = "cuda", config: str = "paper",
 
 
 def run(quick: bool, workdir: Path) -> dict:
-    from spac.synth import SynthConfig
+    from spac.annotator import SynthConfig
 
     n, batch_size, pairs = (64, 16, 1) if quick else (512, 32, 3)
     shard_rows = 2 * batch_size  # 8 shards of two batches: decode overlaps the models, as in a real job

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from spac.filters import FilterConfig
 
     from ..cluster import dask_client
-    from ..filtering import run_filter
+    from ..filter_job import run_filter
     from ..progress import ShardProgress
 
     check_dataset_dir("DATASET", args.dataset)

@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     captioner = load_captioner(args.checkpoint, args.device)
-    opts = captioner.options(method=args.decoding, num_beams=args.beams, top_p=args.top_p,
-                             temperature=args.temperature, seed=args.seed, precision=args.precision)
+    given = {"method": args.decoding, "num_beams": args.beams, "top_p": args.top_p, "temperature": args.temperature}
+    opts = captioner.options(**{k: v for k, v in given.items() if v is not None},  # the rest: the config's
+                             seed=args.seed, precision=args.precision)
     if args.evaluate:
         from spac.captioner.quality import evaluate_captioner, format_quality, format_samples, write_report
 

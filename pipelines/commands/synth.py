@@ -36,11 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from spac.synth import SynthConfig
+    from spac.annotator import SynthConfig
 
     from ..cluster import dask_client, default_job_workers
     from ..progress import ShardProgress
-    from ..synth import run_synth, threads_per_worker
+    from ..synth_job import run_synth, threads_per_worker
 
     check_dataset_dir("--images", args.images)
     if args.device.startswith("cuda") and not torch.cuda.is_available() and args.scheduler is None:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import IAPConfig, IVLCConfig, TasksConfig, TICConfig
-from .iap import IAPTask, PhraseMasker, mask_attribute_phrases, mask_ratio
+from .iap import IAPTask, PhraseMasker, WarnOnce, mask_attribute_phrases, mask_ratio
 from .ivlc import IVLCTask, cmpm_loss
 from .tic import TICTask, tic_loss
 
@@ -61,6 +61,7 @@ class PretextTasks(nn.Module):
             self.iap = None
         self.mask_token_id = None if mask_token_id is None else int(mask_token_id)
         self.special_ids = tuple(sorted({int(s) for s in special_ids}))
+        self.warn_once = WarnOnce()  # this run's warnings (IAP's random-words fallback) are shown once
 
     def forward(self, model, batch: dict, progress: float, generator: torch.Generator | None = None) -> dict:
         cfg = self.cfg
@@ -113,7 +114,7 @@ class PretextTasks(nn.Module):
         stats: dict = {}
         masked_ids, labels = mask_attribute_phrases(
             ids, batch["attention_mask"], phrase_index, ratio, self.mask_token_id, self.special_ids, generator,
-            on_missing=cfg.iap.on_missing_spans, keys=keys, stats=stats)
+            on_missing=cfg.iap.on_missing_spans, keys=keys, stats=stats, warn_once=self.warn_once)
         fallback = float(stats.get("fallback_captions", 0))
         return masked_ids, labels, {"iap_mask_ratio": torch.tensor(ratio, device=ids.device),
                                     "iap_fallback_captions": torch.tensor(fallback, device=ids.device)}
@@ -124,7 +125,7 @@ class PretextTasks(nn.Module):
             return None
         c = self.cfg.iap
         return PhraseMasker(c.mask_lower, c.mask_upper, c.curve, c.on_missing_spans, self.mask_token_id,
-                            self.special_ids, total_steps)
+                            self.special_ids, total_steps, warn_once=self.warn_once)
 
 
 def build_tasks(cfg: TasksConfig, model, tokenizer=None) -> PretextTasks:

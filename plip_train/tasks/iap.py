@@ -24,7 +24,6 @@ from torch import Tensor, nn
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-_warned: set[str] = set()
 
 
 def mask_ratio(progress: float, lower: float = 0.2, upper: float = 0.8, curve: str = "sqrt") -> float:
@@ -60,23 +59,32 @@ def _choose(present: Tensor, k: Tensor, generator: torch.Generator | None) -> Te
     return present & (rank < k[:, None])
 
 
-def _warn_once(tag: str, message: str) -> None:
-    if tag not in _warned:
-        _warned.add(tag)
-        log.warning(message)
+class WarnOnce:
+    """Logs each warning (by tag) the first time only, for as long as its owner lives: ``PretextTasks`` holds one
+    and shares it with its ``PhraseMasker``, so a training run warns once (once per DataLoader worker process
+    when the masker runs in workers, each of which holds a copy)."""
+
+    def __init__(self) -> None:
+        self.shown: set[str] = set()
+
+    def __call__(self, tag: str, message: str) -> None:
+        if tag not in self.shown:
+            self.shown.add(tag)
+            log.warning(message)
 
 
 def mask_attribute_phrases(input_ids: Tensor, attention_mask: Tensor, phrase_index: Tensor, ratio: float,
                            mask_token_id: int, special_ids: Iterable[int], generator: torch.Generator | None = None,
                            on_missing: str = "random-words", keys: list[str] | None = None,
-                           stats: dict | None = None) -> tuple[Tensor, Tensor]:
+                           stats: dict | None = None, warn_once: WarnOnce | None = None) -> tuple[Tensor, Tensor]:
     """Mask whole attribute phrases. Returns ``(masked_ids, labels)``: ``masked_ids`` has ``mask_token_id`` at the
     masked positions, ``labels`` the original id there and -100 elsewhere.
 
     ``phrase_index`` (B x L): per token the index of its attribute phrase in the caption (0, 1, ...) or -1. Phrases
     are counted from the attended tokens, so a phrase cut by truncation is masked over its remaining tokens.
     Captions with no phrase follow ``on_missing``: ``"random-words"`` (mask random attended tokens that are not in
-    ``special_ids``, same ratio and rounding: plain MLM; logs a warning once per process), ``"skip"`` (no masked
+    ``special_ids``, same ratio and rounding: plain MLM; logs a warning: once per ``warn_once`` when one is given,
+    else on every call), ``"skip"`` (no masked
     token) or ``"error"`` (ValueError naming the keys). The random draws use ``generator`` (on its device; CPU when
     None, with the global RNG), so a seeded generator makes the masking deterministic. If ``stats`` is a dict, it
     receives ``fallback_captions`` (captions without phrases).
@@ -116,9 +124,10 @@ def mask_attribute_phrases(input_ids: Tensor, attention_mask: Tensor, phrase_ind
                 f"IAP needs attribute phrases: {n_missing} of {b} captions have none (phrase_index all -1){where}; "
                 "set tasks.iap.on_missing_spans to 'random-words' (mask random words, MLM) or 'skip'")
         if on_missing == "random-words":
-            _warn_once("random-words", "IAP: some captions have no attribute phrases (dataset without spans?); "
-                       "masking random words at the same ratio instead (MLM), as tasks.iap.on_missing_spans="
-                       "'random-words' says. This warning is shown once.")
+            warn = warn_once or WarnOnce()  # without an owner's tracker: every call warns
+            warn("random-words", "IAP: some captions have no attribute phrases (dataset without spans?); masking "
+                 "random words at the same ratio instead (MLM), as tasks.iap.on_missing_spans='random-words' says. "
+                 "This warning is shown once.")
             special = torch.tensor(sorted({int(s) for s in special_ids}), dtype=ids.dtype, device=dev)
             cand = attended & ~torch.isin(ids, special) & missing[:, None]
             word_mask = _choose(cand, _count_to_mask(ratio, cand.sum(dim=1)), generator)
@@ -203,8 +212,9 @@ class PhraseMasker:
     does not depend on how the global batch is split over ranks, workers or accumulation steps."""
 
     def __init__(self, lower: float, upper: float, curve: str, on_missing: str, mask_token_id: int,
-                 special_ids: Iterable[int], total_steps: int):
+                 special_ids: Iterable[int], total_steps: int, warn_once: WarnOnce | None = None):
         self.lower, self.upper, self.curve, self.on_missing = lower, upper, curve, on_missing
+        self.warn_once = warn_once or WarnOnce()
         self.mask_token_id, self.special_ids = int(mask_token_id), tuple(int(s) for s in special_ids)
         self.total_steps = max(1, int(total_steps))
 
@@ -219,7 +229,7 @@ class PhraseMasker:
             m, lab = mask_attribute_phrases(input_ids[i:i + 1], attention_mask[i:i + 1], phrase_index[i:i + 1], ratio,
                                             self.mask_token_id, self.special_ids,
                                             torch.Generator().manual_seed(int(seed)), self.on_missing,
-                                            keys=keys[i:i + 1], stats=stats)
+                                            keys=keys[i:i + 1], stats=stats, warn_once=self.warn_once)
             masked.append(m)
             labels.append(lab)
             fallback += stats.get("fallback_captions", 0)
@@ -256,4 +266,5 @@ class IAPTask(nn.Module):
                 "iap_masked_tokens": torch.tensor(float(n), device=labels.device)}
 
 
-__all__ = ["mask_ratio", "mask_attribute_phrases", "AttributePredictor", "IAPTask", "PhraseMasker", "IGNORE_INDEX", "auto_heads"]
+__all__ = ["mask_ratio", "mask_attribute_phrases", "AttributePredictor", "IAPTask", "PhraseMasker", "IGNORE_INDEX", "auto_heads",
+           "WarnOnce"]

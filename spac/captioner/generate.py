@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from plip_runtime.device import autocast, check_precision
+from plip_runtime.config import ConfigBase
+from plip_runtime.device import PRECISIONS, autocast
 from synth_pedes.schema import SLOTS
 
 from .config import DECODINGS, CaptionerConfig
@@ -32,7 +33,9 @@ _log = logging.getLogger(__name__)
 
 
 @dataclass
-class DecodingOptions:
+class DecodingOptions(ConfigBase):
+    """How :func:`generate_tokens` decodes. Validated on construction and on ``replace`` (``ConfigBase``)."""
+
     method: str = "greedy"  # greedy | beam | nucleus
     num_beams: int = 3
     top_p: float = 0.9
@@ -45,20 +48,27 @@ class DecodingOptions:
     use_cache: bool = True
     precision: str = "fp32"  # auto | fp32 | bf16 | fp16 (plip_runtime.device)
 
-    def __post_init__(self):
-        if self.method not in DECODINGS:
-            raise ValueError(f"decoding method {self.method!r} is not one of {DECODINGS}")
-        if self.num_beams < 1 or not 0 < self.top_p <= 1 or self.temperature <= 0:
-            raise ValueError(f"bad decoding options: num_beams={self.num_beams}, top_p={self.top_p}, "
-                             f"temperature={self.temperature}")
-        check_precision(self.precision)
+    def validate(self) -> None:
+        self.require_choice("method", DECODINGS)
+        self.require_int("num_beams", 1)
+        self.require_number("top_p", 0, 1, lo_open=True)
+        self.require_number("temperature", 0, lo_open=True)
+        self.require_number("length_penalty")
+        self.require_int("no_repeat_ngram_size", 0)
+        self.require_int("max_attribute_tokens", 1)
+        self.require_int("max_caption_tokens", 1)
+        self.require_int("seed")
+        self.require_bool("use_cache")
+        self.require_choice("precision", PRECISIONS)
 
     @classmethod
-    def from_config(cls, cfg: CaptionerConfig, **overrides) -> "DecodingOptions":
+    def from_config(cls, cfg: CaptionerConfig, **changes) -> "DecodingOptions":
+        """The config's generation defaults with ``changes`` applied (as ``replace``: ``None`` is a value, so
+        pass only the options you mean to set)."""
         base = cls(method=cfg.decoding, num_beams=cfg.num_beams, top_p=cfg.top_p, temperature=cfg.temperature,
                    length_penalty=cfg.length_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
                    max_attribute_tokens=cfg.max_attribute_tokens, max_caption_tokens=cfg.max_caption_tokens)
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        return base.replace(**changes)
 
 
 # --- one decoder call -------------------------------------------------------------------------
@@ -68,28 +78,32 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _step(model: SpacCaptioner, embeds, mask, positions, cache):
-    """Logits (R, V') of the last position, and the updated cache."""
+    """Logits (rows, V') of the last position, and the updated cache."""
     out = model.decoder.transformer(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
                                     past_key_values=cache, use_cache=cache is not None)
     return model.output_logits(out.last_hidden_state[:, -1]).float(), out.past_key_values
 
 
 class _Rows:
-    """The rows still being decoded: their prefixes, masks, generated tokens and the KV cache."""
+    """The rows still being decoded: their prefixes, masks, generated tokens and the KV cache.
+
+    Shapes use ``live`` for the rows still decoded, ``P`` for the prefix length and ``t`` for the tokens
+    generated so far."""
 
     def __init__(self, model: SpacCaptioner, prefix, mask, use_cache: bool):
         self.model, self.use_cache = model, use_cache
-        self.prefix, self.prefix_mask = prefix, mask  # (A, P, D), (A, P)
+        self.prefix, self.prefix_mask = prefix, mask  # (live, P, D), (live, P)
         self.index = torch.arange(prefix.shape[0], device=prefix.device)  # row of the original batch
-        self.tokens = torch.zeros(prefix.shape[0], 0, dtype=torch.long, device=prefix.device)  # (A, t)
+        self.tokens = torch.zeros(prefix.shape[0], 0, dtype=torch.long, device=prefix.device)  # (live, t)
         self.cache = None
 
     def start(self) -> torch.Tensor:
         """Logits after reading the prefixes."""
         from transformers import DynamicCache
 
-        m = self.prefix_mask
-        logits, cache = _step(self.model, self.prefix, m, _positions(m), DynamicCache() if self.use_cache else None)
+        mask = self.prefix_mask
+        logits, cache = _step(self.model, self.prefix, mask, _positions(mask),
+                              DynamicCache() if self.use_cache else None)
         self.cache = cache if self.use_cache else None
         return logits
 
@@ -100,127 +114,140 @@ class _Rows:
         if self.cache is not None:
             self.cache.reorder_cache(rows)
 
-    def advance(self, tok: torch.Tensor) -> torch.Tensor:
-        """Append ``tok`` (A,) to every row and return the next logits (A, V')."""
-        self.tokens = torch.cat([self.tokens, tok[:, None]], dim=1)
-        wte = self.model.decoder.transformer.wte
+    def advance(self, next_tokens: torch.Tensor) -> torch.Tensor:
+        """Append ``next_tokens`` (live,) to the rows and return the next logits (live, V')."""
+        self.tokens = torch.cat([self.tokens, next_tokens[:, None]], dim=1)
+        embedding = self.model.decoder.transformer.wte
         ones = torch.ones_like(self.tokens)
-        mask = torch.cat([self.prefix_mask, ones], dim=1)  # (A, P + t)
+        mask = torch.cat([self.prefix_mask, ones], dim=1)  # (live, P + t)
         positions = _positions(mask)
         if self.use_cache:
-            logits, self.cache = _step(self.model, wte(tok[:, None]).to(self.prefix.dtype), mask,
+            logits, self.cache = _step(self.model, embedding(next_tokens[:, None]).to(self.prefix.dtype), mask,
                                        positions[:, -1:], self.cache)
         else:
-            embeds = torch.cat([self.prefix, wte(self.tokens).to(self.prefix.dtype)], dim=1)
+            embeds = torch.cat([self.prefix, embedding(self.tokens).to(self.prefix.dtype)], dim=1)
             logits, _ = _step(self.model, embeds, mask, positions, None)
         return logits
 
 
-def _ban_repeats(logits: torch.Tensor, tokens: torch.Tensor, n: int, model: SpacCaptioner) -> torch.Tensor:
-    """-inf for every token that would complete an n-gram already present in the row."""
-    if n <= 0 or tokens.shape[1] < n - 1:
+def _ban_repeats(logits: torch.Tensor, tokens: torch.Tensor, size: int, model: SpacCaptioner) -> torch.Tensor:
+    """-inf for every token that would complete an n-gram of ``size`` tokens already present in the row."""
+    if size <= 0 or tokens.shape[1] < size - 1:
         return logits
-    rows = tokens.tolist()
-    for r, seq in enumerate(rows):
-        prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
-        banned = {seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == prefix}
+    for row, seq in enumerate(tokens.tolist()):
+        last = tuple(seq[len(seq) - size + 1:]) if size > 1 else ()  # the n-gram's first size-1 tokens
+        banned = {seq[i + size - 1] for i in range(len(seq) - size + 1) if tuple(seq[i:i + size - 1]) == last}
         if banned:
-            idx = model.to_output_index(torch.tensor(sorted(banned), device=logits.device))
-            logits[r, idx] = float("-inf")
+            columns = model.to_output_index(torch.tensor(sorted(banned), device=logits.device))
+            logits[row, columns] = float("-inf")
     return logits
 
 
-def _force_end(logits: torch.Tensor, last: torch.Tensor, eos_col: int) -> torch.Tensor:
+def _force_end(logits: torch.Tensor, last: torch.Tensor, eos_column: int) -> torch.Tensor:
     """Rows at their last allowed token may only emit END."""
     if last.any():
         logits[last] = float("-inf")
-        logits[last, eos_col] = 0.0
+        logits[last, eos_column] = 0.0
     return logits
 
 
-def _nucleus(logits: torch.Tensor, top_p: float, temperature: float, gen: torch.Generator) -> torch.Tensor:
+def _nucleus(logits: torch.Tensor, top_p: float, temperature: float, generator: torch.Generator) -> torch.Tensor:
     probs = torch.softmax(logits / temperature, dim=-1)
-    sorted_p, order = probs.sort(dim=-1, descending=True)
-    outside = sorted_p.cumsum(-1) - sorted_p > top_p  # keeps the smallest head with mass >= top_p
-    sorted_p = sorted_p.masked_fill(outside, 0.0)
-    pick = torch.multinomial(sorted_p, 1, generator=gen).squeeze(1)  # multinomial renormalises
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    outside = sorted_probs.cumsum(-1) - sorted_probs > top_p  # keeps the smallest head with mass >= top_p
+    sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+    pick = torch.multinomial(sorted_probs, 1, generator=generator).squeeze(1)  # multinomial renormalises
     return order.gather(1, pick[:, None]).squeeze(1)
+
+
+def _eos(model: SpacCaptioner, device) -> tuple[int, int]:
+    """The END token's id and its column in the output logits."""
+    return model.eos_id, int(model.to_output_index(torch.tensor([model.eos_id], device=device)))
 
 
 # --- greedy and nucleus -----------------------------------------------------------------------
 def _decode_sampling(model, prefix, mask, max_new, opts: DecodingOptions) -> list[list[int]]:
-    R, device = prefix.shape[0], prefix.device
-    eos, eos_col = model.eos_id, int(model.to_output_index(torch.tensor([model.eos_id], device=device)))
-    out: list[list[int]] = [[] for _ in range(R)]
-    gen = torch.Generator(device=device).manual_seed(opts.seed) if opts.method == "nucleus" else None
+    num_rows, device = prefix.shape[0], prefix.device
+    eos, eos_column = _eos(model, device)
+    generated: list[list[int]] = [[] for _ in range(num_rows)]
+    generator = torch.Generator(device=device).manual_seed(opts.seed) if opts.method == "nucleus" else None
     rows = _Rows(model, prefix, mask, opts.use_cache)
-    logits = rows.start()  # (R, V')
+    logits = rows.start()  # (num_rows, V')
     for t in range(int(max_new.max())):
         logits = _ban_repeats(logits, rows.tokens, opts.no_repeat_ngram_size, model)
-        logits = _force_end(logits, max_new[rows.index] <= t + 1, eos_col)
-        col = logits.argmax(-1) if gen is None else _nucleus(logits, opts.top_p, opts.temperature, gen)
-        tok = model.from_output_index(col)  # (A,)
-        for r, k in zip(rows.index.tolist(), tok.tolist()):
-            if k != eos:
-                out[r].append(k)
-        alive = (tok != eos).nonzero().squeeze(1)
+        logits = _force_end(logits, max_new[rows.index] <= t + 1, eos_column)
+        if generator is None:
+            columns = logits.argmax(-1)
+        else:
+            columns = _nucleus(logits, opts.top_p, opts.temperature, generator)
+        tokens = model.from_output_index(columns)  # (live,)
+        for row, token in zip(rows.index.tolist(), tokens.tolist()):
+            if token != eos:
+                generated[row].append(token)
+        alive = (tokens != eos).nonzero().squeeze(1)
         if len(alive) == 0:
             break
-        if len(alive) < len(tok):
+        if len(alive) < len(tokens):
             rows.select(alive)
-            tok = tok[alive]
-        logits = rows.advance(tok)
-    return out
+            tokens = tokens[alive]
+        logits = rows.advance(tokens)
+    return generated
 
 
 # --- beam search ------------------------------------------------------------------------------
 def _decode_beam(model, prefix, mask, max_new, opts: DecodingOptions) -> list[list[int]]:
-    K, R, device = opts.num_beams, prefix.shape[0], prefix.device
-    eos, eos_col = model.eos_id, int(model.to_output_index(torch.tensor([model.eos_id], device=device)))
-    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(R)]
-    rows = _Rows(model, prefix.repeat_interleave(K, 0), mask.repeat_interleave(K, 0), opts.use_cache)  # (R*K, ...)
-    group = torch.arange(R, device=device)  # original row of each live group of K beams
-    scores = torch.full((R, K), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all K beams start identical: only the first one may expand at step 0
+    """Beam search over every row: ``num_beams`` hypotheses per row, decoded as one group of rows each; a row
+    stops when it has ``num_beams`` finished hypotheses (or cannot fill its beams), and its best finished
+    hypothesis by ``score / length ** length_penalty`` wins."""
+    num_beams, num_rows, device = opts.num_beams, prefix.shape[0], prefix.device
+    eos, eos_column = _eos(model, device)
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(num_rows)]  # per row: (score, tokens)
+    rows = _Rows(model, prefix.repeat_interleave(num_beams, 0), mask.repeat_interleave(num_beams, 0),
+                 opts.use_cache)  # (num_rows * num_beams, ...): the beams of a row are consecutive
+    group_row = torch.arange(num_rows, device=device)  # the original row of each live group of beams
+    scores = torch.full((num_rows, num_beams), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # all beams start identical: only the first one may expand at step 0
     logits = rows.start()
     for t in range(int(max_new.max())):
-        G = len(group)
-        logp = torch.log_softmax(_ban_repeats(logits, rows.tokens, opts.no_repeat_ngram_size, model), dim=-1)
-        logp = _force_end(logp, (max_new[group] <= t + 1).repeat_interleave(K), eos_col)
-        V = logp.shape[1]
-        cand = (scores.view(-1, 1) + logp).view(G, K * V)  # (G, K*V')
-        top_s, top_i = cand.topk(min(2 * K, K * V), dim=1)  # (G, 2K)
-        beam, col = top_i // V, top_i % V
-        tok = model.from_output_index(col)
-        keep_rows, keep_tok, keep_score, live_groups = [], [], [], []
-        toks, beams, ss, cols = tok.tolist(), beam.tolist(), top_s.tolist(), rows.tokens.tolist()
-        for g in range(G):
-            r, chosen = int(group[g]), []
-            for j in range(top_i.shape[1]):
-                if ss[g][j] == float("-inf"):
+        num_groups = len(group_row)
+        log_probs = torch.log_softmax(_ban_repeats(logits, rows.tokens, opts.no_repeat_ngram_size, model), dim=-1)
+        log_probs = _force_end(log_probs, (max_new[group_row] <= t + 1).repeat_interleave(num_beams), eos_column)
+        vocab = log_probs.shape[1]  # V': the output columns
+        candidates = (scores.view(-1, 1) + log_probs).view(num_groups, num_beams * vocab)
+        # the 2 * num_beams best continuations per group, so that num_beams remain after those that end
+        top_scores, top_index = candidates.topk(min(2 * num_beams, num_beams * vocab), dim=1)
+        from_beam, columns = top_index // vocab, top_index % vocab
+        cand_tokens = model.from_output_index(columns).tolist()  # [group][candidate]
+        cand_beams = from_beam.tolist()
+        cand_scores = top_scores.tolist()
+        so_far = rows.tokens.tolist()  # the tokens each beam generated before this step
+        keep_rows, keep_tokens, keep_scores, live_groups = [], [], [], []
+        for group in range(num_groups):
+            row, chosen = int(group_row[group]), []
+            for rank in range(top_index.shape[1]):
+                if cand_scores[group][rank] == float("-inf"):
                     break
-                if toks[g][j] == eos:
-                    if j < K:  # an END among the K best candidates closes a hypothesis
-                        seq = cols[g * K + beams[g][j]]
-                        finished[r].append((ss[g][j] / (t + 1) ** opts.length_penalty, seq))
+                if cand_tokens[group][rank] == eos:
+                    if rank < num_beams:  # an END among the num_beams best candidates closes a hypothesis
+                        seq = so_far[group * num_beams + cand_beams[group][rank]]
+                        finished[row].append((cand_scores[group][rank] / (t + 1) ** opts.length_penalty, seq))
                 else:
-                    chosen.append(j)
-                if len(chosen) == K:
+                    chosen.append(rank)
+                if len(chosen) == num_beams:
                     break
-            if len(finished[r]) >= K or len(chosen) < K:
-                continue  # this row is done (early stopping: K finished hypotheses)
-            live_groups.append(g)
-            keep_rows += [g * K + beams[g][j] for j in chosen]
-            keep_tok += [toks[g][j] for j in chosen]
-            keep_score.append([ss[g][j] for j in chosen])
+            if len(finished[row]) >= num_beams or len(chosen) < num_beams:
+                continue  # this row is done (early stopping: num_beams finished hypotheses)
+            live_groups.append(group)
+            keep_rows += [group * num_beams + cand_beams[group][rank] for rank in chosen]
+            keep_tokens += [cand_tokens[group][rank] for rank in chosen]
+            keep_scores.append([cand_scores[group][rank] for rank in chosen])
         if not live_groups:
             break
-        sel = torch.tensor(keep_rows, device=device)
-        rows.select(sel)
-        group = group[torch.tensor(live_groups, device=device)]
-        scores = torch.tensor(keep_score, device=device)
-        logits = rows.advance(torch.tensor(keep_tok, device=device))
-    return [max(f, key=lambda x: x[0])[1] if f else [] for f in finished]
+        rows.select(torch.tensor(keep_rows, device=device))
+        group_row = group_row[torch.tensor(live_groups, device=device)]
+        scores = torch.tensor(keep_scores, device=device)
+        logits = rows.advance(torch.tensor(keep_tokens, device=device))
+    return [max(hypotheses, key=lambda h: h[0])[1] if hypotheses else [] for hypotheses in finished]
 
 
 # --- images -> token ids -> text --------------------------------------------------------------
@@ -236,23 +263,27 @@ def generate_tokens(model: SpacCaptioner, images: torch.Tensor, opts: DecodingOp
         raise ValueError(f"max_caption_tokens={opts.max_caption_tokens} / max_attribute_tokens="
                          f"{opts.max_attribute_tokens} do not fit the decoder's {positions} positions after the "
                          f"{cfg.caption_prefix_len}-token prefix")
-    with autocast(images.device, opts.precision):
-        attr, styled = model.encode_prefixes(images)  # (B, 6, Pa, D), (B, m, Pc, D)
-        B, A, Pa, D = attr.shape
-        m, Pc = styled.shape[1], styled.shape[2]
-        # One row per output, image-major: 6 attribute rows then m caption rows, left-padded to Pc.
-        prefix = torch.zeros(B, A + m, Pc, D, dtype=styled.dtype, device=images.device)
-        prefix[:, :A, Pc - Pa:] = attr.to(styled.dtype)
-        prefix[:, A:] = styled
-        mask = torch.zeros(B, A + m, Pc, dtype=torch.long, device=images.device)
-        mask[:, :A, Pc - Pa:] = 1
-        mask[:, A:] = 1
-        max_new = torch.tensor([opts.max_attribute_tokens] * A + [opts.max_caption_tokens] * m,
-                               device=images.device).repeat(B)  # (B*(6+m),)
+    device = images.device
+    with autocast(device, opts.precision):
+        attribute_prefixes, style_prefixes = model.encode_prefixes(images)  # (B, 6, Pa, D), (B, m, Pc, D)
+        num_images, num_attributes, attribute_len, width = attribute_prefixes.shape
+        num_styles, caption_len = style_prefixes.shape[1], style_prefixes.shape[2]
+        rows_per_image = num_attributes + num_styles
+        # One row per output, image-major: 6 attribute rows then m caption rows, left-padded to caption_len.
+        pad = caption_len - attribute_len
+        prefix = torch.zeros(num_images, rows_per_image, caption_len, width, dtype=style_prefixes.dtype,
+                             device=device)
+        prefix[:, :num_attributes, pad:] = attribute_prefixes.to(style_prefixes.dtype)
+        prefix[:, num_attributes:] = style_prefixes
+        mask = torch.zeros(num_images, rows_per_image, caption_len, dtype=torch.long, device=device)
+        mask[:, :num_attributes, pad:] = 1
+        mask[:, num_attributes:] = 1
+        max_new = torch.tensor([opts.max_attribute_tokens] * num_attributes + [opts.max_caption_tokens] * num_styles,
+                               device=device).repeat(num_images)  # (B * (6 + m),)
         decode = _decode_beam if opts.method == "beam" else _decode_sampling
         seqs = decode(model, prefix.flatten(0, 1), mask.flatten(0, 1), max_new, opts)
-    per = A + m
-    return ([seqs[b * per:b * per + A] for b in range(B)], [seqs[b * per + A:(b + 1) * per] for b in range(B)])
+    per_image = [seqs[i * rows_per_image:(i + 1) * rows_per_image] for i in range(num_images)]
+    return [rows[:num_attributes] for rows in per_image], [rows[num_attributes:] for rows in per_image]
 
 
 @dataclass
@@ -291,20 +322,24 @@ class Captioner:
     def config(self) -> CaptionerConfig:
         return self.model.cfg
 
-    def options(self, **overrides) -> DecodingOptions:
-        return DecodingOptions.from_config(self.config, **overrides)
+    def options(self, **changes) -> DecodingOptions:
+        """This captioner's default decoding options with ``changes`` (``None`` is a value, see ``from_config``)."""
+        return DecodingOptions.from_config(self.config, **changes)
 
-    def texts(self, attr_ids, cap_ids) -> tuple[list[dict], list[dict]]:
-        tok = self.tokenizer
-        attrs = [{s: tok.decode(ids) or "unknown" for s, ids in zip(SLOTS, per)} for per in attr_ids]
-        fix = sentence_case if tok.lowercase else (lambda x: x)
-        caps = [{s: fix(tok.decode(ids)) for s, ids in zip(self.config.styles, per)} for per in cap_ids]
-        return attrs, caps
+    def texts(self, attribute_ids, caption_ids) -> tuple[list[dict], list[dict]]:
+        """Token ids per image (from :func:`generate_tokens`) -> ([slot -> phrase], [style -> caption])."""
+        decode = self.tokenizer.decode
+        attributes = [{slot: decode(ids) or "unknown" for slot, ids in zip(SLOTS, per_image)}
+                      for per_image in attribute_ids]
+        fix = sentence_case if self.tokenizer.lowercase else (lambda text: text)
+        captions = [{style: fix(decode(ids)) for style, ids in zip(self.config.styles, per_image)}
+                    for per_image in caption_ids]
+        return attributes, captions
 
     def caption_tensors(self, images: torch.Tensor, opts: DecodingOptions | None = None) -> tuple[list, list]:
         """Preprocessed images (B, 3, H, W) -> ([attributes dict], [captions dict])."""
-        a, c = generate_tokens(self.model, images.to(self.device), opts or self.options())
-        return self.texts(a, c)
+        attribute_ids, caption_ids = generate_tokens(self.model, images.to(self.device), opts or self.options())
+        return self.texts(attribute_ids, caption_ids)
 
     def caption(self, images: Sequence, opts: DecodingOptions | None = None, batch_size: int = 32,
                 names: Sequence[str] | None = None) -> list[CaptionResult]:

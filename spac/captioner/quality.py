@@ -25,13 +25,16 @@ included.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
 import re
 from collections import Counter, defaultdict
-from typing import Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping, Sequence
 
 import torch
 
@@ -43,9 +46,20 @@ _log = logging.getLogger(__name__)
 
 
 # --- canonical phrases ------------------------------------------------------------------------
-def _synonyms() -> dict[str, str]:
-    """written form -> canonical token (multi-word canonical forms joined by '_')."""
-    from synth_pedes.procpedes.vocab import COLOUR_SYNONYMS, HAIR_LENGTH_WORDS, PERSON_SYNONYMS, TYPE_SYNONYMS
+@dataclass(frozen=True)
+class CanonicalWords:
+    """The tables :func:`canonical` works with, built once from ProcPedes' vocabulary (:func:`canonical_words`)."""
+
+    synonyms: Mapping[str, str]  # written form -> canonical token (multi-word canonical forms joined by '_')
+    written_longest_first: tuple[str, ...]  # the written forms, longest first, so "t shirt" goes before "shirt"
+    type_tokens: frozenset[str]  # canonical garment/headwear type words (and "hair")
+
+
+@functools.cache
+def canonical_words() -> CanonicalWords:
+    """The synonym table and type words, built on first use and shared (immutable) afterwards."""
+    from synth_pedes.procpedes.vocab import (COLOUR_SYNONYMS, HAIR_LENGTH_WORDS, HEADWEAR, PERSON_SYNONYMS,
+                                             TYPE_SYNONYMS)
 
     table: dict[str, str] = {}
     for group in (COLOUR_SYNONYMS, TYPE_SYNONYMS, PERSON_SYNONYMS, HAIR_LENGTH_WORDS):
@@ -54,26 +68,21 @@ def _synonyms() -> dict[str, str]:
                 table[w] = canon.replace(" ", "_")
     table.update({"plaid": "checked", "grey": "grey", "gray": "grey", "tshirt": "t-shirt", "t shirt": "t-shirt",
                   "trouser": "trousers", "pant": "trousers", "sneaker": "sneakers", "jean": "jeans"})
-    return table
+    return CanonicalWords(synonyms=MappingProxyType(table),
+                          written_longest_first=tuple(sorted(table, key=len, reverse=True)),
+                          type_tokens=frozenset({t.replace(" ", "_") for t in TYPE_SYNONYMS} | set(HEADWEAR) | {"hair"}))
 
 
-_SYN: dict[str, str] | None = None
 _DETAIL_WORDS = {"long-sleeved", "short-sleeved", "sleeveless", "pair", "of"}
-_TYPE_TOKENS: set | None = None
 
 
 def canonical(phrase: str) -> frozenset:
     """The canonical words of an attribute phrase: synonyms unified, sleeve details dropped, unordered."""
-    global _SYN, _TYPE_TOKENS
-    if _SYN is None:
-        from synth_pedes.procpedes.vocab import HEADWEAR, TYPE_SYNONYMS
-
-        _SYN = _synonyms()
-        _TYPE_TOKENS = {t.replace(" ", "_") for t in TYPE_SYNONYMS} | set(HEADWEAR) | {"hair"}
+    words = canonical_words()
     text = " " + normalise(phrase) + " "
-    for written in sorted(_SYN, key=len, reverse=True):
+    for written in words.written_longest_first:
         if written in text:
-            text = re.sub(rf"(?<![\w-]){re.escape(written)}(?![\w-])", _SYN[written], text)
+            text = re.sub(rf"(?<![\w-]){re.escape(written)}(?![\w-])", words.synonyms[written], text)
     return frozenset(w for w in text.split() if w not in _DETAIL_WORDS)
 
 
@@ -84,7 +93,7 @@ def normalise(text: str) -> str:
 
 def _subset_rule(pred: str, truth: str) -> bool:
     p, t = canonical(pred), canonical(truth)
-    types = t & _TYPE_TOKENS
+    types = t & canonical_words().type_tokens
     return bool(p) and p <= t and (not types or bool(p & types))
 
 
@@ -246,37 +255,38 @@ def _reference_captions(cfg, records: list[dict]) -> dict[str, list[tuple[int, s
     refs: dict[str, list] = defaultdict(list)
     for i, rec in enumerate(records):
         human = [c for c in rec["captions"] or [] if c["kind"] == "human"]
-        for j, c in enumerate(human):
-            s = caption_style_index(cfg, c, rec, j)
-            if s is not None:
-                refs[cfg.styles[s]].append((i, c["text"]))
+        for position, caption in enumerate(human):
+            style = caption_style_index(cfg, caption, rec, position)
+            if style is not None:
+                refs[cfg.styles[style]].append((i, caption["text"]))
     return refs
 
 
 def _phrase_scores(texts_by_image: list[tuple[int, str]], truths: list[Truth]) -> dict:
     from spac.phrases import extract_many
 
-    spans = extract_many([t for _, t in texts_by_image])
-    tp = fp = halluc = wrong = 0
+    spans_per_text = extract_many([text for _, text in texts_by_image])
+    true_phrases = false_phrases = hallucinated = wrong = 0  # hallucinated/wrong: the false ones, split
     recall_hits = recall_total = 0
-    for (i, _), sp in zip(texts_by_image, spans):
-        truth, named = truths[i], set()
-        for s in sp:
-            if truth.is_true(s.slot, s.text):
-                tp += 1
-                named.add(s.slot)
+    for (image, _), spans in zip(texts_by_image, spans_per_text):
+        truth, named = truths[image], set()
+        for span in spans:
+            if truth.is_true(span.slot, span.text):
+                true_phrases += 1
+                named.add(span.slot)
             else:
-                fp += 1
-                halluc += not truth.known(s.slot)
-                wrong += truth.known(s.slot)
-        known = [s for s in SLOTS if truth.known(s)]
+                false_phrases += 1
+                hallucinated += not truth.known(span.slot)
+                wrong += truth.known(span.slot)
+        known = [slot for slot in SLOTS if truth.known(slot)]
         recall_total += len(known)
-        recall_hits += sum(s in named for s in known)
-    n = tp + fp
-    return {"phrases": n, "precision": tp / n if n else None,
+        recall_hits += sum(slot in named for slot in known)
+    phrases = true_phrases + false_phrases
+    return {"phrases": phrases, "precision": true_phrases / phrases if phrases else None,
             "recall": recall_hits / recall_total if recall_total else None,
-            "hallucinated": halluc / n if n else None, "wrong": wrong / n if n else None,
-            "phrases_per_caption": n / len(texts_by_image) if texts_by_image else None}
+            "hallucinated": hallucinated / phrases if phrases else None,
+            "wrong": wrong / phrases if phrases else None,
+            "phrases_per_caption": phrases / len(texts_by_image) if texts_by_image else None}
 
 
 def evaluate_captioner(captioner: Captioner, data_dirs: Sequence[str | os.PathLike], split: str = "test",
@@ -294,65 +304,71 @@ def evaluate_captioner(captioner: Captioner, data_dirs: Sequence[str | os.PathLi
 
     # attributes
     train_recs = _records(data_dirs, train_split, images=False)
-    majority = {s: Counter(canonical((r["attributes"] or {}).get(s) or UNKNOWN) for r in train_recs).most_common(1)
-                for s in SLOTS}
+    majority = {slot: Counter(canonical((r["attributes"] or {}).get(slot) or UNKNOWN) for r in train_recs
+                              ).most_common(1)  # [(most frequent canonical value, count)], or [] without data
+                for slot in SLOTS}
     attr_rows = {}
-    for s in SLOTS:
-        exact = true = base = 0
-        for i, res in ok:
-            pred, gt = res.attributes[s], truths[i].attributes[s]
+    for slot in SLOTS:
+        exact = true = baseline = 0
+        for i, result in ok:
+            pred, gt = result.attributes[slot], truths[i].attributes[slot]
             if gt == UNKNOWN:
                 hit = normalise(pred) == UNKNOWN
                 exact, true = exact + hit, true + hit
             else:
                 exact += canonical(pred) == canonical(gt)
-                true += truths[i].is_true(s, pred)
-            base += bool(majority[s]) and majority[s][0][0] == canonical(gt)
-        n = max(len(ok), 1)
-        attr_rows[s] = {"exact": exact / n, "true": true / n, "majority": base / n,
-                        "unknown_rate": sum(not truths[i].known(s) for i, _ in ok) / n}
+                true += truths[i].is_true(slot, pred)
+            baseline += bool(majority[slot]) and majority[slot][0][0] == canonical(gt)
+        scored = max(len(ok), 1)
+        attr_rows[slot] = {"exact": exact / scored, "true": true / scored, "majority": baseline / scored,
+                           "unknown_rate": sum(not truths[i].known(slot) for i, _ in ok) / scored}
 
     # captions per style: phrases, style, diversity
     refs = _reference_captions(cfg, records)
     train_refs = _reference_captions(cfg, train_recs)
-    clf_texts = [t for st in cfg.styles for _, t in train_refs.get(st, [])]
-    clf_labels = [k for k, st in enumerate(cfg.styles) for _ in train_refs.get(st, [])]
-    clf = StyleClassifier(cfg.styles).fit(clf_texts, clf_labels) if len(set(clf_labels)) > 1 else None
+    classifier_texts = [text for style in cfg.styles for _, text in train_refs.get(style, [])]
+    classifier_labels = [label for label, style in enumerate(cfg.styles) for _ in train_refs.get(style, [])]
+    classifier = (StyleClassifier(cfg.styles).fit(classifier_texts, classifier_labels)
+                  if len(set(classifier_labels)) > 1 else None)
     styles = {}
-    for k, st in enumerate(cfg.styles):
-        gen = [(i, res.captions[st]) for i, res in ok]
-        ref = refs.get(st, [])
-        gl, rl = [len(words(t)) for _, t in gen], [len(words(t)) for _, t in ref]
-        styles[st] = {
-            "generated": _phrase_scores(gen, truths) | {
-                "length": mean_sd(gl), "distinct_1": distinct_n([t for _, t in gen], 1),
-                "distinct_2": distinct_n([t for _, t in gen], 2),
-                "classified_as_style": clf.accuracy([t for _, t in gen], k) if clf else None},
-            "reference": (_phrase_scores(ref, truths) if ref else {}) | {
-                "captions": len(ref), "length": mean_sd(rl), "distinct_1": distinct_n([t for _, t in ref], 1),
-                "distinct_2": distinct_n([t for _, t in ref], 2),
-                "classified_as_style": clf.accuracy([t for _, t in ref], k) if clf and ref else None},
-            "length_w1": wasserstein_1d(gl, rl) if ref else None}
-    ref_groups: dict[int, list] = defaultdict(list)
-    for st in cfg.styles:
-        for i, t in refs.get(st, []):
-            ref_groups[i].append(t)
+    for label, style in enumerate(cfg.styles):
+        generated = [(i, result.captions[style]) for i, result in ok]  # (record index, caption)
+        references = refs.get(style, [])
+        generated_texts, reference_texts = [t for _, t in generated], [t for _, t in references]
+        generated_lengths = [len(words(t)) for t in generated_texts]
+        reference_lengths = [len(words(t)) for t in reference_texts]
+        styles[style] = {
+            "generated": _phrase_scores(generated, truths) | {
+                "length": mean_sd(generated_lengths), "distinct_1": distinct_n(generated_texts, 1),
+                "distinct_2": distinct_n(generated_texts, 2),
+                "classified_as_style": classifier.accuracy(generated_texts, label) if classifier else None},
+            "reference": (_phrase_scores(references, truths) if references else {}) | {
+                "captions": len(references), "length": mean_sd(reference_lengths),
+                "distinct_1": distinct_n(reference_texts, 1), "distinct_2": distinct_n(reference_texts, 2),
+                "classified_as_style": (classifier.accuracy(reference_texts, label)
+                                        if classifier and references else None)},
+            "length_w1": wasserstein_1d(generated_lengths, reference_lengths) if references else None}
+    references_per_image: dict[int, list] = defaultdict(list)
+    for style in cfg.styles:
+        for i, text in refs.get(style, []):
+            references_per_image[i].append(text)
+    all_generated = [text for _, result in ok for text in result.captions.values()]
     diversity = {
-        "same_image_similarity": mean_pairwise_similarity([list(res.captions.values()) for _, res in ok]),
-        "reference_same_image_similarity": mean_pairwise_similarity(list(ref_groups.values())),
-        "distinct_1_all": distinct_n([t for _, res in ok for t in res.captions.values()], 1),
-        "distinct_2_all": distinct_n([t for _, res in ok for t in res.captions.values()], 2)}
+        "same_image_similarity": mean_pairwise_similarity([list(result.captions.values()) for _, result in ok]),
+        "reference_same_image_similarity": mean_pairwise_similarity(list(references_per_image.values())),
+        "distinct_1_all": distinct_n(all_generated, 1),
+        "distinct_2_all": distinct_n(all_generated, 2)}
 
     step = max(1, len(ok) // max(samples, 1))
     sample_rows = [{"key": records[i]["key"], "truth": truths[i].attributes,
                     "references": [f"[{c['style']}] {c['text']}" for c in records[i]["captions"]
                                    if c["kind"] == "human"],
-                    "attributes": res.attributes, "captions": res.captions}
-                   for i, res in ok[::step][:samples]]
+                    "attributes": result.attributes, "captions": result.captions}
+                   for i, result in ok[::step][:samples]]
     return {"split": split, "images": len(records), "failed": len(records) - len(ok),
             "decoding": (opts or captioner.options()).method, "attributes": attr_rows, "styles": styles,
             "diversity": diversity,
-            "classifier": {"train_captions": len(clf_texts), "features": len(clf.vocab) if clf else 0},
+            "classifier": {"train_captions": len(classifier_texts), "features": len(classifier.vocab) if classifier else 0},
             "samples": sample_rows}
 
 
@@ -369,47 +385,49 @@ def format_quality(report: dict) -> str:
              f"{report['decoding']} decoding.", "",
              "| attribute slot | exact % | true wording % | majority baseline % | truth unknown % |",
              "|---|---|---|---|---|"]
-    for s, r in report["attributes"].items():
-        lines.append(f"| {s} | {_f(r['exact'])} | {_f(r['true'])} | {_f(r['majority'])} | {_f(r['unknown_rate'])} |")
-    n = len(report["attributes"])
-    mean = {k: sum(r[k] for r in report["attributes"].values()) / n for k in ("exact", "true", "majority")}
+    for slot, row in report["attributes"].items():
+        lines.append(f"| {slot} | {_f(row['exact'])} | {_f(row['true'])} | {_f(row['majority'])} | "
+                     f"{_f(row['unknown_rate'])} |")
+    slots = len(report["attributes"])
+    mean = {k: sum(row[k] for row in report["attributes"].values()) / slots for k in ("exact", "true", "majority")}
     lines.append(f"| **mean** | {_f(mean['exact'])} | {_f(mean['true'])} | {_f(mean['majority'])} | |")
     lines += ["", "| captions | style | phrases/caption | precision % | recall % | hallucinated % | wrong % |",
               "|---|---|---|---|---|---|---|"]
-    for st, r in report["styles"].items():
+    for style, row in report["styles"].items():
         for who in ("generated", "reference"):
-            g = r[who]
-            if "precision" in g:
-                lines.append(f"| {who} | {st} | {_f(g['phrases_per_caption'], False)} | {_f(g['precision'])} | "
-                             f"{_f(g['recall'])} | {_f(g['hallucinated'])} | {_f(g['wrong'])} |")
+            scores = row[who]
+            if "precision" in scores:
+                lines.append(f"| {who} | {style} | {_f(scores['phrases_per_caption'], False)} | "
+                             f"{_f(scores['precision'])} | {_f(scores['recall'])} | {_f(scores['hallucinated'])} | "
+                             f"{_f(scores['wrong'])} |")
     lines += ["", "| style | words gen (mean ± sd) | words ref (mean ± sd) | length W1 | classified as style: "
                   "gen % | ref % | distinct-1 gen / ref | distinct-2 gen / ref |", "|---|---|---|---|---|---|---|---|"]
-    for st, r in report["styles"].items():
-        g, rf = r["generated"], r["reference"]
-        lines.append(f"| {st} | {g['length'][0]:.1f} ± {g['length'][1]:.1f} | {rf['length'][0]:.1f} ± "
-                     f"{rf['length'][1]:.1f} | {_f(r['length_w1'], False)} | {_f(g['classified_as_style'])} | "
-                     f"{_f(rf['classified_as_style'])} | {_f(g['distinct_1'], False)} / "
-                     f"{_f(rf['distinct_1'], False)} | "
-                     f"{_f(g['distinct_2'], False)} / {_f(rf['distinct_2'], False)} |")
-    d = report["diversity"]
+    for style, row in report["styles"].items():
+        gen, ref = row["generated"], row["reference"]
+        lines.append(f"| {style} | {gen['length'][0]:.1f} ± {gen['length'][1]:.1f} | {ref['length'][0]:.1f} ± "
+                     f"{ref['length'][1]:.1f} | {_f(row['length_w1'], False)} | {_f(gen['classified_as_style'])} | "
+                     f"{_f(ref['classified_as_style'])} | {_f(gen['distinct_1'], False)} / "
+                     f"{_f(ref['distinct_1'], False)} | "
+                     f"{_f(gen['distinct_2'], False)} / {_f(ref['distinct_2'], False)} |")
+    diversity = report["diversity"]
     lines += ["", f"Mean 1-2-gram cosine similarity between the captions of one image: generated "
-                  f"{_f(d['same_image_similarity'], False)}, human references "
-                  f"{_f(d['reference_same_image_similarity'], False)}. "
-                  f"Distinct-1/2 over all generated captions: {_f(d['distinct_1_all'], False)} / "
-                  f"{_f(d['distinct_2_all'], False)}."]
+                  f"{_f(diversity['same_image_similarity'], False)}, human references "
+                  f"{_f(diversity['reference_same_image_similarity'], False)}. "
+                  f"Distinct-1/2 over all generated captions: {_f(diversity['distinct_1_all'], False)} / "
+                  f"{_f(diversity['distinct_2_all'], False)}."]
     return "\n".join(lines) + "\n"
 
 
 def format_samples(report: dict) -> str:
     out = []
-    for s in report["samples"]:
-        out.append(f"### {s['key']}")
-        out.append("truth:     " + ", ".join(f"{k}={v}" for k, v in s["truth"].items()))
-        out.append("generated: " + ", ".join(f"{k}={v}" for k, v in s["attributes"].items()))
-        for st, c in s["captions"].items():
-            out.append(f"  [{st}] {c}")
-        for r in s["references"]:
-            out.append(f"  human {r}")
+    for sample in report["samples"]:
+        out.append(f"### {sample['key']}")
+        out.append("truth:     " + ", ".join(f"{k}={v}" for k, v in sample["truth"].items()))
+        out.append("generated: " + ", ".join(f"{k}={v}" for k, v in sample["attributes"].items()))
+        for style, caption in sample["captions"].items():
+            out.append(f"  [{style}] {caption}")
+        for reference in sample["references"]:
+            out.append(f"  human {reference}")
         out.append("")
     return "\n".join(out)
 

@@ -51,38 +51,38 @@ def fit_platt(scores: Sequence[float], correct: Sequence[bool], iterations: int 
 
     Minimises the cross-entropy against Platt's smoothed targets plus ``ridge/2 * ((a-1)^2 + b^2)`` (a pull
     towards the identity map, so a member whose scores never vary still gets a finite, sensible fit) by
-    Newton steps with backtracking.
+    Newton steps with backtracking. ``x`` is ``logit(score)``, ``y`` the 0/1 labels.
     """
     x = _logit(scores)
     y = np.asarray(correct, dtype=np.float64)
     if len(x) == 0:
         return 1.0, 0.0
     n_pos, n_neg = y.sum(), len(y) - y.sum()
-    t = np.where(y > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    target = np.where(y > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))  # Platt's smoothed labels
 
     def objective(a: float, b: float) -> float:
         z = a * x + b
-        return float(np.sum(np.logaddexp(0, z) - t * z) + 0.5 * ridge * ((a - 1) ** 2 + b ** 2))
+        return float(np.sum(np.logaddexp(0, z) - target * z) + 0.5 * ridge * ((a - 1) ** 2 + b ** 2))
 
     a, b = 1.0, 0.0
-    f = objective(a, b)
+    loss = objective(a, b)
     for _ in range(iterations):
-        p = _sigmoid(a * x + b)
-        g = np.array([np.sum((p - t) * x) + ridge * (a - 1), np.sum(p - t) + ridge * b])
-        w = p * (1 - p)
-        h = np.array([[np.sum(w * x * x) + ridge, np.sum(w * x)], [np.sum(w * x), np.sum(w) + ridge]])
-        step = np.linalg.solve(h, g)
+        prob = _sigmoid(a * x + b)
+        grad = np.array([np.sum((prob - target) * x) + ridge * (a - 1), np.sum(prob - target) + ridge * b])
+        w = prob * (1 - prob)  # the Hessian's per-row weights
+        hessian = np.array([[np.sum(w * x * x) + ridge, np.sum(w * x)], [np.sum(w * x), np.sum(w) + ridge]])
+        step = np.linalg.solve(hessian, grad)
         lr = 1.0
         while lr > 1e-6:
-            na, nb = a - lr * step[0], b - lr * step[1]
-            nf = objective(na, nb)
-            if nf <= f:
+            new_a, new_b = a - lr * step[0], b - lr * step[1]
+            new_loss = objective(new_a, new_b)
+            if new_loss <= loss:
                 break
             lr /= 2
         else:
             break
-        converged = abs(f - nf) < 1e-10
-        a, b, f = na, nb, nf
+        converged = abs(loss - new_loss) < 1e-10
+        a, b, loss = new_a, new_b, new_loss
         if converged:
             break
     return float(a), float(b)
@@ -119,18 +119,18 @@ class UnionRecognizer(Recognizer):
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         self.members = [_member(m) for m in members]
         self.labels: list[str] = []
-        for m in self.members:
-            base, k = m.name, 1
-            while (label := base if k == 1 else f"{base}#{k}") in self.labels:
-                k += 1
+        for member in self.members:
+            repeat = 1
+            while (label := member.name if repeat == 1 else f"{member.name}#{repeat}") in self.labels:
+                repeat += 1
             self.labels.append(label)
         self.threshold = float(threshold)
-        self.weights = {lab: 1.0 for lab in self.labels}
-        for lab, w in (weights or {}).items():
-            if lab not in self.weights or not 0.0 <= float(w) <= 1.0:
-                raise ValueError(f"weights: {lab!r} must be one of {self.labels} with a weight in [0, 1]")
-            self.weights[lab] = float(w)
-        self.calibration = {lab: {s: (1.0, 0.0) for s in SLOTS} for lab in self.labels}
+        self.weights = {label: 1.0 for label in self.labels}
+        for label, weight in (weights or {}).items():
+            if label not in self.weights or not 0.0 <= float(weight) <= 1.0:
+                raise ValueError(f"weights: {label!r} must be one of {self.labels} with a weight in [0, 1]")
+            self.weights[label] = float(weight)
+        self.calibration = {label: {slot: (1.0, 0.0) for slot in SLOTS} for label in self.labels}
         if calibration is not None:
             self.set_calibration(calibration)
 
@@ -140,13 +140,14 @@ class UnionRecognizer(Recognizer):
             calibration = json.loads(Path(calibration).read_text())
         if not isinstance(calibration, dict):
             raise ValueError("calibration must be {member: {slot: [a, b]}} or a JSON file of it")
-        for lab, per_slot in calibration.items():
-            if lab not in self.calibration:
-                raise ValueError(f"calibration names member {lab!r}; the members are {self.labels}")
-            for s, ab in per_slot.items():
-                if s not in SLOTS or len(ab) != 2 or not all(math.isfinite(float(v)) for v in ab):
-                    raise ValueError(f"calibration[{lab!r}][{s!r}] must be a slot with two finite numbers [a, b]")
-                self.calibration[lab][s] = (float(ab[0]), float(ab[1]))
+        for label, per_slot in calibration.items():
+            if label not in self.calibration:
+                raise ValueError(f"calibration names member {label!r}; the members are {self.labels}")
+            for slot, ab in per_slot.items():
+                if slot not in SLOTS or len(ab) != 2 or not all(math.isfinite(float(v)) for v in ab):
+                    raise ValueError(f"calibration[{label!r}][{slot!r}] must be a slot with two finite numbers "
+                                     "[a, b]")
+                self.calibration[label][slot] = (float(ab[0]), float(ab[1]))
 
     def calibrated(self, label: str, slot: str, score: float) -> float:
         a, b = self.calibration[label][slot]
@@ -161,17 +162,19 @@ class UnionRecognizer(Recognizer):
                 raise ValueError(f"union.fit: row {missing[0]!r} has no ground truth under {key!r}")
             truths = [r[key] for r in rows]
         gold = [t.to_dict() if hasattr(t, "to_dict") else dict(t) for t in truths]
-        for lab, m in zip(self.labels, self.members):
-            preds = m.predict(rows)
-            for s in SLOTS:
-                pairs = [(p.score(s), canonical_phrase(p.phrase(s), s) == canonical_phrase(g.get(s), s))
-                         for p, g in zip(preds, gold) if p.error is None]
-                self.calibration[lab][s] = fit_platt([x for x, _ in pairs], [c for _, c in pairs])
+        for label, member in zip(self.labels, self.members):
+            preds = member.predict(rows)
+            for slot in SLOTS:
+                pairs = [(pred.score(slot), canonical_phrase(pred.phrase(slot), slot) == canonical_phrase(
+                    truth.get(slot), slot)) for pred, truth in zip(preds, gold) if pred.error is None]
+                self.calibration[label][slot] = fit_platt([score for score, _ in pairs],
+                                                          [right for _, right in pairs])
         _log.info("union calibration fitted on %d rows", len(rows))
         return self.calibration_dict()
 
     def calibration_dict(self) -> dict:
-        return {lab: {s: list(ab) for s, ab in per.items()} for lab, per in self.calibration.items()}
+        return {label: {slot: list(ab) for slot, ab in per_slot.items()}
+                for label, per_slot in self.calibration.items()}
 
     def save_calibration(self, path: str | os.PathLike) -> None:
         Path(path).write_text(json.dumps(self.calibration_dict(), indent=2) + "\n")
@@ -179,35 +182,35 @@ class UnionRecognizer(Recognizer):
     # ---- prediction -----------------------------------------------------------------------------------------
     def combine(self, member_preds: Sequence[AttributePrediction]) -> AttributePrediction:
         """One prediction from the members' predictions of the same image (in member order)."""
-        live = [(lab, p) for lab, p in zip(self.labels, member_preds) if p.error is None]
+        live = [(label, pred) for label, pred in zip(self.labels, member_preds) if pred.error is None]
         if not live:
-            errors = "; ".join(f"{lab}: {p.error}" for lab, p in zip(self.labels, member_preds))
+            errors = "; ".join(f"{label}: {pred.error}" for label, pred in zip(self.labels, member_preds))
             return AttributePrediction.failed(errors)
         phrases, scores = {}, {}
-        for s in SLOTS:
+        for slot in SLOTS:
             pooled: dict[str, list] = {}  # canonical phrase -> [prod(1 - p), best p, phrase text]
-            for lab, p in live:
-                prob = self.weights[lab] * self.calibrated(lab, s, p.score(s))
-                c = canonical_phrase(p.phrase(s), s)
-                entry = pooled.setdefault(c, [1.0, -1.0, p.phrase(s)])
+            for label, pred in live:
+                prob = self.weights[label] * self.calibrated(label, slot, pred.score(slot))
+                canon = canonical_phrase(pred.phrase(slot), slot)
+                entry = pooled.setdefault(canon, [1.0, -1.0, pred.phrase(slot)])
                 entry[0] *= 1.0 - prob
                 if prob > entry[1]:
-                    entry[1], entry[2] = prob, p.phrase(s)
-            best = max(pooled, key=lambda c: (1.0 - pooled[c][0], c != UNKNOWN))
+                    entry[1], entry[2] = prob, pred.phrase(slot)
+            best = max(pooled, key=lambda canon: (1.0 - pooled[canon][0], canon != UNKNOWN))
             prob, text = 1.0 - pooled[best][0], pooled[best][2]
             if best != UNKNOWN and prob < self.threshold:
                 text, prob = UNKNOWN, 1.0 - prob
-            phrases[s], scores[s] = text, prob
+            phrases[slot], scores[slot] = text, prob
         return AttributePrediction(AttributeSet(**phrases), scores)
 
     def predict(self, rows: Sequence[dict]) -> list[AttributePrediction]:
-        per_member = [m.predict(rows) for m in self.members]
-        return [self.combine(list(ps)) for ps in zip(*per_member)]
+        per_member = [member.predict(rows) for member in self.members]
+        return [self.combine(list(preds)) for preds in zip(*per_member)]
 
     def predict_images(self, images: Sequence) -> list[AttributePrediction]:
-        per_member = [m.predict_images(images) for m in self.members]
-        return [self.combine(list(ps)) for ps in zip(*per_member)]
+        per_member = [member.predict_images(images) for member in self.members]
+        return [self.combine(list(preds)) for preds in zip(*per_member)]
 
     def describe(self) -> dict:
-        return {"name": self.name, "members": [m.describe() for m in self.members], "labels": self.labels,
+        return {"name": self.name, "members": [member.describe() for member in self.members], "labels": self.labels,
                 "threshold": self.threshold, "weights": self.weights, "calibration": self.calibration_dict()}

@@ -12,27 +12,34 @@ from pathlib import Path
 
 _log = logging.getLogger(__name__)
 
-OPT = ("head", "upper", "lower", "shoes", "belongings")
+OPTIONAL_SLOTS = ("head", "upper", "lower", "shoes", "belongings")  # the person slot is in every template
 
-def worn(W, form=0):
-    """Clothing list with articles written as 'a' (the filler fixes them)."""
-    items = [f"[{w}]" for w in W]
+
+def worn(garments, form=0):
+    """The list of ``garments`` (slots) in one of three phrasings (``form``), articles written as 'a' (the
+    filler fixes them); None when there is none."""
+    items = [f"[{slot}]" for slot in garments]
     if not items:
         return None
     if len(items) == 1:
         return f"a {items[0]}"
     if len(items) == 2:
-        if form % 2 and W[0] == "upper":
+        if form % 2 and garments[0] == "upper":
             return f"a {items[0]} with {items[1]}"
         return f"a {items[0]} and {items[1]}"
     return [f"a {items[0]}, {items[1]} and {items[2]}", f"a {items[0]} and {items[1]} with {items[2]}",
             f"a {items[0]}, {items[1]}, and {items[2]}"][form % 3]
 
-def frames(H, W, B):
+def frames(has_head: bool, garments: list[str], has_belongings: bool) -> list[str]:
+    """The sentences of every frame that can say this subset of slots.
+
+    Short names, as the frames are dense string building: ``h`` is the head phrase (or None), ``b`` the
+    belongings phrase (or None), ``w0``/``w1``/``w2`` the garments in ``worn``'s three phrasings (or None),
+    ``s`` the sentence being built."""
     out = []
-    w0, w1, w2 = worn(W, 0), worn(W, 1), worn(W, 2)
-    h = "[head]" if H else None
-    b = "a [belongings]" if B else None
+    w0, w1, w2 = worn(garments, 0), worn(garments, 1), worn(garments, 2)
+    h = "[head]" if has_head else None
+    b = "a [belongings]" if has_belongings else None
     # F1 paper/CUHK
     s = "A [person]" + (f" with {h}" if h else "")
     if w0: s += f" is wearing {w0}." + (" {He} is carrying a [belongings]." if b else "")
@@ -96,9 +103,9 @@ def frames(H, W, B):
         elif b: s += " {He} carries a [belongings]."
         if s.count(".") > 1: out.append(s)
     # F13 paper: shoes in a second sentence
-    if "shoes" in W and len(W) >= 2:
-        cl = worn([x for x in W if x != "shoes"], 1)
-        s = "A [person]" + (f" with {h}" if h else "") + f" is wearing {cl}. " + "{He} is also wearing [shoes]"
+    if "shoes" in garments and len(garments) >= 2:
+        clothes = worn([x for x in garments if x != "shoes"], 1)
+        s = "A [person]" + (f" with {h}" if h else "") + f" is wearing {clothes}. " + "{He} is also wearing [shoes]"
         s += " and carrying a [belongings]." if b else "."
         out.append(s)
     # F14 paper example 2
@@ -126,12 +133,12 @@ def frames(H, W, B):
         s = "A [person]" + (f" with {h}" if h else "") + f" is wearing {w1} and has a [belongings] with {{him}}."
         out.append(s)
     # F19 pronoun-free
-    if W:
+    if garments:
         s = "The [person]" + (f" with {h}" if h else "") + f" is dressed in {w0}"
         s += ", carrying a [belongings]." if b else "."
         out.append(s)
     # F20 RSTP, head last
-    if W and h:
+    if garments and h:
         s = f"The [person] wears {w1}" + (" and carries a [belongings]" if b else "") + ". {He} has " + h + "."
         out.append(s)
     return out
@@ -139,16 +146,19 @@ def frames(H, W, B):
 def build(path: Path = Path(__file__).with_name("library.json")) -> int:
     """Write the library; returns the number of templates."""
     templates, seen = [], set()
-    for n in range(0, 6):
-        for combo in itertools.combinations(OPT, n):
-            H = "head" in combo; B = "belongings" in combo
-            W = [x for x in ("upper", "lower", "shoes") if x in combo]
-            fs = frames(H, W, B) if combo else ["A [person] is walking.", "The [person] is walking down the street.",
-                                                "This is a [person] walking on the street."]
-            for t in fs:
-                t = " ".join(t.split())
-                if t not in seen:
-                    seen.add(t); templates.append(t)
+    for size in range(0, len(OPTIONAL_SLOTS) + 1):
+        for subset in itertools.combinations(OPTIONAL_SLOTS, size):
+            garments = [slot for slot in ("upper", "lower", "shoes") if slot in subset]
+            if subset:
+                sentences = frames("head" in subset, garments, "belongings" in subset)
+            else:
+                sentences = ["A [person] is walking.", "The [person] is walking down the street.",
+                             "This is a [person] walking on the street."]
+            for sentence in sentences:
+                text = " ".join(sentence.split())
+                if text not in seen:
+                    seen.add(text)
+                    templates.append(text)
     doc = ("Curated prompt-caption templates (see spac.templates). Written as hand-made sentence frames in the "
            "CUHK-PEDES / ICFG-PEDES / RSTPReid / paper (Fig. 7-8) styles, expanded over every subset of "
            "{head, upper, lower, shoes, belongings}, then reviewed. Pronoun markers make each template serve "

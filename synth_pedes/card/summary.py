@@ -23,22 +23,22 @@ def rate(num: float, den: float) -> float | None:
 
 def distribution(counts: Counter) -> dict:
     """Summary of an integer-valued distribution given as value -> frequency."""
-    n = sum(counts.values())
-    if not n:
+    total = sum(counts.values())
+    if not total:
         return {"count": 0}
     values = sorted(counts)
-    mean = sum(v * c for v, c in counts.items()) / n
-    var = sum(c * (v - mean) ** 2 for v, c in counts.items()) / n
+    mean = sum(v * c for v, c in counts.items()) / total
+    var = sum(c * (v - mean) ** 2 for v, c in counts.items()) / total
 
     def quantile(q: float) -> int:
-        target, seen = q * n, 0
+        target, seen = q * total, 0
         for v in values:
             seen += counts[v]
             if seen >= target:
                 return v
         return values[-1]
 
-    return {"count": n, "mean": round(mean, 3), "sd": round(math.sqrt(var), 3), "min": values[0],
+    return {"count": total, "mean": round(mean, 3), "sd": round(math.sqrt(var), 3), "min": values[0],
             "p10": quantile(0.1), "median": quantile(0.5), "p90": quantile(0.9), "max": values[-1],
             "histogram": {str(v): counts[v] for v in values}}
 
@@ -47,64 +47,65 @@ def group_name(kind: str, style: str) -> str:
     return kind if style == kind else f"{kind}/{style}"
 
 
-def summarize(p: PartialStats) -> dict:
+def summarize(stats: PartialStats) -> dict:
     """The statistics document (without dataset identity, comparison and timing: see ``job``)."""
-    images = p.status_counts.get("ok", 0)
+    images = stats.status_counts.get("ok", 0)
     return {
-        "rows": p.rows, "shards": p.shards, "status_counts": dict(sorted(p.status_counts.items())),
-        "reasons": _reasons(p), "images": images, "splits": dict(sorted(p.splits.items())),
-        "sources": dict(p.sources.most_common(TOP)),
-        "identities": _identities(p), "image_sizes": dict(p.sizes.most_common(TOP)),
-        "captions": _captions(p), "caption_length": _lengths(p), "vocabulary": _vocabulary(p),
-        "diversity": _diversity(p), "openings": _openings(p), "attributes": _attributes(p),
-        "faithfulness": _faithfulness(p), "ground_truth": _ground_truth(p),
+        "rows": stats.rows, "shards": stats.shards, "status_counts": dict(sorted(stats.status_counts.items())),
+        "reasons": _reasons(stats), "images": images, "splits": dict(sorted(stats.splits.items())),
+        "sources": dict(stats.sources.most_common(TOP)),
+        "identities": _identities(stats), "image_sizes": dict(stats.sizes.most_common(TOP)),
+        "captions": _captions(stats), "caption_length": _lengths(stats), "vocabulary": _vocabulary(stats),
+        "diversity": _diversity(stats), "openings": _openings(stats), "attributes": _attributes(stats),
+        "faithfulness": _faithfulness(stats), "ground_truth": _ground_truth(stats),
     }
 
 
-def _reasons(p: PartialStats) -> dict:
+def _reasons(stats: PartialStats) -> dict:
     out: dict[str, dict] = {}
-    for (status, reason), n in sorted(p.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
-        out.setdefault(status, {})[reason] = n
+    for (status, reason), rows in sorted(stats.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+        out.setdefault(status, {})[reason] = rows
     return out
 
 
-def _identities(p: PartialStats) -> dict:
-    per = Counter(p.identities.values())  # images per identity -> identities
-    return {"count": len(p.identities), "images_without_identity": p.unknown_identity,
-            "images_per_identity": distribution(per)}
+def _identities(stats: PartialStats) -> dict:
+    images_per_identity = Counter(stats.identities.values())  # images per identity -> identities
+    return {"count": len(stats.identities), "images_without_identity": stats.unknown_identity,
+            "images_per_identity": distribution(images_per_identity)}
 
 
-def _captions(p: PartialStats) -> dict:
-    total = sum(p.caption_groups.values())
+def _captions(stats: PartialStats) -> dict:
+    total = sum(stats.caption_groups.values())
     by_kind: Counter = Counter()
-    for (kind, _), n in p.caption_groups.items():
-        by_kind[kind] += n
-    return {"total": total, "per_image": distribution(p.captions_per_image), "by_kind": dict(by_kind),
-            "by_group": {group_name(k, s): n for (k, s), n in sorted(p.caption_groups.items())}}
+    for (kind, _), count in stats.caption_groups.items():
+        by_kind[kind] += count
+    return {"total": total, "per_image": distribution(stats.captions_per_image), "by_kind": dict(by_kind),
+            "by_group": {group_name(kind, style): count
+                         for (kind, style), count in sorted(stats.caption_groups.items())}}
 
 
-def _lengths(p: PartialStats) -> dict:
-    out = {group_name(k, s): distribution(c) for (k, s), c in sorted(p.lengths.items())}
+def _lengths(stats: PartialStats) -> dict:
+    out = {group_name(kind, style): distribution(lengths) for (kind, style), lengths in sorted(stats.lengths.items())}
     everything: Counter = Counter()
-    for c in p.lengths.values():
-        everything.update(c)
+    for lengths in stats.lengths.values():
+        everything.update(lengths)
     if len(out) > 1:
         out["all"] = distribution(everything)
     return out
 
 
-def _vocabulary(p: PartialStats) -> dict:
-    return {"size": p.vocab.count(), "exact": p.vocab.exact,
-            "top_words": [[w, n] for w, n in p.words.most_common(30)]}
+def _vocabulary(stats: PartialStats) -> dict:
+    return {"size": stats.vocab.count(), "exact": stats.vocab.exact,
+            "top_words": [[word, count] for word, count in stats.words.most_common(30)]}
 
 
-def _diversity(p: PartialStats) -> dict:
+def _diversity(stats: PartialStats) -> dict:
     """distinct-n: distinct n-grams / n-grams, per caption style and over all captions ('*')."""
     out = {}
-    for style in sorted({s for s, _ in p.ngram_totals}, key=lambda s: (s == "*", s)):
+    for style in sorted({style for style, _ in stats.ngram_totals}, key=lambda style: (style == "*", style)):
         row = {}
         for n in (1, 2):
-            total, distinct = p.ngram_totals.get((style, n), 0), p.distinct[(style, n)]
+            total, distinct = stats.ngram_totals.get((style, n), 0), stats.distinct[(style, n)]
             row[f"distinct_{n}"] = rate(distinct.count(), total)
             row[f"ngrams_{n}"] = total
             row[f"distinct_{n}_count"] = distinct.count()
@@ -112,82 +113,91 @@ def _diversity(p: PartialStats) -> dict:
     return out
 
 
-def _openings(p: PartialStats) -> dict:
+def _openings(stats: PartialStats) -> dict:
     out = {}
-    for style, counts in sorted(p.openings.items()):
+    for style, counts in sorted(stats.openings.items()):
         total = sum(counts.values())
-        out[style] = [[o, n, rate(n, total)] for o, n in counts.most_common(TOP)]
+        out[style] = [[opening, count, rate(count, total)] for opening, count in counts.most_common(TOP)]
     return out
 
 
-def _attributes(p: PartialStats) -> dict:
-    if not p.attr_rows:
+def _attributes(stats: PartialStats) -> dict:
+    if not stats.attr_rows:
         return {"rows": 0, "why": "no ok row carries attributes"}
     slots = {}
     for slot in SLOTS:
-        counts = p.attr_values[slot]
+        counts = stats.attr_values[slot]
         unknown = counts.get(UNKNOWN, 0)
-        slots[slot] = {"unknown": unknown, "unknown_rate": rate(unknown, p.attr_rows),
-                       "distinct_values": p.attr_distinct[slot].count(),
-                       "top": [[v, n, rate(n, p.attr_rows)] for v, n in counts.most_common(TOP)]}
-    return {"rows": p.attr_rows, "slots": slots, "unknown_slots_per_image": distribution(p.unknown_slots)}
+        slots[slot] = {"unknown": unknown, "unknown_rate": rate(unknown, stats.attr_rows),
+                       "distinct_values": stats.attr_distinct[slot].count(),
+                       "top": [[value, count, rate(count, stats.attr_rows)] for value, count in counts.most_common(TOP)]}
+    return {"rows": stats.attr_rows, "slots": slots, "unknown_slots_per_image": distribution(stats.unknown_slots)}
 
 
 def _faith_counts(items) -> dict:
-    c = Counter()
-    for outcome, n in items:
-        c[outcome] += n
-    judged = c[EXACT] + c[CONSISTENT] + c[CONTRADICT] + c[UNSUPPORTED]
-    return {"spans": judged, EXACT: c[EXACT], CONSISTENT: c[CONSISTENT], CONTRADICT: c[CONTRADICT],
-            UNSUPPORTED: c[UNSUPPORTED], "bad_offsets": c["bad_offsets"],
-            "agreement": rate(c[EXACT] + c[CONSISTENT], judged), "exact_rate": rate(c[EXACT], judged),
-            "contradiction_rate": rate(c[CONTRADICT], judged), "unsupported_rate": rate(c[UNSUPPORTED], judged)}
+    """Counts and rates of ``(outcome, spans)`` items."""
+    spans = Counter()
+    for outcome, count in items:
+        spans[outcome] += count
+    judged = spans[EXACT] + spans[CONSISTENT] + spans[CONTRADICT] + spans[UNSUPPORTED]
+    return {"spans": judged, EXACT: spans[EXACT], CONSISTENT: spans[CONSISTENT], CONTRADICT: spans[CONTRADICT],
+            UNSUPPORTED: spans[UNSUPPORTED], "bad_offsets": spans["bad_offsets"],
+            "agreement": rate(spans[EXACT] + spans[CONSISTENT], judged), "exact_rate": rate(spans[EXACT], judged),
+            "contradiction_rate": rate(spans[CONTRADICT], judged),
+            "unsupported_rate": rate(spans[UNSUPPORTED], judged)}
 
 
-def _faithfulness(p: PartialStats) -> dict:
+def _faithfulness(stats: PartialStats) -> dict:
     """Caption attribute phrases (stored spans) against the same row's attributes."""
-    if not p.faith:
-        why = ("the dataset has no captions" if not p.caption_groups else "no ok row has attributes"
-               if not p.attr_rows else "no caption carries attribute spans")
+    if not stats.faith:
+        why = ("the dataset has no captions" if not stats.caption_groups else "no ok row has attributes"
+               if not stats.attr_rows else "no caption carries attribute spans")
         return {"measurable": False, "why": why}
-    groups = sorted({(k, s) for k, s, _, _ in p.faith})
+    # stats.faith: (kind, style, slot, outcome) -> spans
+    groups = sorted({(kind, style) for kind, style, _, _ in stats.faith})
     by_group = {}
-    for k, s in groups:
-        entry = _faith_counts((o, n) for (k2, s2, _, o), n in p.faith.items() if (k2, s2) == (k, s))
-        known, named = p.coverage.get((k, s, "known"), 0), p.coverage.get((k, s, "named"), 0)
+    for group in groups:
+        entry = _faith_counts((outcome, count) for (kind, style, _, outcome), count in stats.faith.items()
+                              if (kind, style) == group)
+        known, named = stats.coverage.get((*group, "known"), 0), stats.coverage.get((*group, "named"), 0)
         entry["coverage"] = rate(named, known)  # share of a row's known slots its caption names
-        by_group[group_name(k, s)] = entry
-    by_slot = {slot: _faith_counts((o, n) for (_, _, s, o), n in p.faith.items() if s == slot)
+        by_group[group_name(*group)] = entry
+    by_slot = {slot: _faith_counts((outcome, count) for (_, _, span_slot, outcome), count in stats.faith.items()
+                                   if span_slot == slot)
                for slot in SLOTS}
-    unspanned = {group_name(k, s): n for (k, s), n in p.caption_groups.items() if (k, s) not in groups}
-    overall = _faith_counts((o, n) for (_, _, _, o), n in p.faith.items())
-    synthetic = _faith_counts((o, n) for (k, _, _, o), n in p.faith.items() if k in ("generated", "prompt"))
+    unspanned = {group_name(kind, style): count for (kind, style), count in stats.caption_groups.items()
+                 if (kind, style) not in groups}
+    overall = _faith_counts((outcome, count) for (_, _, _, outcome), count in stats.faith.items())
+    synthetic = _faith_counts((outcome, count) for (kind, _, _, outcome), count in stats.faith.items()
+                              if kind in ("generated", "prompt"))
     return {"measurable": True, "overall": overall, "synthetic": synthetic, "by_group": by_group,
             "by_slot": by_slot, "captions_without_spans": unspanned}
 
 
-def _ground_truth(p: PartialStats) -> dict:
+def _ground_truth(stats: PartialStats) -> dict:
     """Accuracy against ProcPedes ground truth, where rows carry it."""
-    if not p.truth_rows:
+    if not stats.truth_rows:
         return {"rows": 0, "why": "no row carries ProcPedes ground truth (extra.appearance / extra.visible)"}
     attrs = {}
-    for slot in SLOTS:
-        c = Counter({o: n for (s, o), n in p.truth_attr.items() if s == slot})
-        total = sum(c.values())
-        attrs[slot] = {**{o: c[o] for o in (ATTR_EXACT, ATTR_TRUE, ATTR_WRONG, ATTR_MISSED, ATTR_HALLUCINATED,
-                                            ATTR_UNKNOWN_OK)},
-                       "exact_accuracy": rate(c[ATTR_EXACT] + c[ATTR_UNKNOWN_OK], total),
-                       "accuracy": rate(c[ATTR_EXACT] + c[ATTR_TRUE] + c[ATTR_UNKNOWN_OK], total)}
+    for slot in SLOTS:  # stats.truth_attr: (slot, outcome) -> rows
+        rows = Counter({outcome: count for (attr_slot, outcome), count in stats.truth_attr.items()
+                        if attr_slot == slot})
+        total = sum(rows.values())
+        attrs[slot] = {**{outcome: rows[outcome] for outcome in (ATTR_EXACT, ATTR_TRUE, ATTR_WRONG, ATTR_MISSED,
+                                                                  ATTR_HALLUCINATED, ATTR_UNKNOWN_OK)},
+                       "exact_accuracy": rate(rows[ATTR_EXACT] + rows[ATTR_UNKNOWN_OK], total),
+                       "accuracy": rate(rows[ATTR_EXACT] + rows[ATTR_TRUE] + rows[ATTR_UNKNOWN_OK], total)}
     mean_acc = [a["accuracy"] for a in attrs.values() if a["accuracy"] is not None]
-    spans = {}
-    for k, s in sorted({(k, s) for k, s, _, _ in p.truth_spans}):
-        c = Counter()
-        for (k2, s2, _, o), n in p.truth_spans.items():
-            if (k2, s2) == (k, s):
-                c[o] += n
-        total = c[SPAN_TRUE] + c[SPAN_WRONG] + c[SPAN_UNSUPPORTED]
-        spans[group_name(k, s)] = {"spans": total, SPAN_TRUE: c[SPAN_TRUE], SPAN_WRONG: c[SPAN_WRONG],
-                                   SPAN_UNSUPPORTED: c[SPAN_UNSUPPORTED], "precision": rate(c[SPAN_TRUE], total)}
-    return {"rows": p.truth_rows, "attributes": attrs,
+    spans = {}  # stats.truth_spans: (kind, style, slot, outcome) -> spans
+    for group in sorted({(kind, style) for kind, style, _, _ in stats.truth_spans}):
+        counts = Counter()
+        for (kind, style, _, outcome), count in stats.truth_spans.items():
+            if (kind, style) == group:
+                counts[outcome] += count
+        total = counts[SPAN_TRUE] + counts[SPAN_WRONG] + counts[SPAN_UNSUPPORTED]
+        spans[group_name(*group)] = {"spans": total, SPAN_TRUE: counts[SPAN_TRUE], SPAN_WRONG: counts[SPAN_WRONG],
+                                     SPAN_UNSUPPORTED: counts[SPAN_UNSUPPORTED],
+                                     "precision": rate(counts[SPAN_TRUE], total)}
+    return {"rows": stats.truth_rows, "attributes": attrs,
             "attribute_accuracy_mean": round(sum(mean_acc) / len(mean_acc), 4) if mean_acc else None,
             "caption_phrases": spans}

@@ -3,10 +3,15 @@
 Geometry is in *body units*: the person is 1.0 tall, ``u`` runs right in the image, ``v`` runs down
 from the top of the head. ``draw_person`` converts to pixels and records, per slot, the pixel box of
 everything it drew (used for visibility under occlusion and by the tests).
+
+The drawing helpers are dense coordinate lists, so they use three short names throughout: ``a`` is the
+person's ``Appearance``, ``pt`` the ``Painter`` and ``d`` the facing sign of a side view (+1 walking right,
+-1 left; it mirrors u; 1 in front and back views).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw
 
@@ -25,47 +30,51 @@ def lighten(c: Colour, k: float) -> Colour:
 
 
 def skeleton(a: Appearance, view: str, facing: int, phase: float) -> dict[str, tuple[float, float]]:
-    """Joint positions (body units) for a view (front/back/side), facing (+1 right, -1 left) and gait phase."""
+    """Joint positions (body units) for a view (front/back/side), facing (+1 right, -1 left) and gait phase.
+
+    Keys: ``head`` and ``r_``/``l_`` + ``hip``, ``knee``, ``ankle``, ``sh`` (shoulder), ``elbow``, ``wrist``; and
+    ``_shift``, the vertical offset that puts the lower foot on the ground line."""
     wf = a.width_factor
     man = a.gender == "man"
-    sw = (0.112 if man else 0.099) * wf
-    s = math.sin(2 * math.pi * phase)
-    fwd = {"r_leg": s, "l_leg": -s, "r_arm": -s, "l_arm": s}  # > 0: swung forward
-    j: dict[str, tuple[float, float]] = {}
+    shoulder_half = (0.112 if man else 0.099) * wf
+    swing = math.sin(2 * math.pi * phase)
+    forward = {"r_leg": swing, "l_leg": -swing, "r_arm": -swing, "l_arm": swing}  # > 0: swung forward
+    joints: dict[str, tuple[float, float]] = {}
     stoop = 0.012 if a.age == "old" else 0.0
     if view in ("front", "back"):
         front = view == "front"
-        rs = -1 if front else 1  # image-x sign of the person's right side
-        for side, sg in (("r", rs), ("l", -rs)):
-            fl, fa = fwd[side + "_leg"], fwd[side + "_arm"]
-            depth = fl if front else -fl  # > 0: closer to the camera, so lower in the image
-            j[side + "_hip"] = (sg * 0.045 * wf, 0.50)
-            j[side + "_knee"] = (sg * 0.05 * wf, 0.73 + 0.01 * depth - 0.015 * max(-fl, 0))
-            j[side + "_ankle"] = (sg * 0.052 * wf, 0.955 + 0.012 * depth - 0.03 * max(-fl, 0))
-            j[side + "_sh"] = (sg * (sw - 0.014), 0.195)
-            j[side + "_elbow"] = (sg * (sw + 0.006), 0.34 - 0.01 * abs(fa))
-            j[side + "_wrist"] = (sg * (sw + 0.01 - 0.014 * max(fa, 0)), 0.475 - 0.03 * max(fa, 0) + 0.008 * fa)
-        j["head"] = (0.0, 0.068 + stoop)
+        right_sign = -1 if front else 1  # image-x sign of the person's right side
+        for side, sign in (("r", right_sign), ("l", -right_sign)):
+            leg, arm = forward[side + "_leg"], forward[side + "_arm"]
+            depth = leg if front else -leg  # > 0: closer to the camera, so lower in the image
+            joints[side + "_hip"] = (sign * 0.045 * wf, 0.50)
+            joints[side + "_knee"] = (sign * 0.05 * wf, 0.73 + 0.01 * depth - 0.015 * max(-leg, 0))
+            joints[side + "_ankle"] = (sign * 0.052 * wf, 0.955 + 0.012 * depth - 0.03 * max(-leg, 0))
+            joints[side + "_sh"] = (sign * (shoulder_half - 0.014), 0.195)
+            joints[side + "_elbow"] = (sign * (shoulder_half + 0.006), 0.34 - 0.01 * abs(arm))
+            joints[side + "_wrist"] = (sign * (shoulder_half + 0.01 - 0.014 * max(arm, 0)),
+                                       0.475 - 0.03 * max(arm, 0) + 0.008 * arm)
+        joints["head"] = (0.0, 0.068 + stoop)
     else:
-        d = facing
+        d = facing  # mirrors u
         for side in ("r", "l"):
-            fl, fa = fwd[side + "_leg"], fwd[side + "_arm"]
+            leg, arm = forward[side + "_leg"], forward[side + "_arm"]
             hip = (0.0, 0.5)
-            t = math.radians(16) * fl
-            knee = (hip[0] + 0.235 * math.sin(t) * d, hip[1] + 0.235 * math.cos(t))
-            t2 = t - math.radians(6 + 30 * max(0.0, -fl))
-            ankle = (knee[0] + 0.225 * math.sin(t2) * d, knee[1] + 0.225 * math.cos(t2))
-            sh = (-0.005 * d + stoop * d, 0.195)
-            ta = math.radians(20) * fa
-            elbow = (sh[0] + 0.16 * math.sin(ta) * d, sh[1] + 0.16 * math.cos(ta))
-            tf = ta + math.radians(14 + 22 * max(fa, 0))
-            wrist = (elbow[0] + 0.145 * math.sin(tf) * d, elbow[1] + 0.145 * math.cos(tf))
-            j.update({side + "_hip": hip, side + "_knee": knee, side + "_ankle": ankle, side + "_sh": sh,
-                      side + "_elbow": elbow, side + "_wrist": wrist})
-        j["head"] = (0.004 * d + 2.5 * stoop * d, 0.068 + stoop)
-    bottom = max(j["r_ankle"][1], j["l_ankle"][1]) + 0.045
-    j["_shift"] = (0.0, 1.0 - bottom)
-    return j
+            thigh = math.radians(16) * leg  # angles from the vertical, forward positive
+            knee = (hip[0] + 0.235 * math.sin(thigh) * d, hip[1] + 0.235 * math.cos(thigh))
+            shin = thigh - math.radians(6 + 30 * max(0.0, -leg))
+            ankle = (knee[0] + 0.225 * math.sin(shin) * d, knee[1] + 0.225 * math.cos(shin))
+            shoulder = (-0.005 * d + stoop * d, 0.195)
+            upper_arm = math.radians(20) * arm
+            elbow = (shoulder[0] + 0.16 * math.sin(upper_arm) * d, shoulder[1] + 0.16 * math.cos(upper_arm))
+            forearm = upper_arm + math.radians(14 + 22 * max(arm, 0))
+            wrist = (elbow[0] + 0.145 * math.sin(forearm) * d, elbow[1] + 0.145 * math.cos(forearm))
+            joints.update({side + "_hip": hip, side + "_knee": knee, side + "_ankle": ankle, side + "_sh": shoulder,
+                           side + "_elbow": elbow, side + "_wrist": wrist})
+        joints["head"] = (0.004 * d + 2.5 * stoop * d, 0.068 + stoop)
+    bottom = max(joints["r_ankle"][1], joints["l_ankle"][1]) + 0.045
+    joints["_shift"] = (0.0, 1.0 - bottom)
+    return joints
 
 
 class Painter:
@@ -150,141 +159,206 @@ def _mid(p0, p1, t: float) -> tuple[float, float]:
     return (p0[0] + (p1[0] - p0[0]) * t, p0[1] + (p1[1] - p0[1]) * t)
 
 
+@dataclass
+class _Figure:
+    """What the parts of one person's drawing share: the painter, the pose, the colours and the widths."""
+
+    painter: Painter
+    appearance: Appearance
+    joints: dict[str, tuple[float, float]]  # from skeleton()
+    view: str  # front | back | side
+    direction: int  # side view: +1 walking right, -1 walking left (it mirrors u); 1 in front and back views
+    skin: Colour
+    upper: Colour
+    upper_second: Colour  # the upper garment's pattern, inner layer and logo
+    lower: Colour  # the skin where there is no lower garment
+    shoe: Colour
+    bag: Colour
+    shoulder_half_width: float
+    hip_half_width: float
+    puffy: float  # how much a down jacket thickens the torso and sleeves
+    drawn: dict[str, bool] = field(default_factory=lambda: {"belongings": False, "inner": False, "logo": False})
+
+    @property
+    def side(self) -> bool:
+        return self.view == "side"
+
+    @property
+    def near(self) -> str | None:
+        """The person's side ("r"/"l") that faces the camera in a side view: walking right shows the right side."""
+        return ("r" if self.direction > 0 else "l") if self.side else None
+
+    @property
+    def far(self) -> str | None:
+        return ("l" if self.direction > 0 else "r") if self.side else None
+
+
 def draw_person(img: Image.Image, a: Appearance, view: str, facing: int, phase: float, scale: float, cx: float,
                 top: float) -> tuple[dict[str, list[float]], dict[str, bool]]:
-    """Draw ``a`` onto ``img``; return the pixel box per slot and which optional parts were drawn."""
-    j = skeleton(a, view, facing, phase)
-    pt = Painter(img, scale, cx, top + j["_shift"][1] * scale)
-    wf = a.width_factor
+    """Draw ``a`` onto ``img``; return the pixel box per slot and which optional parts were drawn.
+
+    Back to front: what is behind the body (hood, far arm, a backpack seen from the side), legs and lower
+    garment, torso and upper garment, a backpack over it, the near arm(s), the head, carried items."""
+    joints = skeleton(a, view, facing, phase)
     man = a.gender == "man"
-    side = view == "side"
-    d = facing if side else 1
-    skin = SKIN_TONES[a.skin]
-    hair = HAIR_COLOURS[a.hair_colour]
-    up, up2 = PALETTE[a.upper_colour], PALETTE[a.upper_second_colour]
-    lo = PALETTE[a.lower_colour] if a.lower_type != "none" else skin
-    shoe = PALETTE[a.shoe_colour]
-    bag = PALETTE[a.bag_colour] if a.bag_type != "none" else (0, 0, 0)
-    sw = (0.112 if man else 0.099) * wf
-    hw = (0.078 if man else 0.088) * wf
-    puffy = 0.014 if a.upper_type == "down jacket" else 0.0
-    drawn = {"belongings": False, "inner": False, "logo": False}
+    fig = _Figure(painter=Painter(img, scale, cx, top + joints["_shift"][1] * scale), appearance=a, joints=joints,
+                  view=view, direction=facing if view == "side" else 1, skin=SKIN_TONES[a.skin],
+                  upper=PALETTE[a.upper_colour], upper_second=PALETTE[a.upper_second_colour],
+                  lower=PALETTE[a.lower_colour] if a.lower_type != "none" else SKIN_TONES[a.skin],
+                  shoe=PALETTE[a.shoe_colour], bag=PALETTE[a.bag_colour] if a.bag_type != "none" else (0, 0, 0),
+                  shoulder_half_width=(0.112 if man else 0.099) * a.width_factor,
+                  hip_half_width=(0.078 if man else 0.088) * a.width_factor,
+                  puffy=0.014 if a.upper_type == "down jacket" else 0.0)
+    _draw_behind_body(fig)
+    _draw_legs(fig)
+    _draw_lower_garment(fig)
+    _draw_torso(fig)
+    _draw_backpack_over_torso(fig)
+    for arm in ([fig.near] if fig.side else ["r", "l"]):
+        _arm(fig.painter, a, joints, arm, fig.upper, fig.skin, far=False, puffy=fig.puffy)
+    head_u, head_v = joints["head"]
+    _head(fig.painter, a, view, fig.direction, head_u, head_v, 0.047 * a.width_factor ** 0.3, 0.06, fig.skin,
+          HAIR_COLOURS[a.hair_colour])
+    _draw_carried_items(fig)
+    return fig.painter.boxes, fig.drawn
 
-    # which of the person's sides faces the camera in a side view: walking right shows the right side
-    near = ("r" if d > 0 else "l") if side else None
-    far = ("l" if d > 0 else "r") if side else None
-    order = [far, near] if side else ["r", "l"]
 
-    hx, hy = j["head"]
-    rx, ry = 0.047 * wf ** 0.3, 0.06
-
-    # --- hair behind the head, hood, far arm (side view) -------------------------------------------
-    if a.upper_type == "hoodie" and view == "front":
-        pt.ellipse(0, 0.145, 0.065 * wf, 0.035, shade(up, 0.82), "upper")
-    if side:
-        _arm(pt, a, j, far, up, skin, far=True, puffy=puffy)
+def _draw_behind_body(fig: _Figure) -> None:
+    """The hood of a hoodie seen from the front; in a side view the far arm and a backpack on the back."""
+    pt, a, d = fig.painter, fig.appearance, fig.direction
+    if a.upper_type == "hoodie" and fig.view == "front":
+        pt.ellipse(0, 0.145, 0.065 * a.width_factor, 0.035, shade(fig.upper, 0.82), "upper")
+    if fig.side:
+        _arm(pt, a, fig.joints, fig.far, fig.upper, fig.skin, far=True, puffy=fig.puffy)
         if a.bag_type == "backpack":
-            pt.poly([(-0.05 * d, 0.2), (-0.14 * d, 0.22), (-0.145 * d, 0.45), (-0.05 * d, 0.46)], bag, "belongings")
-            pt.line([(-0.14 * d, 0.34), (-0.1 * d, 0.34)], shade(bag, 0.7), 0.008)
-            drawn["belongings"] = True
+            pt.poly([(-0.05 * d, 0.2), (-0.14 * d, 0.22), (-0.145 * d, 0.45), (-0.05 * d, 0.46)], fig.bag, "belongings")
+            pt.line([(-0.14 * d, 0.34), (-0.1 * d, 0.34)], shade(fig.bag, 0.7), 0.008)
+            fig.drawn["belongings"] = True
 
-    # --- legs, shoes, lower garment -----------------------------------------------------------------
+
+def _draw_legs(fig: _Figure) -> None:
+    """Each leg back to front (the far one darker in a side view): skin, trouser or shorts leg, shoe."""
+    pt, a, d, wf = fig.painter, fig.appearance, fig.direction, fig.appearance.width_factor
     trousers = a.lower_type in ("trousers", "jeans")
-    for sd in order:
-        dim = 0.82 if (side and sd == far) else 1.0
-        hip, knee, ankle = j[sd + "_hip"], j[sd + "_knee"], j[sd + "_ankle"]
-        if side:
-            hip = (hip[0] + (0.008 if sd == far else -0.008) * d, hip[1])
-        leg_skin = shade(skin, dim)
+    for leg in ([fig.far, fig.near] if fig.side else ["r", "l"]):
+        shading = 0.82 if (fig.side and leg == fig.far) else 1.0
+        hip, knee, ankle = fig.joints[leg + "_hip"], fig.joints[leg + "_knee"], fig.joints[leg + "_ankle"]
+        if fig.side:
+            hip = (hip[0] + (0.008 if leg == fig.far else -0.008) * d, hip[1])
+        leg_skin = shade(fig.skin, shading)
         pt.limb(hip, knee, 0.08 * wf, 0.062 * wf, leg_skin, "legs")
         pt.limb(knee, ankle, 0.058 * wf, 0.045 * wf, leg_skin, "legs")
         if trousers or a.lower_type == "shorts":
-            c = shade(lo, dim)
+            cloth = shade(fig.lower, shading)
             if trousers:
-                pt.limb(hip, knee, 0.09 * wf, 0.07 * wf, c, "lower")
-                pt.limb(knee, ankle, 0.07 * wf, 0.06 * wf, c, "lower", cap=False)
+                pt.limb(hip, knee, 0.09 * wf, 0.07 * wf, cloth, "lower")
+                pt.limb(knee, ankle, 0.07 * wf, 0.06 * wf, cloth, "lower", cap=False)
                 if a.lower_type == "jeans":
-                    seam = lighten(c, 0.25)
-                    off = 0.028 * wf * (1 if hip[0] >= 0 else -1) if not side else 0.0
-                    pt.line([(hip[0] + off, hip[1] + 0.03), (knee[0] + off * 0.8, knee[1]), (ankle[0] + off * 0.7, ankle[1] - 0.01)], seam, 0.006)
+                    seam = lighten(cloth, 0.25)
+                    off = 0.028 * wf * (1 if hip[0] >= 0 else -1) if not fig.side else 0.0
+                    pt.line([(hip[0] + off, hip[1] + 0.03), (knee[0] + off * 0.8, knee[1]),
+                             (ankle[0] + off * 0.7, ankle[1] - 0.01)], seam, 0.006)
             else:
-                pt.limb(hip, _mid(hip, knee, 0.6), 0.094 * wf, 0.082 * wf, c, "lower", cap=False)
-        _shoe(pt, a, ankle, view, d, shade(shoe, dim), skin)
-    if trousers or a.lower_type == "shorts":
-        if side:
-            pt.poly([(-0.065 * d * wf, 0.455), (0.055 * d * wf, 0.455), (0.05 * d * wf, 0.56), (-0.062 * d * wf, 0.58)], lo, "lower")
+                pt.limb(hip, _mid(hip, knee, 0.6), 0.094 * wf, 0.082 * wf, cloth, "lower", cap=False)
+        _shoe(pt, a, ankle, fig.view, d, shade(fig.shoe, shading), fig.skin)
+
+
+def _draw_lower_garment(fig: _Figure) -> None:
+    """The top of trousers or shorts (with a belt line), or a skirt."""
+    pt, a, d, wf = fig.painter, fig.appearance, fig.direction, fig.appearance.width_factor
+    hw, lo = fig.hip_half_width, fig.lower
+    if a.lower_type in ("trousers", "jeans", "shorts"):
+        if fig.side:
+            pt.poly([(-0.065 * d * wf, 0.455), (0.055 * d * wf, 0.455), (0.05 * d * wf, 0.56), (-0.062 * d * wf, 0.58)],
+                    lo, "lower")
         else:
             pt.poly([(-hw, 0.46), (hw, 0.46), (hw + 0.004, 0.56), (0.0, 0.585), (-hw - 0.004, 0.56)], lo, "lower")
-        pt.line([(-hw, 0.47), (hw, 0.47)] if not side else [(-0.065 * d, 0.47), (0.055 * d, 0.47)], shade(lo, 0.6), 0.006)
+        pt.line([(-hw, 0.47), (hw, 0.47)] if not fig.side else [(-0.065 * d, 0.47), (0.055 * d, 0.47)],
+                shade(lo, 0.6), 0.006)
     elif a.lower_type == "skirt":
         hem, flare = (0.66, 0.035) if a.skirt_length == "short" else (0.86, 0.06)
-        if side:
-            pt.poly([(-0.065 * d, 0.46), (0.055 * d, 0.46), ((0.055 + flare * 1.4) * d, hem), ((-0.065 - flare * 1.4) * d, hem)], lo, "lower")
+        if fig.side:
+            pt.poly([(-0.065 * d, 0.46), (0.055 * d, 0.46), ((0.055 + flare * 1.4) * d, hem),
+                     ((-0.065 - flare * 1.4) * d, hem)], lo, "lower")
         else:
             pt.poly([(-hw - 0.004, 0.46), (hw + 0.004, 0.46), (hw + flare, hem), (-hw - flare, hem)], lo, "lower")
 
-    # --- torso (upper garment) -------------------------------------------------------------------------
-    pt.poly([(hx - 0.02, 0.11), (hx + 0.02, 0.11), (0.022, 0.17), (-0.022, 0.17)], skin)  # neck
+
+def _draw_torso(fig: _Figure) -> None:
+    """The neck, then the upper garment (a dress included) down to its hem, with its details."""
+    pt, a, d, wf = fig.painter, fig.appearance, fig.direction, fig.appearance.width_factor
+    sw, hw = fig.shoulder_half_width, fig.hip_half_width
+    head_u = fig.joints["head"][0]
+    pt.poly([(head_u - 0.02, 0.11), (head_u + 0.02, 0.11), (0.022, 0.17), (-0.022, 0.17)], fig.skin)  # neck
     hem = {"coat": 0.75, "down jacket": 0.55}.get(a.upper_type, 0.535)
     dress = a.upper_type == "dress"
     if dress:
         hem = 0.67 if a.skirt_length == "short" else 0.86
     flare = 0.035 if a.upper_type == "coat" else (0.045 if dress and hem < 0.7 else (0.07 if dress else 0.008))
-    if side:
-        c0 = 0.065 * wf + puffy
-        torso = [(-0.025 * d, 0.145), (0.022 * d, 0.145), (c0 * d, 0.2), ((c0 + (0 if man else 0.008)) * d, 0.29),
+    if fig.side:
+        c0 = 0.065 * wf + fig.puffy  # half depth of the chest
+        waist = c0 + (0 if a.gender == "man" else 0.008)
+        torso = [(-0.025 * d, 0.145), (0.022 * d, 0.145), (c0 * d, 0.2), (waist * d, 0.29),
                  ((c0 - 0.012) * d, 0.44), ((c0 - 0.01 + flare * 1.2) * d, hem), ((-c0 - flare * 1.2) * d, hem),
                  ((-c0 + 0.004) * d, 0.44), ((-c0 + 0.006) * d, 0.29), ((-c0 + 0.012) * d, 0.19)]
     else:
-        p = puffy
+        p = fig.puffy
         torso = [(-0.035, 0.145), (0.035, 0.145), (sw + p, 0.185), (sw - 0.008 + p, 0.28), (hw + 0.004 + p, 0.44),
                  (hw + flare + p, hem), (-hw - flare - p, hem), (-hw - 0.004 - p, 0.44), (-sw + 0.008 - p, 0.28),
                  (-sw - p, 0.185)]
-    pt.patterned(torso, up, up2, a.upper_pattern, "upper")
-    _torso_details(pt, a, view, d, up, up2, skin, hem, hw, drawn)
-    if side and a.bag_type == "backpack":  # straps over the near shoulder
+    pt.patterned(torso, fig.upper, fig.upper_second, a.upper_pattern, "upper")
+    _torso_details(pt, a, fig.view, d, fig.upper, fig.upper_second, fig.skin, hem, hw, fig.drawn)
+
+
+def _draw_backpack_over_torso(fig: _Figure) -> None:
+    """A backpack's straps over the near shoulder (side view), the pack itself (back view) or both straps (front)."""
+    pt, a, d, bag = fig.painter, fig.appearance, fig.direction, fig.bag
+    if a.bag_type != "backpack":
+        return
+    if fig.side:
         pt.line([(0.03 * d, 0.17), (0.05 * d, 0.3), (-0.01 * d, 0.42)], shade(bag, 0.9), 0.018)
-    if view == "back" and a.bag_type == "backpack":
-        bw_ = 0.085 * wf
-        pt.poly([(-bw_, 0.205), (bw_, 0.205), (bw_ + 0.006, 0.45), (-bw_ - 0.006, 0.45)], bag, "belongings")
-        pt.poly([(-bw_ * 0.7, 0.36), (bw_ * 0.7, 0.36), (bw_ * 0.72, 0.44), (-bw_ * 0.72, 0.44)], shade(bag, 0.78), "belongings")
-        pt.line([(-bw_ * 0.7, 0.36), (bw_ * 0.7, 0.36)], lighten(bag, 0.3), 0.006)
-        drawn["belongings"] = True
-    if view == "front" and a.bag_type == "backpack":
-        for sg in (-1, 1):
-            pt.poly([(sg * 0.055, 0.165), (sg * 0.08, 0.17), (sg * 0.085, 0.42), (sg * 0.065, 0.42)], bag, "belongings")
-        drawn["belongings"] = True
+    if fig.view == "back":
+        half = 0.085 * a.width_factor
+        pt.poly([(-half, 0.205), (half, 0.205), (half + 0.006, 0.45), (-half - 0.006, 0.45)], bag, "belongings")
+        pt.poly([(-half * 0.7, 0.36), (half * 0.7, 0.36), (half * 0.72, 0.44), (-half * 0.72, 0.44)], shade(bag, 0.78),
+                "belongings")
+        pt.line([(-half * 0.7, 0.36), (half * 0.7, 0.36)], lighten(bag, 0.3), 0.006)
+        fig.drawn["belongings"] = True
+    if fig.view == "front":
+        for sign in (-1, 1):
+            pt.poly([(sign * 0.055, 0.165), (sign * 0.08, 0.17), (sign * 0.085, 0.42), (sign * 0.065, 0.42)], bag,
+                    "belongings")
+        fig.drawn["belongings"] = True
 
-    # --- arms ---------------------------------------------------------------------------------------------
-    for sd in ([near] if side else ["r", "l"]):
-        _arm(pt, a, j, sd, up, skin, far=False, puffy=puffy)
 
-    # --- head, hair, headwear -----------------------------------------------------------------------------
-    _head(pt, a, view, d, hx, hy, rx, ry, skin, hair)
-
-    # --- carried items ------------------------------------------------------------------------------------
+def _draw_carried_items(fig: _Figure) -> None:
+    """A shoulder bag across the body, or a handbag or folded umbrella in the hand of ``bag_side`` (when that
+    hand is seen)."""
+    pt, a, d, bag = fig.painter, fig.appearance, fig.direction, fig.bag
     if a.bag_type == "shoulder bag":
-        _shoulder_bag(pt, a, j, view, d, sw, hw, bag)
-        drawn["belongings"] = True
-    elif a.bag_type in ("handbag", "umbrella"):
-        hand = "r" if a.bag_side == "right" else "l"
-        if not side or hand == near:
-            wx, wy = j[hand + "_wrist"]
-            if a.bag_type == "handbag":
-                bwid = 0.05
-                pt.line([(wx - 0.02, wy + 0.04), (wx, wy + 0.005), (wx + 0.02, wy + 0.04)], shade(bag, 0.7), 0.008)
-                pt.poly([(wx - bwid, wy + 0.035), (wx + bwid, wy + 0.035), (wx + bwid + 0.008, wy + 0.12),
-                         (wx - bwid - 0.008, wy + 0.12)], bag, "belongings")
-                pt.line([(wx - bwid, wy + 0.06), (wx + bwid, wy + 0.06)], shade(bag, 0.75), 0.005)
-            else:
-                tip = (wx + (0.05 * d if side else 0.0), min(0.985, wy + 0.45))
-                pt.poly([(wx - 0.024, wy + 0.04), (wx + 0.024, wy + 0.04), (tip[0] + 0.01, tip[1] - 0.08),
-                         (tip[0], tip[1]), (tip[0] - 0.01, tip[1] - 0.08)], bag, "belongings")
-                pt.line([(wx, wy + 0.06), _mid((wx, wy + 0.06), tip, 0.8)], shade(bag, 0.75), 0.006)
-                pt.line([(wx, wy - 0.01), (wx, wy + 0.045)], (40, 30, 24), 0.01)
-                pt.ellipse(wx, wy, 0.016, 0.016, skin)
-            drawn["belongings"] = True
-    return pt.boxes, drawn
+        _shoulder_bag(pt, a, fig.joints, fig.view, d, fig.shoulder_half_width, fig.hip_half_width, bag)
+        fig.drawn["belongings"] = True
+        return
+    if a.bag_type not in ("handbag", "umbrella"):
+        return
+    hand = "r" if a.bag_side == "right" else "l"
+    if fig.side and hand != fig.near:
+        return  # in the far hand, behind the body
+    wx, wy = fig.joints[hand + "_wrist"]
+    if a.bag_type == "handbag":
+        half = 0.05
+        pt.line([(wx - 0.02, wy + 0.04), (wx, wy + 0.005), (wx + 0.02, wy + 0.04)], shade(bag, 0.7), 0.008)
+        pt.poly([(wx - half, wy + 0.035), (wx + half, wy + 0.035), (wx + half + 0.008, wy + 0.12),
+                 (wx - half - 0.008, wy + 0.12)], bag, "belongings")
+        pt.line([(wx - half, wy + 0.06), (wx + half, wy + 0.06)], shade(bag, 0.75), 0.005)
+    else:
+        tip = (wx + (0.05 * d if fig.side else 0.0), min(0.985, wy + 0.45))
+        pt.poly([(wx - 0.024, wy + 0.04), (wx + 0.024, wy + 0.04), (tip[0] + 0.01, tip[1] - 0.08),
+                 (tip[0], tip[1]), (tip[0] - 0.01, tip[1] - 0.08)], bag, "belongings")
+        pt.line([(wx, wy + 0.06), _mid((wx, wy + 0.06), tip, 0.8)], shade(bag, 0.75), 0.006)
+        pt.line([(wx, wy - 0.01), (wx, wy + 0.045)], (40, 30, 24), 0.01)
+        pt.ellipse(wx, wy, 0.016, 0.016, fig.skin)
+    fig.drawn["belongings"] = True
 
 
 def _shoe(pt: Painter, a: Appearance, ankle, view: str, d: int, colour: Colour, skin: Colour) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 
 from ..errors import SynthPedesError
 from ..schema import SLOTS, make_record
+from ..writer import PER_ITEM, class_fingerprint
 from .images import MAX_FILE_BYTES, MAX_PIXELS, read_image_file
 
 _log = logging.getLogger(__name__)
@@ -91,7 +92,8 @@ class EntryItem:
 
 @dataclass(frozen=True)
 class EntrySource:
-    """The transform: one ``EntryItem`` -> one record, reading and checking its image file."""
+    """The transform: one ``EntryItem`` -> one record, reading and checking its image file (per-item)."""
+    transform_kind = PER_ITEM
     root: str  # the folder the items' ``relpath`` is relative to
     source: str
     max_file_bytes: int = MAX_FILE_BYTES
@@ -109,6 +111,9 @@ class EntrySource:
             return make_record(item.key, status="error", error=image.error, image_sha256=image.sha256, **common)
         return make_record(item.key, image_bytes=image.data, image_path=item.relpath, image_sha256=image.sha256,
                            width=image.width, height=image.height, **common)
+
+    def fingerprint(self) -> str:
+        return class_fingerprint(self)  # every field counts
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import NamedTuple
 from PIL import Image, UnidentifiedImageError
 
 from ..schema import make_record
+from ..writer import PER_ITEM, class_fingerprint
 
 MAX_FILE_BYTES = 64 << 20  # one person crop is KBs; a 64 MB file is not a person image
 MAX_PIXELS = 40_000_000  # decompression-bomb guard (PIL's own default warns at 89M)
@@ -35,6 +36,8 @@ class ImageItem:
 
 @dataclass(frozen=True)
 class ImageFolderSource:
+    """The import transform: one ``ImageItem`` -> one record (a per-item transform of ``write_dataset``)."""
+    transform_kind = PER_ITEM
     root: str
     source: str  # name recorded in each row's ``source`` and key prefix
     split: str = "train"
@@ -43,6 +46,9 @@ class ImageFolderSource:
 
     def __call__(self, item: ImageItem) -> dict:
         return load_image_record(item, self)
+
+    def fingerprint(self) -> str:
+        return class_fingerprint(self)  # every field counts
 
 
 def scan_image_folder(root: str | os.PathLike) -> tuple[str, list[ImageItem]]:

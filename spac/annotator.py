@@ -7,8 +7,9 @@ style, ``prompt_captions`` captions filled from the template library, the attrib
 every caption, and ``status``/``error``. Rows that were already errors pass through unchanged;
 images that fail to decode become ``status=error`` rows, and the rest of the batch is captioned.
 
-Models load once per process (a Dask worker keeps them across shards), and the next batch is decoded
-in a background thread while the models run on the current one.
+Models load once per process and stay for its next shards (``MODELS``, a :class:`ModelCache`: a Dask
+worker keeps them across shards, bounded to one configuration), and the next batch is decoded in a
+background thread while the models run on the current one.
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import concurrent.futures
 import json
 import logging
 import random
+import threading
 from dataclasses import asdict, dataclass, field, replace
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pyarrow.parquet as pq
 import torch
@@ -25,9 +27,9 @@ import torch
 from plip_runtime.device import PRECISIONS, resolve_device, resolve_precision
 from synth_pedes.malloc import keep_heap
 from synth_pedes.schema import SLOTS, make_record
+from synth_pedes.writer import EXPANDING
 
 _log = logging.getLogger(__name__)
-_MODELS: dict = {}  # models' key -> (captioner, recognizer or None): one load per process
 
 
 @dataclass(frozen=True)
@@ -109,40 +111,97 @@ def build_recognizer(specs: tuple, threshold: float, device: str):
     return members[0] if len(members) == 1 else create("union", members=members, threshold=threshold)
 
 
-def load_models(config: SynthConfig):
-    key = (config.captioner, config.recognizers, config.device, config.union_threshold)  # what the models depend on
-    if key not in _MODELS:
-        keep_heap()  # no-op for the workers of our LocalCluster, which start with MALLOC_ENV
-        from .captioner import load_captioner
+def models_key(config: SynthConfig) -> tuple:
+    """What the loaded models depend on: configs with the same key share them."""
+    return (config.captioner, config.recognizers, config.device, config.union_threshold)
 
-        from .phrases import get_extractor
-        from .templates import load_library
 
-        device = str(resolve_device(config.device, worker_index()))
-        captioner = load_captioner(config.captioner, device=device)
-        get_extractor(), load_library()  # spaCy and the templates load here, once, not in the first shard
-        _MODELS[key] = (captioner, build_recognizer(config.recognizers, config.union_threshold, device))
-        _log.info("loaded SPAC models on %s (captioner %s, recognizers %s)", device, config.captioner,
-                  list(config.recognizers))
-    return _MODELS[key]
+def load_models(config: SynthConfig) -> tuple:
+    """Load (captioner, recognizer or None) for ``config``, uncached: callers go through :data:`MODELS`."""
+    keep_heap()  # no-op for the workers of our LocalCluster, which start with MALLOC_ENV
+    from .captioner import load_captioner
+
+    from .phrases import get_extractor
+    from .templates import load_library
+
+    device = str(resolve_device(config.device, worker_index()))
+    captioner = load_captioner(config.captioner, device=device)
+    get_extractor(), load_library()  # spaCy and the templates load here, once, not in the first shard
+    recognizer = build_recognizer(config.recognizers, config.union_threshold, device)
+    _log.info("loaded SPAC models on %s (captioner %s, recognizers %s)", device, config.captioner,
+              list(config.recognizers))
+    return captioner, recognizer
+
+
+class ModelCache:
+    """The SPAC models this process has loaded, kept for its next shards.
+
+    Scope: one per process, :data:`MODELS`. A Dask worker imports this module once and runs many shard
+    tasks, so the models load once per worker, in its first shard, and the later shards reuse them (what
+    the job's throughput needs); in-process (``--workers 0``) they live as long as the Python process.
+
+    Bounded: it holds the models of one configuration (:func:`models_key`), the last one asked for. A
+    worker asked for another configuration (a second job with another captioner, device or recognizers)
+    frees the first models before loading the new ones, so it never holds two captioners. ``clear()``
+    frees them now. A lock makes concurrent callers share one load.
+    """
+
+    def __init__(self, load: Callable[[SynthConfig], tuple] = load_models):
+        self._load = load
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._models: tuple | None = None
+        self.loads = 0  # how many times this cache loaded models (once per configuration change)
+
+    def get(self, config: SynthConfig) -> tuple:
+        """(captioner, recognizer or None) for ``config``, loaded on first use."""
+        key = models_key(config)
+        with self._lock:
+            if self._key != key:
+                self._free()
+                self._models = self._load(config)
+                self._key = key
+                self.loads += 1
+            return self._models
+
+    def clear(self) -> None:
+        """Drop the models (a shard still running keeps its own reference until it ends)."""
+        with self._lock:
+            self._free()
+
+    def _free(self) -> None:
+        had_models = self._models is not None
+        self._key, self._models = None, None
+        if had_models and torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()  # hand the freed blocks back, so the next captioner fits
+
+
+MODELS = ModelCache()  # this process's models, see ModelCache
+
+
+# How shard plans name this transform: its path from when this module was spac/synth.py, kept so that a
+# synthesis job planned before the rename still resumes (the plan's fingerprint must not change).
+_PLAN_LABEL = "spac.synth.SpacAnnotator"
 
 
 class SpacAnnotator:
-    """The synthesis transform: a ``RowGroupUnit`` in, its rows' caption records out."""
-    expands = True  # one item (a row group) -> many records, see synth_pedes.writer
+    """The synthesis transform: a ``RowGroupUnit`` in, its rows' caption records out (an expanding transform,
+    ``synth_pedes.writer.ExpandingTransform``)."""
+    transform_kind = EXPANDING
 
     def __init__(self, config: SynthConfig):
         self.config = config.resolved()
 
-    def __repr__(self) -> str:  # part of the shard plan's fingerprint: the whole config counts
-        return f"SpacAnnotator({json.dumps(self.config.to_dict(), sort_keys=True)})"
+    def fingerprint(self) -> str:
+        """The class and the whole output-determining config (``SynthConfig.to_dict``)."""
+        return f"{_PLAN_LABEL}:SpacAnnotator({json.dumps(self.config.to_dict(), sort_keys=True)})"
 
     def __call__(self, unit: RowGroupUnit) -> Iterator[dict]:
         if self.config.threads:  # per calling thread: OpenMP's thread count does not carry across threads
             torch.set_num_threads(self.config.threads)
         rows = pq.ParquetFile(unit.path).read_row_group(unit.group).to_pylist()
         batches = [rows[i:i + self.config.batch_size] for i in range(0, len(rows), self.config.batch_size)]
-        captioner, recognizer = load_models(self.config)
+        captioner, recognizer = MODELS.get(self.config)
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(self._decode, captioner, batches[0]) if batches else None
             for i, batch in enumerate(batches):

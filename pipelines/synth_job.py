@@ -2,7 +2,7 @@
 
 The plan is every row group of the input (in order), packed into output shards of ``shard_rows``
 rows: the same input and configuration give the same plan and the same rows. Each shard is one
-Dask task running ``spac.synth.SpacAnnotator``; the writer gives atomic shards, resume after a
+Dask task running ``spac.annotator.SpacAnnotator``; the writer gives atomic shards, resume after a
 crash (kill -9 included), bounded retries and per-shard stats.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import pyarrow.parquet as pq
 
-from spac.synth import RowGroupUnit, SpacAnnotator, SynthConfig
+from spac.annotator import RowGroupUnit, SpacAnnotator, SynthConfig
 
 
 def plan_units(dataset) -> list[RowGroupUnit]:
