@@ -24,7 +24,8 @@ from typing import Callable, Iterator
 import pyarrow.parquet as pq
 import torch
 
-from plip_runtime.device import PRECISIONS, resolve_device, resolve_precision
+from plip_runtime.config import ConfigBase
+from plip_runtime.device import PRECISIONS, resolve_device, resolve_precision, tune_for_speed
 from synth_pedes.malloc import keep_heap
 from synth_pedes.schema import SLOTS, make_record
 from synth_pedes.writer import EXPANDING
@@ -42,7 +43,7 @@ class RowGroupUnit:
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(ConfigBase):
     captioner: str  # captioner checkpoint directory
     recognizers: tuple = ()  # e.g. ("classifier:/runs/rec",): combined slot by slot by the union recognizer
     prompt_captions: int = 1
@@ -56,15 +57,20 @@ class SynthConfig:
     union_threshold: float = 0.5
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
-    def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"SynthConfig.precision: {self.precision!r} is not one of {PRECISIONS}")
-        if self.prompt_captions < 0 or self.batch_size < 1:
-            raise ValueError(f"SynthConfig: prompt_captions must be >= 0 and batch_size >= 1, got "
-                             f"{self.prompt_captions}, {self.batch_size}")
-        for spec in self.recognizers:
-            if not isinstance(spec, str) or not spec:
-                raise ValueError(f"SynthConfig.recognizers: {spec!r} is not a recognizer spec like 'classifier:DIR'")
+    def validate(self) -> None:
+        self.require("captioner", isinstance(self.captioner, str) and bool(self.captioner),
+                     "must be a captioner checkpoint directory")
+        self.require("recognizers", isinstance(self.recognizers, tuple) and all(
+            isinstance(spec, str) and spec for spec in self.recognizers),
+            "must be recognizer specs like 'classifier:DIR' or 'oracle'")
+        self.require_int("prompt_captions", 0)
+        self.require_int("batch_size", 1)
+        self.require_choice("decoding", ("greedy", "beam", "nucleus"))
+        self.require("device", isinstance(self.device, str) and bool(self.device), "must be cpu, cuda or cuda:N")
+        self.require_choice("precision", PRECISIONS)
+        self.require_int("threads", 1, optional=True)
+        self.require_int("seed", 0)
+        self.require_number("union_threshold", 0.0, 1.0)
 
     def resolved(self) -> "SynthConfig":
         """This config with ``precision="auto"`` made concrete for ``device`` on this machine, so that the
@@ -125,6 +131,7 @@ def load_models(config: SynthConfig) -> tuple:
     from .templates import load_library
 
     device = str(resolve_device(config.device, worker_index()))
+    tune_for_speed(device)
     captioner = load_captioner(config.captioner, device=device)
     get_extractor(), load_library()  # spaCy and the templates load here, once, not in the first shard
     recognizer = build_recognizer(config.recognizers, config.union_threshold, device)

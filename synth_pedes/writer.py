@@ -378,6 +378,9 @@ def _plan(source: Any, transform: Transform | None, shard_rows: int | None, shar
     import dask
 
     if hasattr(source, "to_delayed"):  # a dask Bag or DataFrame: one shard per partition
+        if transform is not None:
+            raise ValueError("a dask Bag or DataFrame is written as it is: map the transform over it first (e.g. "
+                             "bag.map(transform)), or pass a list of work items with the transform")
         if hasattr(source, "repartition") and hasattr(source, "columns") and shard_bytes is not None:
             source = source.repartition(partition_size=shard_bytes)  # a DataFrame: dask sizes partitions
         elif shard_rows is not None or shard_bytes is not None:

@@ -116,6 +116,9 @@ def test_bag_and_dataframe_sources_one_shard_per_partition(tmp_path):
     assert [r["key"] for r in _rows(tmp_path / "bag")] == [r["key"] for r in records]
     with pytest.raises(ValueError, match="partitions are its shards"):
         write_dataset(bag, tmp_path / "bag2", name="t", kind="images", shard_rows=4)
+    with pytest.raises(ValueError, match=r"written as it is: map the transform over it first"):
+        write_dataset(db.from_sequence(range(4)), tmp_path / "bag3", name="t", kind="images", transform=Records())
+    assert not (tmp_path / "bag3").exists()  # refused before anything is written
     import dask.dataframe as dd
     import pandas as pd
 

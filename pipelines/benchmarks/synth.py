@@ -1,6 +1,6 @@
-"""SPAC synthesis job throughput: 1 vs 2 Dask workers, the whole job vs the model forward alone on the
-same images in one process, and peak memory per worker; on a CUDA machine also the paper size end to
-end per GPU (``accelerator_rows``) and the projected time for LUPerson.
+"""SPAC synthesis job throughput on the CPU: 1 vs 2 Dask workers, the whole job vs the model forward alone on the
+same images in one process, and peak memory per worker. Paper size per GPU is ``plip bench gpu``'s
+(pipelines/benchmarks/gpu.py), which reuses ``_job`` from here.
 
 The captioner is ``cpu-small`` (real EfficientNet-Lite0 weights, random-init decoder with the vocabulary
 shortlist training would give it), so every sequence runs to its maximum length: a lower bound on a
@@ -162,42 +162,6 @@ def _bare_rows(runs: dict, job_ratios: list) -> list:
     ]
 
 
-LUPERSON_IMAGES = 4_180_000
-
-
-def accelerator_rows(workdir: Path, device: str = "cuda", config: str = "paper", n: int = 8192,
-                     batch_size: int = 256) -> list:
-    """``config`` end to end on ``device``: images/s per GPU with one worker per GPU and with the default
-    workers per GPU, the projected time for LUPerson's 4.18 M images, and peak memory. The decoder is
-    random-init, so every sequence runs to its length limit: a lower bound on a trained model's speed."""
-    from pipelines.cluster import DEFAULT_WORKERS_PER_GPU, default_job_workers
-    from spac.captioner import CaptionTokenizer, SpacCaptioner, load_config, save_checkpoint
-    from spac.annotator import SynthConfig
-
-    cfg = load_config(config)
-    tok = CaptionTokenizer.from_config(cfg)
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(workdir / f"captioner-{config}", SpacCaptioner(cfg, tok.vocab_size, tok.eos_id).eval(), tok)
-    images = _render(workdir / f"images-{config}", n, captions=0, size=tuple(cfg.image_size), shard_rows=1024)
-    gpus = torch.cuda.device_count() if device.startswith("cuda") else 1
-    name = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu"
-    precision = SynthConfig(captioner=str(ckpt), device=device).resolved().precision
-    cores, rows, best = len(os.sched_getaffinity(0)), [], 0.0
-    for workers in sorted({default_job_workers(device, k) for k in (1, DEFAULT_WORKERS_PER_GPU)}):
-        speed, rss, gpu_mib = _job(images, ckpt, workdir / f"{config}-{workers}", workers, batch_size,
-                                   max(1, cores // workers), shard_rows=4 * batch_size, device=device)
-        best = max(best, speed / gpus)
-        rows.append({"metric": f"plip synth {config}, {name}, {workers} worker(s) on {gpus} GPU(s), batch "
-                               f"{batch_size}, {precision}", "value": round(speed / gpus, 1), "unit": "images/s per GPU",
-                     "note": f"{n} images end to end; peak per worker {rss:.0f} MiB RSS, {gpu_mib:.0f} MiB GPU"})
-    hours = LUPERSON_IMAGES / best / 3600
-    rows += [{"metric": f"images/s per GPU at {config} size, end to end (best of the above)", "value": round(best, 1),
-              "unit": "images/s", "goal": ">= 1000 on an H100", "pass": best >= 1000},
-             {"metric": "projected time for LUPerson's 4.18 M images", "value": round(hours, 2), "unit": "hours",
-              "note": f"one GPU at {best:.0f} images/s; {hours / 8:.2f} h on 8"}]
-    return rows
-
-
 def run(quick: bool, workdir: Path) -> dict:
     from spac.annotator import SynthConfig
 
@@ -248,9 +212,6 @@ def run(quick: bool, workdir: Path) -> dict:
         {"metric": "peak RSS per worker (1 / 2 workers)", "unit": "MiB",
          "value": " / ".join(f"{max(m for k, m in mems if k == w):.0f}" for w in (1, 2))},
     ]
-    if torch.cuda.is_available():
-        rows += accelerator_rows(workdir, n=1024 if quick else 8192)
-    else:
-        rows.append({"metric": "images/s per GPU at paper size, end to end", "value": None, "unit": "images/s",
-                     "goal": ">= 1000 on an H100", "note": "not measured: no CUDA device on this machine"})
+    rows.append({"metric": "images/s per GPU at paper size, end to end", "value": None, "unit": "images/s",
+                 "note": "measured by plip bench gpu (paper size, 1-8 workers per GPU, GPU utilisation)"})
     return {"rows": rows, "images": n, "batch_size": batch_size, "shard_rows": shard_rows, "precision": precision}
