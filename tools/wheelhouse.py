@@ -93,7 +93,10 @@ def build(out: Path, python_version: str, platform: str, assume: tuple[str, ...]
         if any("-py3-none-any" not in w.name and "-py2.py3-none-any" not in w.name for w in built):
             raise SystemExit(f"{pin} has no wheel for Python {python_version} on {platform} and is not pure Python: "
                              "build the wheelhouse on a machine of the target platform")
+    leftovers = [p for p in (ROOT / "build", ROOT / "plip.egg-info") if not p.exists()]
     run([pip_python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)])
+    for path in leftovers:  # setuptools builds in the source tree: leave it as it was
+        shutil.rmtree(path, ignore_errors=True)
     (out / "requirements.txt").write_text("# exact versions of this wheelhouse (tested together)\n"
                                           + "\n".join(pins) + "\n")
     return pins
