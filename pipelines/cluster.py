@@ -71,8 +71,26 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
             yield client
         return
     n = workers or default_workers()
-    with dask.config.set(cluster_config()), \
-            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-        _log.info("started a Dask LocalCluster with %d workers", n)
-        yield client
+    config = cluster_config()
+    # The nanny sets the workers' variables (OMP_NUM_THREADS=1, PYTHONHASHSEED, ...) in *this* process's
+    # environment before it spawns them, and never puts them back: torch here would then start single-threaded
+    # if its thread pool was not made yet (the demo's in-process training ran on 1 of 2 cores that way).
+    saved = dict(os.environ)
+    try:
+        with dask.config.set(config), \
+                LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                             silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            _restore_environ(saved)
+            _log.info("started a Dask LocalCluster with %d workers", n)
+            yield client
+    finally:
+        _restore_environ(saved)
+
+
+def _restore_environ(saved: dict[str, str]) -> None:
+    """Make ``os.environ`` what it was: drop the keys added since, reset the ones changed."""
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value

@@ -19,11 +19,15 @@ def _worker_settings() -> dict:
 
 def test_local_cluster_workers_are_quiet_and_keep_their_heap():
     before = {k: dask.config.get(k) for k in [*QUIET_CLUSTER_CONFIG, "distributed.nanny.pre-spawn-environ"]}
+    environ = dict(os.environ)
     with dask_client(1) as client:
         (settings,) = client.run(_worker_settings).values()
+        # the workers' variables stay theirs: this process keeps its environment (and so its torch threads)
+        assert dict(os.environ) == environ
     assert settings["env"] == {k: str(v) for k, v in MALLOC_ENV.items()}
     assert settings["profile"] is False
     assert settings["omp"] == "1"  # dask's own pre-spawn settings are kept, not replaced
+    assert dict(os.environ) == environ
     # nothing leaks past the cluster's lifetime (a second cluster still starts)
     assert {k: dask.config.get(k) for k in before} == before
     with dask_client(1) as client:
