@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 
@@ -140,6 +142,25 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON config document from a file; ConfigError naming the file when it is not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+
+
+def fold_into_section(data: Any, fields: Sequence[str], section: str) -> Any:
+    """A config document written before ``section`` existed, with its top-level ``fields`` moved into it (the
+    section's own values win); anything else is returned as it is."""
+    if not isinstance(data, dict) or not any(k in data for k in fields):
+        return data
+    data = dict(data)
+    moved = {k: data.pop(k) for k in fields if k in data}
+    data[section] = {**moved, **(data.get(section) or {})}
+    return data
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

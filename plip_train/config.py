@@ -8,12 +8,11 @@ value fails at load time with the field named, not an hour into a run. Paper def
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plip_runtime.config import ConfigBase, ConfigError, apply_override
+from plip_runtime.config import ConfigBase, ConfigError, apply_override, read_json
 from plip_runtime.runs import TrainArgs
 
 from .data.transforms import SYNTH_PEDES_MEAN, SYNTH_PEDES_STD
@@ -134,10 +133,7 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
     if not path.exists():
         raise ConfigError(f"config {str(name_or_path)!r}: neither a shipped config ({', '.join(list_configs())}) "
                          "nor a JSON file")
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"config {path}: not valid JSON ({e})") from e
+    d = read_json(path)
     d.setdefault("name", path.stem)
     for item in overrides or []:
         apply_model_override(d, item)

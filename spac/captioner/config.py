@@ -28,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
-from plip_runtime.config import ConfigBase, ConfigError, apply_override
+from plip_runtime.config import ConfigBase, ConfigError, apply_override, fold_into_section, read_json
 from plip_runtime.runs import TrainArgs
 from synth_pedes.schema import SLOTS
 
@@ -175,11 +175,7 @@ class CaptionerConfig(ConfigBase):
     def from_dict(cls, data, source=None, *, base=None) -> "CaptionerConfig":
         """As ConfigBase.from_dict; a checkpoint's config.json written before the ``train`` section existed (its
         ``epochs``, ``precision``, ``checkpoint_every``, ``log_every`` at the top level) is read into it."""
-        if isinstance(data, dict) and any(k in data for k in _LEGACY_TRAIN_FIELDS):
-            data = dict(data)
-            train = {k: data.pop(k) for k in _LEGACY_TRAIN_FIELDS if k in data}
-            data["train"] = {**train, **data.get("train", {})}
-        return super().from_dict(data, source, base=base)
+        return super().from_dict(fold_into_section(data, _LEGACY_TRAIN_FIELDS, "train"), source, base=base)
 
     def save(self, path: str | os.PathLike) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -202,7 +198,7 @@ def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) 
     ``--set FIELD=VALUE`` overrides (``train.epochs=5``: a dotted path into a section)."""
     text = str(name_or_path)
     if text in list_configs():
-        where, raw = f"shipped config {text!r}", _config_dir().joinpath(f"{text}.json").read_text()
+        where, data = f"shipped config {text!r}", json.loads(_config_dir().joinpath(f"{text}.json").read_text())
     else:
         path = Path(text)
         if path.is_dir() and (path / "config.json").is_file():
@@ -210,11 +206,7 @@ def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) 
         if not path.is_file():
             raise ConfigError(f"no captioner config {text!r}: not a shipped config ({', '.join(list_configs())}) "
                               "and not a JSON file")
-        where, raw = str(path), path.read_text()
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{where}: not valid JSON ({e})") from None
+        where, data = str(path), read_json(path)
     for item in overrides:
         apply_override(data, item)
     return CaptionerConfig.from_dict(data, source=where)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from plip_runtime.config import ConfigBase, ConfigError, apply_override
+from plip_runtime.config import ConfigBase, ConfigError, apply_override, fold_into_section, read_json
 from plip_runtime.device import autocast, resolve_device, resolve_precision
 from plip_runtime.runs import TrainArgs, resolve_checkpoint
 from synth_pedes.schema import SLOTS, UNKNOWN
@@ -146,11 +146,7 @@ class ClassifierConfig(ConfigBase):
     def from_dict(cls, data, source=None, *, base=None) -> "ClassifierConfig":
         """As ConfigBase.from_dict; a checkpoint's config written before the ``train`` section existed (its
         ``epochs``, ``max_steps``, ``precision``, ``seed`` at the top level) is read into it."""
-        if isinstance(data, dict) and any(k in data for k in _LEGACY_TRAIN_FIELDS):
-            data = dict(data)
-            train = {k: data.pop(k) for k in _LEGACY_TRAIN_FIELDS if k in data}
-            data["train"] = {**train, **data.get("train", {})}
-        return super().from_dict(data, source, base=base)
+        return super().from_dict(fold_into_section(data, _LEGACY_TRAIN_FIELDS, "train"), source, base=base)
 
     def schedule_extendable(self) -> bool | str:
         """Whether a resumed run may take a larger budget: the cosine schedule spans the run's total steps."""
@@ -189,11 +185,7 @@ def load_config(name_or_file: str | os.PathLike | None = "default", overrides: S
         if not path.is_file():
             raise ConfigError(f"--config {text!r} is neither a named config ({', '.join(NAMED_CONFIGS)}) nor a JSON "
                               "file")
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON ({e})") from e
-        source = str(path)
+        raw, source = read_json(path), str(path)
         raw = raw.get("config", raw) if isinstance(raw, dict) and "format" in raw else raw
     for item in overrides:
         apply_override(raw, item)
