@@ -111,8 +111,7 @@ def _render(out: Path, n: int, size: tuple, captions: int, workers: int) -> Path
 # ---- sections ---------------------------------------------------------------------------------------------------
 def pretrain_and_loader(workdir: Path, size: dict, ceiling: dict, cores: int) -> tuple[list, dict]:
     """PLIP pre-training throughput (in memory and through the pipeline) and the stream alone per worker count."""
-    from pipelines.benchmarks.train import measure_trainer, open_trainer
-    from plip_train.data import PlipStream, make_loader
+    from pipelines.benchmarks.train import measure_trainer, open_trainer, stream_rates
 
     data = _render(workdir / "captions", size["train_images"], (256, 128), captions=2,
                    workers=0 if cores < 4 else cores)
@@ -121,15 +120,8 @@ def pretrain_and_loader(workdir: Path, size: dict, ceiling: dict, cores: int) ->
     trainer = open_trainer(size["pretrain_config"], data, workdir / "pretrain", size["batch"], total, workers)
     try:
         m = measure_trainer(trainer, size["steps"], size["warmup"], workers)
-        stream = trainer.stream()
-        rates = {}
-        for count in sorted({0, 1, 2, 4, 8, 16, cores} & set(range(cores + 1))):
-            steps = PlipStream(stream.spec, trainer.tokenizer, trainer.cfg.model.text.max_length, 0,
-                               size["loader_steps"] * max(1, count))
-            loader = make_loader(steps, count, False)
-            t0 = time.perf_counter()
-            images = sum(len(mb["keys"]) for micro_batches in loader for mb in micro_batches)
-            rates[count] = round(images / (time.perf_counter() - t0), 1)
+        rates = stream_rates(trainer, sorted({0, 1, 2, 4, 8, 16, cores} & set(range(cores + 1))),
+                             size["loader_steps"])
     finally:
         trainer.close()
     achieved = m["flops_per_sample"] * m["in_memory"] / 1e12
