@@ -177,13 +177,22 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def set_path(document: dict, path: Sequence[str], value: Any, *, create: bool, what: str) -> dict:
+    """Set ``value`` at ``path`` (``["optim", "lr"]``) inside a config document; ``create``: make missing sections
+    on the way, else a missing one is an error. ``what`` names the change in errors."""
+    node = document
+    for depth, part in enumerate(path[:-1]):
+        if part not in node and create:
+            node[part] = {}
+        if not isinstance(node.get(part), dict):
+            problem = "a value, not a section" if part in node else "not a section"
+            raise ConfigError(f"{what}: {'.'.join(path[:depth + 1])} is {problem}")
+        node = node[part]
+    node[path[-1]] = value
+    return document
+
+
 def apply_override(document: dict, item: str) -> dict:
     """Set one ``--set KEY.PATH=VALUE`` item in a config document (a dict), creating sections on the way."""
     path, value = parse_override(item)
-    node = document
-    for depth, part in enumerate(path[:-1]):
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {item!r}: {'.'.join(path[:depth + 1])} is a value, not a section")
-    node[path[-1]] = value
-    return document
+    return set_path(document, path, value, create=True, what=f"--set {item!r}")

@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from plip_runtime.config import ConfigBase, ConfigError
+from plip_runtime.config import ConfigBase, ConfigError, set_path
 
 IMAGE_TYPES = ("modified_resnet", "efficientnet_lite0", "timm")
 IMAGE_HEADS = ("attnpool", "maxpool")
@@ -250,13 +250,7 @@ class ModelConfig(ConfigBase):
         """A copy with dotted-key overrides, e.g. ``{"image.norm": "group", "text.pooling": "pooler"}``."""
         d = self.to_dict()
         for key, value in overrides.items():
-            parts = key.split(".")
-            node = d
-            for p in parts[:-1]:
-                if not isinstance(node.get(p), dict):
-                    raise ConfigError(f"ModelConfig override {key!r}: {p!r} is not a section")
-                node = node[p]
-            node[parts[-1]] = value
+            set_path(d, key.split("."), value, create=False, what=f"ModelConfig override {key!r}")
         return ModelConfig.from_dict(d)
 
 
