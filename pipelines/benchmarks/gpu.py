@@ -99,21 +99,13 @@ def matmul_ceiling(size: int) -> dict:
     return {"tflops": round(2 * size ** 3 / seconds / 1e12, 3), "dtype": str(dtype).split(".")[-1], "size": size}
 
 
-def _render(out: Path, n: int, size: tuple, captions: int, workers: int) -> Path:
-    from pipelines.cli import main
-
-    main(["render", "--out", str(out), "--identities", str(max(1, n // 4)), "--images-per-identity", "4",
-          "--captions-per-image", str(captions), "--height", str(size[0]), "--width", str(size[1]),
-          "--workers", str(workers), "--shard-rows", "256"])
-    return out
-
-
 # ---- sections ---------------------------------------------------------------------------------------------------
 def pretrain_and_loader(workdir: Path, size: dict, ceiling: dict, cores: int) -> tuple[list, dict]:
     """PLIP pre-training throughput (in memory and through the pipeline) and the stream alone per worker count."""
+    from pipelines.benchmarks.synth import _render
     from pipelines.benchmarks.train import measure_trainer, open_trainer, stream_rates
 
-    data = _render(workdir / "captions", size["train_images"], (256, 128), captions=2,
+    data = _render(workdir / "captions", size["train_images"], captions=2, shard_rows=256, per_identity=4,
                    workers=0 if cores < 4 else cores)
     workers = min(8, cores)
     total = size["warmup"] + 4 * size["steps"]
@@ -172,7 +164,7 @@ def caption(size: dict) -> tuple[list, dict]:
 
 def synth(workdir: Path, size: dict, cores: int) -> tuple[list, dict]:
     """``plip synth`` end to end at the caption config's size, per worker count per GPU."""
-    from pipelines.benchmarks.synth import _job
+    from pipelines.benchmarks.synth import _job, _render
     from spac.captioner import load_config, save_checkpoint
     from spac.captioner.speed import build_random_captioner
 
@@ -182,8 +174,8 @@ def synth(workdir: Path, size: dict, cores: int) -> tuple[list, dict]:
     config = size["caption_config"]
     captioner = build_random_captioner(config)  # random-init decoder: every caption runs to its length limit
     ckpt = save_checkpoint(workdir / "captioner", captioner.model, captioner.tokenizer)
-    images = _render(workdir / "images", size["synth_images"], tuple(load_config(config).image_size), captions=0,
-                     workers=0 if cores < 4 else cores)
+    images = _render(workdir / "images", size["synth_images"], captions=0, size=tuple(load_config(config).image_size),
+                     shard_rows=256, per_identity=4, workers=0 if cores < 4 else cores)
     rows, runs = [], {}
     for per_gpu in size["workers_per_gpu"]:
         workers = min(cores, per_gpu * gpus)

@@ -30,14 +30,15 @@ def _captioner(workdir: Path, n: int) -> Path:
     return save_checkpoint(workdir / "captioner", model, tok)
 
 
-def _render(out: Path, n: int, captions: int, size: tuple = (256, 128), shard_rows: int = 32) -> Path:
-    """ProcPedes images; row groups of min(shard_rows, 256) rows are the job's units of work."""
+def _render(out: Path, n: int, captions: int, size: tuple = (256, 128), shard_rows: int = 32, per_identity: int = 8,
+            workers: int = 0) -> Path:
+    """``n`` ProcPedes images (``per_identity`` each), rendered by ``workers`` Dask workers (0: this process); row
+    groups of min(shard_rows, 256) rows are the synth job's units of work."""
     from pipelines.cli import main
 
-    per = 8
-    main(["render", "--out", str(out), "--identities", str(n // per), "--images-per-identity", str(per),
-          "--captions-per-image", str(captions), "--height", str(size[0]), "--width", str(size[1]),
-          "--workers", "0", "--shard-rows", str(shard_rows)])
+    main(["render", "--out", str(out), "--identities", str(max(1, n // per_identity)), "--images-per-identity",
+          str(per_identity), "--captions-per-image", str(captions), "--height", str(size[0]), "--width", str(size[1]),
+          "--workers", str(workers), "--shard-rows", str(shard_rows)])
     return out
 
 
