@@ -89,7 +89,8 @@ def render_image(seed: int, identity: int, index: int, camera: int, appearance: 
     occ_box, occ_kind = None, None
     if rng.random() < occlusion_rate:
         occ_kind = OCCLUDERS[int(rng.integers(len(OCCLUDERS)))]
-        occ_top = int(top + scale * float(rng.uniform(0.62, 0.93)))
+        # at most the bottom rows: with the feet cut off, the knees' height can lie below the image
+        occ_top = min(int(top + scale * float(rng.uniform(0.62, 0.93))), height - 2)
         if occ_kind == "car":
             x0, x1 = -10, width + 10
         else:
