@@ -1,10 +1,13 @@
 """SPAC annotation of person images: the transform that SPAC's synthesis job runs inside each shard task.
 
 One work item is one row group of the input image dataset (``RowGroupUnit``); the annotator reads
-its rows and yields one caption record per row: the six attributes (from the recognizers when some
-are given, else from the captioner's attribute prefixes) with scores, one generated caption per
-style, ``prompt_captions`` captions filled from the template library, the attribute-phrase spans of
-every caption, and ``status``/``error``. Rows that were already errors pass through unchanged;
+its rows and yields one caption record per row: the six attributes with scores (from the recognizers
+when some are given, combined with the captioner's attribute prefixes by the calibrated union when a
+calibration is given, else from the captioner's prefixes alone; ``extra["spac"]["attribute_sources"]``
+names the member that won each slot), one generated caption per style (a captioner that conditions on
+attributes captions from the row's final attributes, so its captions and the prompt caption follow one
+attribute set), ``prompt_captions`` captions filled from the template library, the attribute-phrase
+spans of every caption, and ``status``/``error``. Rows that were already errors pass through unchanged;
 images that fail to decode become ``status=error`` rows, and the rest of the batch is captioned.
 
 Models load once per process and stay for its next shards (``MODELS``, a :class:`ModelCache`: a Dask
@@ -55,6 +58,8 @@ class SynthConfig(ConfigBase):
     threads: int | None = field(default=None, compare=False)  # torch intra-op threads per process
     seed: int = 0
     union_threshold: float = 0.5
+    # a union calibration (JSON text, from plip spac calibrate): the captioner's prefixes join the recognizers
+    calibration: str = ""
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
     def validate(self) -> None:
@@ -71,6 +76,7 @@ class SynthConfig(ConfigBase):
         self.require_int("threads", 1, optional=True)
         self.require_int("seed", 0)
         self.require_number("union_threshold", 0.0, 1.0)
+        self.require("calibration", isinstance(self.calibration, str), "must be a union calibration as JSON text")
 
     def resolved(self) -> "SynthConfig":
         """This config with ``precision="auto"`` made concrete for ``device`` on this machine, so that the
@@ -86,6 +92,8 @@ class SynthConfig(ConfigBase):
         d = asdict(self)
         d.pop("extra")
         d.pop("threads")
+        if not d["calibration"]:  # plans made before the field existed keep their fingerprint
+            d.pop("calibration")
         return d
 
 
@@ -101,9 +109,12 @@ def worker_index() -> int:
         return 0
 
 
-def build_recognizer(specs: tuple, threshold: float, device: str):
-    """``("classifier:DIR", "oracle")`` -> one recognizer (a union when several are given)."""
+def build_recognizer(specs: tuple, threshold: float, device: str, calibration: str = "", captioner=None):
+    """``("classifier:DIR", "oracle")`` -> one recognizer (a union when several are given). With a
+    ``calibration`` (JSON text) the ``captioner``'s attribute prefixes join the members and the union is
+    calibrated with it."""
     from .recognizers import create
+    from .recognizers.prefixes import CaptionerRecognizer
 
     members = []
     for spec in specs:
@@ -112,14 +123,19 @@ def build_recognizer(specs: tuple, threshold: float, device: str):
         if name == "classifier":
             kwargs["device"] = device
         members.append(create(name, **kwargs))
+    if calibration and captioner is not None:
+        members.append(CaptionerRecognizer(captioner=captioner))
     if not members:
         return None
-    return members[0] if len(members) == 1 else create("union", members=members, threshold=threshold)
+    if len(members) == 1:
+        return members[0]
+    return create("union", members=members, threshold=threshold,
+                  calibration=json.loads(calibration) if calibration else None)
 
 
 def models_key(config: SynthConfig) -> tuple:
     """What the loaded models depend on: configs with the same key share them."""
-    return (config.captioner, config.recognizers, config.device, config.union_threshold)
+    return (config.captioner, config.recognizers, config.device, config.union_threshold, config.calibration)
 
 
 def load_models(config: SynthConfig) -> tuple:
@@ -134,7 +150,7 @@ def load_models(config: SynthConfig) -> tuple:
     tune_for_speed(device)
     captioner = load_captioner(config.captioner, device=device)
     get_extractor(), load_library()  # spaCy and the templates load here, once, not in the first shard
-    recognizer = build_recognizer(config.recognizers, config.union_threshold, device)
+    recognizer = build_recognizer(config.recognizers, config.union_threshold, device, config.calibration, captioner)
     _log.info("loaded SPAC models on %s (captioner %s, recognizers %s)", device, config.captioner,
               list(config.recognizers))
     return captioner, recognizer
@@ -184,6 +200,38 @@ class ModelCache:
 
 
 MODELS = ModelCache()  # this process's models, see ModelCache
+
+
+class _FinalAttributes:
+    """The attributes a batch's rows end up with, as ``Captioner.run``'s ``attributes_for``: from the captioner's
+    own attributes and scores (``own``, ``scores``) and the recognizer's predictions of the same rows: the union's
+    combination when the captioner is one of its members, the recognizer's alone otherwise, the captioner's
+    where there is no recognizer or it could not read a row. ``predictions`` keeps them for the records."""
+
+    def __init__(self, recognizer, rows: list[dict]):
+        from .recognizers.prefixes import LABEL
+        from .recognizers.union import UnionRecognizer
+
+        self.recognizer, self.predictions = recognizer, []
+        self.union = recognizer if isinstance(recognizer, UnionRecognizer) else None
+        members = self.union.members if self.union else ([recognizer] if recognizer is not None else [])
+        self.captioner_at = next((k for k, m in enumerate(members) if m.name == LABEL), None)
+        # every member but the captioner reads the rows now; the captioner's prediction comes from run()
+        self.member_predictions = [None if k == self.captioner_at else m.predict(rows) for k, m in enumerate(members)]
+
+    def __call__(self, own: list[dict], scores: list[dict]) -> list[dict]:
+        from .recognizers.prefixes import prediction_from_captioner
+
+        self.predictions = []
+        for j, (phrases, slot_scores) in enumerate(zip(own, scores)):
+            captioner = prediction_from_captioner(phrases, slot_scores)
+            members = [captioner if preds is None else preds[j] for preds in self.member_predictions]
+            if self.union is not None:
+                pred = self.union.combine(members)
+            else:
+                pred = members[0] if members else captioner
+            self.predictions.append(captioner if pred.error is not None else pred)
+        return [p.attributes.to_dict() for p in self.predictions]
 
 
 # How shard plans name this transform: its path from when this module was spac/synth.py, kept so that a
@@ -237,30 +285,25 @@ class SpacAnnotator:
         from .phrases import extract_many
 
         good = [i for i, t in enumerate(tensors) if isinstance(t, torch.Tensor)]
-        attrs, caps = ([], [])
+        out = [None] * len(batch)
         if good:
             opts = captioner.options(method=self.config.decoding, seed=self.config.seed,
                                      precision=self.config.precision)
-            attrs, caps = captioner.caption_tensors(torch.stack([tensors[i] for i in good]), opts)
-        preds = recognizer.predict([batch[i] for i in good]) if recognizer is not None and good else None
-        generated = [list(c.items()) for c in caps]
-        spans = iter(extract_many([text for per in generated for _, text in per]))
-        out = [None] * len(batch)
-        for j, i in enumerate(good):
-            out[i] = self._record(batch[i], attrs[j], None if preds is None else preds[j], generated[j], spans)
+            final = _FinalAttributes(recognizer, [batch[i] for i in good])
+            result = captioner.run(torch.stack([tensors[i] for i in good]), opts, attributes_for=final)
+            generated = [list(c.items()) for c in result.captions]
+            spans = iter(extract_many([text for per in generated for _, text in per]))
+            for j, i in enumerate(good):
+                out[i] = self._record(batch[i], result.attributes[j], final.predictions[j], generated[j], spans)
         for i, row in enumerate(batch):
             if out[i] is None:
                 out[i] = self._passthrough(row, tensors[i])
         return out
 
     def _record(self, row: dict, cap_attrs: dict, pred, generated: list, spans) -> dict:
-        from .attributes import AttributeSet
         from .templates import prompt_caption
 
-        if pred is not None and pred.error is None:
-            attributes, scores = pred.attributes, dict(pred.scores)
-        else:
-            attributes, scores = AttributeSet.from_dict(cap_attrs), None
+        attributes, scores = pred.attributes, pred.scores
         captions = [{"text": text, "style": style, "kind": "generated",
                      "spans": [{"slot": s.slot, "start": s.start, "end": s.end} for s in next(spans)]}
                     for style, text in generated]
@@ -270,11 +313,13 @@ class SpacAnnotator:
             captions.append({"text": text, "style": "prompt", "kind": "prompt", "spans": prompt_spans})
         extra = json.loads(row["extra"]) if row.get("extra") else {}
         extra["spac"] = {"captioner_attributes": cap_attrs}
+        if pred.sources:
+            extra["spac"]["attribute_sources"] = pred.sources
         return make_record(row["key"], identity=row["identity"], source=row["source"], split=row["split"],
                            camera=row["camera"], image_bytes=row["image"]["bytes"], image_path=row["image"]["path"],
                            image_sha256=row["image_sha256"], width=row["width"], height=row["height"],
                            attributes=attributes.to_dict(),
-                           attribute_scores=None if scores is None else {s: float(scores[s]) for s in SLOTS},
+                           attribute_scores={s: float(scores[s]) for s in SLOTS},
                            captions=captions, extra=extra)
 
     @staticmethod

@@ -10,7 +10,8 @@ import torch
 from plip_runtime.runs import RunOptions
 from spac import recognizers as R
 from spac.attributes import AttributeSet
-from spac.recognizers.labels import IGNORE_INDEX, build_vocab, choose_phrase, encode_labels, label_from_captions
+from spac.recognizers.labels import (IGNORE_INDEX, build_vocab, choose_phrase, encode_labels, label_from_captions,
+                                    split_colour)
 from spac.recognizers.train import train_classifier
 from synth_pedes.procpedes import ProcPedesConfig, plan_items, render_record
 from synth_pedes.schema import SLOTS, UNKNOWN
@@ -211,7 +212,10 @@ def test_checkpoint_round_trip_gives_identical_predictions(trained, rows):
     assert len(preds) == 6 and all(p.error is None for p in preds)
     for p in preds:
         for s in SLOTS:
-            assert p.phrase(s) in rec.vocab[s] and 0.0 <= p.score(s) <= 1.0
+            # factorised (the default): the phrase is a kind of the vocabulary with one of the slot's colours
+            colour, kind = split_colour(p.phrase(s), s)
+            assert kind in rec.vocab[s] and 0.0 <= p.score(s) <= 1.0
+            assert colour is None or colour in rec.model.colours[s]["colours"]
     again = R.ClassifierRecognizer(model=rec.model, vocab=rec.vocab).predict(rows[:6])
     assert [p.attributes for p in again] == [p.attributes for p in preds]
     assert R.create("classifier", checkpoint=root / "ckpt", threshold=1.0).predict(rows[:1])[0].attributes == \

@@ -15,6 +15,8 @@ SUBCOMMANDS = {
                          "train the attribute classifier (one head per slot) on captioned datasets"),
     "eval-recognizer": ("pipelines.commands.spac_recognizer_eval",
                         "per-slot accuracy and mA of a recognizer on a dataset with ground truth"),
+    "calibrate": ("pipelines.commands.spac_calibrate",
+                  "fit the union of recognizers and captioner prefixes on a validation split (plip synth --calibration)"),
     "train": ("pipelines.commands.spac_train",
               "train the stylised prefix captioner (attributes + one caption per style) on captioned datasets"),
     "caption": ("pipelines.commands.spac_caption",

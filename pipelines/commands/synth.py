@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recognizers", default="",
                         help="attribute recognizers, comma-separated, e.g. classifier:runs/rec (default: the "
                              "captioner's own attribute prefixes)")
+    parser.add_argument("--calibration", type=Path, default=None,
+                        help="union calibration JSON from plip spac calibrate: the captioner's attribute prefixes "
+                             "join --recognizers and every slot takes the phrase most likely right")
     parser.add_argument("--prompt-captions", type=int, default=1, help="prompt captions per image (default 1)")
     parser.add_argument("--shard-size", type=int, default=1024, dest="shard_rows", help="rows per output shard")
     parser.add_argument("--batch-size", type=int, default=32, help="images per model batch (default 32)")
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         workers = default_job_workers(args.device, args.workers_per_gpu or DEFAULT_WORKERS_PER_GPU)
     config = SynthConfig(captioner=str(args.captioner),
                          recognizers=tuple(s.strip() for s in args.recognizers.split(",") if s.strip()),
+                         calibration=read_calibration(args.calibration),
                          prompt_captions=args.prompt_captions, batch_size=args.batch_size, decoding=args.decoding,
                          device=args.device, precision=args.precision, seed=args.seed,
                          threads=threads_per_worker(workers or 1) if args.scheduler is None else None)

@@ -72,6 +72,10 @@ class CaptionerConfig(ConfigBase):
     vocab_shortlist: bool = False  # softmax over the training corpus' tokens only (set at training)
     max_attribute_tokens: int = 12  # attribute phrase tokens, end token included
     max_caption_tokens: int = 64  # caption tokens, end token included
+    # >0: a caption also reads the image's six attribute phrases (this many tokens each, cut or padded) after its
+    # stylised prefix: mined from the captions in training, the row's final attributes in synthesis, so every
+    # caption of a row names what its attributes say (a CPU-config deviation; 0, the paper: image prefix only)
+    caption_condition_tokens: int = 0
     # --- training: data, loss and optimizer ----------------------------------------------------
     attribute_source: str = "captions"  # captions: spac.phrases on the image's captions; dataset: column
     split: str = "train"  # the rows of this split are trained on
@@ -134,6 +138,7 @@ class CaptionerConfig(ConfigBase):
         self.require_bool("vocab_shortlist")
         self.require_int("max_attribute_tokens", 2, 256)
         self.require_int("max_caption_tokens", 2, 1024)
+        self.require_int("caption_condition_tokens", 0, 32)
         self.require_choice("attribute_source", ATTRIBUTE_SOURCES)
         self.require("split", isinstance(self.split, str) and bool(self.split), "must be a split name (train, val, "
                                                                                   "test)")
@@ -165,9 +170,14 @@ class CaptionerConfig(ConfigBase):
         return NUM_ATTRIBUTES * self.attribute_prefix_len + self.sentence_prefix_len
 
     @property
+    def condition_len(self) -> int:
+        """Tokens of the attribute condition a caption reads after its prefix (0: none)."""
+        return NUM_ATTRIBUTES * self.caption_condition_tokens
+
+    @property
     def max_positions(self) -> int:
-        """Decoder positions needed: the longest prefix plus the longest output."""
-        return max(self.caption_prefix_len + self.max_caption_tokens,
+        """Decoder positions needed: the longest prefix (and condition) plus the longest output."""
+        return max(self.caption_prefix_len + self.condition_len + self.max_caption_tokens,
                    self.attribute_prefix_len + self.max_attribute_tokens)
 
     # --- (de)serialisation --------------------------------------------------------------------

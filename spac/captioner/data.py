@@ -249,21 +249,41 @@ def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor
     return out, lengths
 
 
-class Collate:
-    """Items -> the batch dict ``SpacCaptioner.forward`` reads (picklable, for loader workers)."""
+def condition_ids(attribute_ids: Sequence[Sequence[int]], per_slot: int, eos_id: int) -> list[int]:
+    """The attribute condition of one image's captions: each slot's phrase tokens (up to END) cut or padded with
+    END to ``per_slot``, slot after slot. Fixed places per slot, so the decoder needs no separator or mask."""
+    out: list[int] = []
+    for ids in attribute_ids:
+        ids = list(ids)
+        ids = ids[:ids.index(eos_id)] if eos_id in ids else ids
+        out += ids[:per_slot] + [eos_id] * max(0, per_slot - len(ids))
+    return out
 
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
+
+class Collate:
+    """Items -> the batch dict ``SpacCaptioner.forward`` reads (picklable, for loader workers). With
+    ``condition_tokens`` > 0 (``CaptionerConfig.caption_condition_tokens``) the batch also holds each image's
+    attribute condition (:func:`condition_ids`), built from its attribute targets."""
+
+    def __init__(self, pad_id: int, condition_tokens: int = 0, eos_id: int | None = None):
+        if condition_tokens and eos_id is None:
+            raise ValueError("Collate: condition_tokens needs the tokenizer's eos_id")
+        self.pad_id, self.condition_tokens, self.eos_id = pad_id, condition_tokens, eos_id
 
     def __call__(self, items: list[dict]) -> dict:
         attr, attr_len = _pad([ids for it in items for ids in it["attribute_ids"]], self.pad_id)  # (B*6, La)
         caps = [(b, s, ids) for b, it in enumerate(items) for s, ids in it["caption_ids"]]
         cap, cap_len = _pad([ids for _, _, ids in caps], self.pad_id)  # (Nc, Lc)
-        return {
+        batch = {
             "images": torch.stack([it["image"] for it in items]),  # (B, 3, H, W)
             "attribute_tokens": attr, "attribute_lengths": attr_len,
             "caption_tokens": cap, "caption_lengths": cap_len,
             "caption_image": torch.tensor([b for b, _, _ in caps], dtype=torch.long),  # (Nc,)
             "caption_style": torch.tensor([s for _, s, _ in caps], dtype=torch.long),  # (Nc,)
         }
+        if self.condition_tokens:
+            batch["condition_tokens"] = torch.tensor(  # (B, 6 * condition_tokens)
+                [condition_ids(it["attribute_ids"], self.condition_tokens, self.eos_id) for it in items],
+                dtype=torch.long)
+        return batch
 

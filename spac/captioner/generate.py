@@ -13,10 +13,11 @@ Nucleus sampling draws from a ``torch.Generator`` seeded with ``seed``: same inp
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -25,7 +26,7 @@ from plip_runtime.device import PRECISIONS, autocast
 from synth_pedes.schema import SLOTS
 
 from .config import DECODINGS, CaptionerConfig
-from .data import image_tensor
+from .data import condition_ids, image_tensor
 from .model import SpacCaptioner
 from .tokenizer import CaptionTokenizer, sentence_case
 
@@ -166,10 +167,12 @@ def _eos(model: SpacCaptioner, device) -> tuple[int, int]:
 
 
 # --- greedy and nucleus -----------------------------------------------------------------------
-def _decode_sampling(model, prefix, mask, max_new, opts: DecodingOptions) -> list[list[int]]:
+def _decode_sampling(model, prefix, mask, max_new, opts: DecodingOptions) -> tuple[list[list[int]], list[float]]:
+    """(tokens, log-probability of the whole sequence, END included) per row."""
     num_rows, device = prefix.shape[0], prefix.device
     eos, eos_column = _eos(model, device)
     generated: list[list[int]] = [[] for _ in range(num_rows)]
+    log_probs = torch.zeros(num_rows, device=device)
     generator = torch.Generator(device=device).manual_seed(opts.seed) if opts.method == "nucleus" else None
     rows = _Rows(model, prefix, mask, opts.use_cache)
     logits = rows.start()  # (num_rows, V')
@@ -180,6 +183,7 @@ def _decode_sampling(model, prefix, mask, max_new, opts: DecodingOptions) -> lis
             columns = logits.argmax(-1)
         else:
             columns = _nucleus(logits, opts.top_p, opts.temperature, generator)
+        log_probs[rows.index] += torch.log_softmax(logits, -1).gather(1, columns[:, None]).squeeze(1)
         tokens = model.from_output_index(columns)  # (live,)
         for row, token in zip(rows.index.tolist(), tokens.tolist()):
             if token != eos:
@@ -191,14 +195,14 @@ def _decode_sampling(model, prefix, mask, max_new, opts: DecodingOptions) -> lis
             rows.select(alive)
             tokens = tokens[alive]
         logits = rows.advance(tokens)
-    return generated
+    return generated, log_probs.tolist()
 
 
 # --- beam search ------------------------------------------------------------------------------
-def _decode_beam(model, prefix, mask, max_new, opts: DecodingOptions) -> list[list[int]]:
+def _decode_beam(model, prefix, mask, max_new, opts: DecodingOptions) -> tuple[list[list[int]], list[float]]:
     """Beam search over every row: ``num_beams`` hypotheses per row, decoded as one group of rows each; a row
     stops when it has ``num_beams`` finished hypotheses (or cannot fill its beams), and its best finished
-    hypothesis by ``score / length ** length_penalty`` wins."""
+    hypothesis by ``score / length ** length_penalty`` wins. Returns (tokens, that score) per row."""
     num_beams, num_rows, device = opts.num_beams, prefix.shape[0], prefix.device
     eos, eos_column = _eos(model, device)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(num_rows)]  # per row: (score, tokens)
@@ -247,27 +251,66 @@ def _decode_beam(model, prefix, mask, max_new, opts: DecodingOptions) -> list[li
         group_row = group_row[torch.tensor(live_groups, device=device)]
         scores = torch.tensor(keep_scores, device=device)
         logits = rows.advance(torch.tensor(keep_tokens, device=device))
-    return [max(hypotheses, key=lambda h: h[0])[1] if hypotheses else [] for hypotheses in finished]
+    best = [max(hypotheses, key=lambda h: h[0]) if hypotheses else (float("-inf"), []) for hypotheses in finished]
+    return [tokens for _, tokens in best], [score for score, _ in best]
 
 
 # --- images -> token ids -> text --------------------------------------------------------------
-@torch.no_grad()
-def generate_tokens(model: SpacCaptioner, images: torch.Tensor, opts: DecodingOptions
-                    ) -> tuple[list[list[list[int]]], list[list[list[int]]]]:
-    """images (B, 3, H, W) -> (attribute ids [B][6], caption ids [B][m]); END not included."""
-    model.eval()
-    positions = model.decoder.config.n_positions
-    cfg = model.cfg
-    if cfg.caption_prefix_len + opts.max_caption_tokens > positions or \
+@dataclass
+class Generated:
+    """Token ids per image (END not included): ``attribute_ids[b][k]`` for slot k, ``caption_ids[b][j]`` for style
+    j, and ``attribute_scores[b][k]``: the probability of the whole attribute phrase (greedy / nucleus) or
+    ``exp`` of its length-normalised beam score."""
+
+    attribute_ids: list
+    caption_ids: list
+    attribute_scores: list
+
+
+ConditionFn = Callable[[list, list], list]  # (attribute ids [B][6], scores [B][6]) -> condition ids [B][6K]
+
+
+def _check_lengths(cfg: CaptionerConfig, opts: DecodingOptions, positions: int) -> None:
+    if cfg.caption_prefix_len + cfg.condition_len + opts.max_caption_tokens > positions or \
             cfg.attribute_prefix_len + opts.max_attribute_tokens > positions:
         raise ValueError(f"max_caption_tokens={opts.max_caption_tokens} / max_attribute_tokens="
                          f"{opts.max_attribute_tokens} do not fit the decoder's {positions} positions after the "
-                         f"{cfg.caption_prefix_len}-token prefix")
-    device = images.device
+                         f"{cfg.caption_prefix_len + cfg.condition_len}-token prefix")
+
+
+@torch.no_grad()
+def generate(model: SpacCaptioner, images: torch.Tensor, opts: DecodingOptions,
+             condition: ConditionFn | None = None, captions: bool = True) -> Generated:
+    """images (B, 3, H, W) -> attributes and captions (``captions=False``: attributes only). A captioner that
+    conditions its captions on attributes (``caption_condition_tokens`` > 0) decodes the attributes first and
+    captions from ``condition(attribute ids, scores)`` (default: its own attributes); otherwise attributes and
+    captions decode as one batch of rows."""
+    model.eval()
+    cfg, device = model.cfg, images.device
+    _check_lengths(cfg, opts, model.decoder.config.n_positions)
+    decode = _decode_beam if opts.method == "beam" else _decode_sampling
     with autocast(device, opts.precision):
         attribute_prefixes, style_prefixes = model.encode_prefixes(images)  # (B, 6, Pa, D), (B, m, Pc, D)
         num_images, num_attributes, attribute_len, width = attribute_prefixes.shape
         num_styles, caption_len = style_prefixes.shape[1], style_prefixes.shape[2]
+        if cfg.caption_condition_tokens or not captions:
+            attribute_rows, scores = decode(model, attribute_prefixes.flatten(0, 1),
+                                            torch.ones(num_images * num_attributes, attribute_len, dtype=torch.long,
+                                                       device=device),
+                                            torch.full((num_images * num_attributes,), opts.max_attribute_tokens,
+                                                       device=device), opts)
+            attribute_ids = [attribute_rows[i * num_attributes:(i + 1) * num_attributes] for i in range(num_images)]
+            attribute_scores = [[math.exp(x) for x in scores[i * num_attributes:(i + 1) * num_attributes]]
+                                for i in range(num_images)]
+            if not captions:
+                return Generated(attribute_ids, [[] for _ in range(num_images)], attribute_scores)
+            tokens = (condition or model_condition(model))(attribute_ids, attribute_scores)
+            tokens = torch.tensor(tokens, dtype=torch.long, device=device)[:, None].expand(-1, num_styles, -1)
+            prefix = model.with_condition(style_prefixes.flatten(0, 1), tokens.flatten(0, 1))  # (B*m, Pc+6K, D)
+            caption_rows, _ = decode(model, prefix, torch.ones(prefix.shape[:2], dtype=torch.long, device=device),
+                                     torch.full((prefix.shape[0],), opts.max_caption_tokens, device=device), opts)
+            caption_ids = [caption_rows[i * num_styles:(i + 1) * num_styles] for i in range(num_images)]
+            return Generated(attribute_ids, caption_ids, attribute_scores)
         rows_per_image = num_attributes + num_styles
         # One row per output, image-major: 6 attribute rows then m caption rows, left-padded to caption_len.
         pad = caption_len - attribute_len
@@ -280,10 +323,34 @@ def generate_tokens(model: SpacCaptioner, images: torch.Tensor, opts: DecodingOp
         mask[:, num_attributes:] = 1
         max_new = torch.tensor([opts.max_attribute_tokens] * num_attributes + [opts.max_caption_tokens] * num_styles,
                                device=device).repeat(num_images)  # (B * (6 + m),)
-        decode = _decode_beam if opts.method == "beam" else _decode_sampling
-        seqs = decode(model, prefix.flatten(0, 1), mask.flatten(0, 1), max_new, opts)
+        seqs, scores = decode(model, prefix.flatten(0, 1), mask.flatten(0, 1), max_new, opts)
     per_image = [seqs[i * rows_per_image:(i + 1) * rows_per_image] for i in range(num_images)]
-    return [rows[:num_attributes] for rows in per_image], [rows[num_attributes:] for rows in per_image]
+    per_image_scores = [scores[i * rows_per_image:i * rows_per_image + num_attributes] for i in range(num_images)]
+    return Generated([rows[:num_attributes] for rows in per_image], [rows[num_attributes:] for rows in per_image],
+                     [[math.exp(x) for x in row] for row in per_image_scores])
+
+
+def model_condition(model: SpacCaptioner) -> ConditionFn:
+    """The condition that feeds a captioner its own attributes."""
+    per_slot = model.cfg.caption_condition_tokens
+    return lambda attribute_ids, _scores: [condition_ids(ids, per_slot, model.eos_id) for ids in attribute_ids]
+
+
+def generate_tokens(model: SpacCaptioner, images: torch.Tensor, opts: DecodingOptions
+                    ) -> tuple[list[list[list[int]]], list[list[list[int]]]]:
+    """images (B, 3, H, W) -> (attribute ids [B][6], caption ids [B][m]); END not included."""
+    out = generate(model, images, opts)
+    return out.attribute_ids, out.caption_ids
+
+
+@dataclass
+class CaptionOutputs:
+    """What :meth:`Captioner.run` returns, one entry per image."""
+
+    attributes: list  # the captioner's own {slot: phrase}
+    attribute_scores: list  # {slot: probability of that phrase}
+    captions: list  # {style: caption}
+    final: list  # the attributes the captions follow ({slot: phrase}; see Captioner.run)
 
 
 @dataclass
@@ -336,10 +403,43 @@ class Captioner:
                     for per_image in caption_ids]
         return attributes, captions
 
-    def caption_tensors(self, images: torch.Tensor, opts: DecodingOptions | None = None) -> tuple[list, list]:
-        """Preprocessed images (B, 3, H, W) -> ([attributes dict], [captions dict])."""
-        attribute_ids, caption_ids = generate_tokens(self.model, images.to(self.device), opts or self.options())
-        return self.texts(attribute_ids, caption_ids)
+    def caption_tensors(self, images: torch.Tensor, opts: DecodingOptions | None = None,
+                        attributes_for: Callable | None = None) -> tuple[list, list]:
+        """Preprocessed images (B, 3, H, W) -> ([attributes dict], [captions dict]); see :meth:`run`."""
+        out = self.run(images, opts, attributes_for)
+        return out.attributes, out.captions
+
+    def run(self, images: torch.Tensor, opts: DecodingOptions | None = None,
+            attributes_for: Callable | None = None) -> "CaptionOutputs":
+        """Preprocessed images (B, 3, H, W) -> this captioner's attributes (with scores) and captions.
+
+        ``attributes_for(attributes, scores)`` (lists of ``{slot: phrase}`` / ``{slot: score}``, one per image)
+        returns the attributes the captions must follow (SPAC synthesis: the union's); a captioner that
+        conditions on attributes (``caption_condition_tokens`` > 0) then captions from those, so every caption of
+        a row names what the row's attributes say. Without it, or for a captioner that does not condition,
+        captions follow the image alone (and ``final`` is its own attributes)."""
+        final: list | None = None
+
+        def condition(attribute_ids, scores):
+            nonlocal final
+            own = self.texts(attribute_ids, [])[0]
+            final = attributes_for(own, [dict(zip(SLOTS, row)) for row in scores])
+            ids = self.tokenizer.encode_many([a[s] for a in final for s in SLOTS], self.config.max_attribute_tokens)
+            per_slot, eos = self.config.caption_condition_tokens, self.tokenizer.eos_id
+            return [condition_ids(ids[i * len(SLOTS):(i + 1) * len(SLOTS)], per_slot, eos) for i in range(len(final))]
+
+        out = generate(self.model, images.to(self.device), opts or self.options(),
+                       condition if attributes_for is not None else None)
+        attributes, captions = self.texts(out.attribute_ids, out.caption_ids)
+        scores = [dict(zip(SLOTS, row)) for row in out.attribute_scores]
+        if final is None and attributes_for is not None:  # a captioner that does not condition
+            final = attributes_for(attributes, scores)
+        return CaptionOutputs(attributes, scores, captions, final if final is not None else attributes)
+
+    def attributes(self, images: torch.Tensor, opts: DecodingOptions | None = None) -> tuple[list, list]:
+        """Preprocessed images (B, 3, H, W) -> ([{slot: phrase}], [{slot: probability}]); no captions decoded."""
+        out = generate(self.model, images.to(self.device), opts or self.options(), captions=False)
+        return self.texts(out.attribute_ids, [])[0], [dict(zip(SLOTS, row)) for row in out.attribute_scores]
 
     def caption(self, images: Sequence, opts: DecodingOptions | None = None, batch_size: int = 32,
                 names: Sequence[str] | None = None) -> list[CaptionResult]:

@@ -9,6 +9,8 @@
       -> shared GPT-2 decoder (inputs_embeds)
            attribute k of an image: prefix e_k   -> phrase tokens a^k
            caption in style j:      prefix c_j   -> caption tokens y
+                                    (caption_condition_tokens > 0: prefix c_j + the six attribute phrases'
+                                     token embeddings -> caption tokens y; see CaptionerConfig)
 
 Training is teacher forcing: the decoder reads ``[prefix, t_1 .. t_{n-1}]`` and predicts
 ``t_1 .. t_n`` (``t_n`` = END). Loss = caption CE + ``attribute_loss_weight`` x attribute CE, each
@@ -132,6 +134,12 @@ class SpacCaptioner(nn.Module):
         styled = torch.stack([enc(joint) for enc in self.style_encoders], dim=1)  # (B, m, Pc, D)
         return attr, styled
 
+    def with_condition(self, prefix: torch.Tensor, condition_tokens: torch.Tensor) -> torch.Tensor:
+        """Caption prefixes (N, Pc, D) followed by the embeddings of their attribute condition (N, 6 * K) ->
+        (N, Pc + 6 * K, D)."""
+        condition = self.decoder.transformer.wte(condition_tokens)
+        return torch.cat([prefix, condition.to(prefix.dtype)], dim=1)
+
     # --- teacher-forced loss ------------------------------------------------------------------
     def sequence_loss(self, prefix: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Mean CE of ``tokens`` (N, L) (right-padded, ``lengths`` real tokens each) given ``prefix`` (N, P, D)."""
@@ -155,6 +163,8 @@ class SpacCaptioner(nn.Module):
             attr_prefix.flatten(0, 1),  # (B*6, Pa, D), rows ordered image-major like the tokens
             batch["attribute_tokens"], batch["attribute_lengths"])
         caption_prefix = style_prefix[batch["caption_image"], batch["caption_style"]]  # (Nc, Pc, D)
+        if self.cfg.caption_condition_tokens:
+            caption_prefix = self.with_condition(caption_prefix, batch["condition_tokens"][batch["caption_image"]])
         caption_loss = self.sequence_loss(caption_prefix, batch["caption_tokens"], batch["caption_lengths"])
         loss = caption_loss + self.cfg.attribute_loss_weight * attribute_loss
         return {"loss": loss, "caption_loss": caption_loss.detach(), "attribute_loss": attribute_loss.detach()}

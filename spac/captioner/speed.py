@@ -121,7 +121,7 @@ def measure_training_step(config: str | CaptionerConfig, batch_size: int = 32, s
     items = [{"image": image_tensor(b, cfg.image_size), "attribute_ids": tok.encode_many(["black jacket"] * 6, 12),
               "caption_ids": [(s, tok.encode(text, cfg.max_caption_tokens)) for s in range(cfg.num_styles)]}
              for b in images]
-    batch = {k: v.to(device) for k, v in Collate(tok.pad_id)(items).items()}
+    batch = {k: v.to(device) for k, v in Collate(tok.pad_id, cfg.caption_condition_tokens, tok.eos_id)(items).items()}
     if cfg.vocab_shortlist:  # the batch's tokens plus filler: about ProcPedes' few hundred
         model.set_shortlist(set(batch["caption_tokens"].flatten().tolist()) | set(range(1000, 1300)))
     model.train()

@@ -98,7 +98,7 @@ def _fit(run: Run, cfg: CaptionerConfig, model: SpacCaptioner, tokenizer: Captio
         return {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": [rng_state()],
                 "position": vars(position).copy()}
 
-    dataset, collate = CorpusDataset(corpus, cfg.image_size), Collate(tokenizer.pad_id)
+    dataset, collate = CorpusDataset(corpus, cfg.image_size), Collate(tokenizer.pad_id, cfg.caption_condition_tokens, tokenizer.eos_id)
     step, losses = run.start_step, []
     while step < run.end_step:
         sampler = EpochBatches(len(corpus), cfg.batch_size, cfg.train.seed, position.epoch, cfg.hflip,

@@ -4,11 +4,12 @@
 * ``classifier``: an image backbone (EfficientNet-Lite0 with real ImageNet weights by default) with one
   head per slot over a phrase vocabulary mined from human captions;
 * ``clip``: zero-shot over candidate phrases with prompt ensembles, on any local open_clip model;
+* ``captioner``: the SPAC captioner's own attribute prefixes;
 * ``union``: several recognizers combined slot by slot by calibrated confidence.
 
     >>> from spac import recognizers
     >>> recognizers.available()
-    ['classifier', 'clip', 'oracle', 'union']
+    ['captioner', 'classifier', 'clip', 'oracle', 'union']
     >>> rec = recognizers.create("classifier", checkpoint="runs/rec")      # doctest: +SKIP
     >>> rec.predict(rows)[0].attributes.upper                               # doctest: +SKIP
 
@@ -24,12 +25,13 @@ from .clip import ClipRecognizer  # noqa: F401
 from .labels import build_vocab, label_from_captions, labels_for_rows  # noqa: F401
 from .metrics import evaluate, format_table, slot_metrics  # noqa: F401
 from .oracle import OracleRecognizer  # noqa: F401
+from .prefixes import CaptionerRecognizer  # noqa: F401
 from .union import UnionRecognizer, fit_platt  # noqa: F401
 
 __all__ = [
     "AttributePrediction", "Recognizer", "available", "create", "register", "decode_image", "decode_rows",
     "unknown_prediction", "canonical_phrase", "canonical_attributes", "same_phrase", "ClassifierConfig",
     "NAMED_CONFIGS", "load_config", "AttributeClassifier", "ClassifierRecognizer", "CheckpointError",
-    "load_checkpoint", "save_checkpoint", "ClipRecognizer", "OracleRecognizer", "UnionRecognizer", "fit_platt",
+    "load_checkpoint", "save_checkpoint", "ClipRecognizer", "OracleRecognizer", "CaptionerRecognizer", "UnionRecognizer", "fit_platt",
     "label_from_captions", "labels_for_rows", "build_vocab", "evaluate", "format_table", "slot_metrics",
 ]

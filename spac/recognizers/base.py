@@ -17,11 +17,13 @@ _log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class AttributePrediction:
     """The six slot phrases of one image (``unknown`` where not recognised), a confidence in [0, 1] per slot,
-    and, for rows that could not be read, ``error`` (then every slot is ``unknown`` with score 0)."""
+    and, for rows that could not be read, ``error`` (then every slot is ``unknown`` with score 0). A union's
+    prediction names the member whose phrase won each slot in ``sources``."""
 
     attributes: AttributeSet = field(default_factory=AttributeSet)
     scores: dict = field(default_factory=lambda: dict.fromkeys(SLOTS, 0.0))
     error: str | None = None
+    sources: dict | None = None  # slot -> member label (union predictions only)
 
     def __post_init__(self):
         missing = set(SLOTS) - set(self.scores)

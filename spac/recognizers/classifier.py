@@ -1,13 +1,19 @@
-"""The attribute classifier: an image backbone and one classification head per slot over a phrase vocabulary.
+"""The attribute classifier: an image backbone and classification heads per slot.
 
 Model: backbone feature map -> 1x1 conv to ``head_dim`` -> per slot, the concatenation of a spatial
 attention pooling (one attention map per slot, so "shoes" can look at the feet) and the global average
-(``head="attention"``; ``"avg"``: the global average only) -> dropout -> linear over the slot's phrases.
+(``head="attention"``; ``"avg"``: the global average only) -> dropout -> linear heads. ``factorised``
+(the default): per slot one head over the colourless *kinds* ("long hair", "striped t-shirt", "young man")
+and one over the slot's colours, composed into the phrase ("long black hair"); otherwise one head over
+whole phrases. A whole-phrase class such as "navy striped shirt" has a handful of examples and nothing
+to say about an unseen colour x garment pair, which is why whole-phrase classifiers memorise identities
+(docs/evaluation.md#spac-quality has the measurement).
 
 Checkpoint directory: ``model.safetensors`` (weights), ``config.json`` (``{"format", "recognizer",
-"config": ClassifierConfig, "num_classes", "data", ...}``), ``vocab.json`` (``{slot: [phrases]}``, index =
-class id, ``unknown`` first). :func:`load_checkpoint` checks that the tensors match the config and vocab
-and says which tensor does not.
+"config": ClassifierConfig, "num_classes", "data", ...}``), ``vocab.json`` (``{slot: [phrases or kinds]}``,
+index = class id, ``unknown`` first) and, for a factorised model, ``colours.json`` (``{slot: {"colours":
+[...], "coloured": [kinds that take a colour]}}``). :func:`load_checkpoint` checks that the tensors match
+the config and vocabularies and says which tensor does not.
 """
 from __future__ import annotations
 
@@ -30,7 +36,8 @@ from synth_pedes.schema import SLOTS, UNKNOWN
 from ..attributes import AttributeSet
 from .backbones import build_backbone, freeze_stages
 from .base import AttributePrediction, Recognizer, register
-from .labels import LABEL_RULES, LABEL_SOURCES, check_vocab
+from .labels import (COLOUR_SUFFIX, LABEL_RULES, LABEL_SOURCES, check_colour_vocab, check_vocab, colour_head,
+                     compose_phrase)
 
 _log = logging.getLogger(__name__)
 
@@ -40,7 +47,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HEADS = ("attention", "avg")
 SCHEDULES = ("constant", "cosine")
 DEFAULT_FREEZE = {"efficientnet_lite0": 7}  # frozen backbone stages when ClassifierConfig.freeze_stages is None
-WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE = "model.safetensors", "config.json", "vocab.json"
+WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE, COLOURS_FILE = "model.safetensors", "config.json", "vocab.json", "colours.json"
 
 
 class CheckpointError(ValueError):
@@ -76,6 +83,7 @@ class ClassifierConfig(ConfigBase):
     caption_kinds: tuple = ("human",)  # caption kinds mined for labels
     canonical_labels: bool = True  # canonicalise mined phrases (synonyms, word order) before counting
     min_count: int = 5  # phrases seen fewer times are left out of the vocabulary (ignored by the loss)
+    factorised: bool = True  # per slot a kind head and a colour head, composed (False: whole-phrase classes)
     split: str = "train"  # the rows of this split are trained on
     # optimisation
     batch_size: int = 64
@@ -132,6 +140,7 @@ class ClassifierConfig(ConfigBase):
                      and all(isinstance(k, str) for k in self.caption_kinds),
                      "must be a non-empty list of caption kinds (human, generated, prompt)")
         self.require_bool("canonical_labels")
+        self.require_bool("factorised")
         self.require_int("min_count", 1)
         self.require("split", isinstance(self.split, str) and self.split != "", "must be a split name (train, val, test)")
         self.require_int("batch_size", 1)
@@ -194,12 +203,20 @@ def load_config(name_or_file: str | os.PathLike | None = "default", overrides: S
 
 # ---- model ------------------------------------------------------------------------------------------------------
 class AttributeClassifier(nn.Module):
-    """Backbone + per-slot heads. ``forward(x)`` returns ``{slot: logits [B, num_classes[slot]]}``."""
+    """Backbone + per-slot heads. ``forward(x)`` returns ``{head: logits [B, num_classes[head]]}``: a head per
+    slot over its phrases (or kinds) and, for a factorised model (``colours`` given), ``{slot}_colour`` heads
+    over each slot's colours (slots without colours have none)."""
 
-    def __init__(self, config: ClassifierConfig, num_classes: dict[str, int], load_pretrained: bool = True):
+    def __init__(self, config: ClassifierConfig, num_classes: dict[str, int], load_pretrained: bool = True,
+                 colours: dict | None = None):
         super().__init__()
         self.config = config
+        # a factorised model without a colour vocabulary has kind heads only
+        self.colours = (colours or {s: {"colours": [], "coloured": []} for s in SLOTS}) if config.factorised else None
         self.num_classes = {s: int(num_classes[s]) for s in SLOTS}
+        for s in SLOTS:
+            if self.colours is not None and self.colours[s]["colours"]:
+                self.num_classes[colour_head(s)] = len(self.colours[s]["colours"])
         self.backbone = build_backbone(config.backbone, config.pretrained if load_pretrained else False,
                                        config.tiny_width)
         n_frozen = DEFAULT_FREEZE.get(config.backbone, 0) if config.freeze_stages is None else config.freeze_stages
@@ -210,8 +227,8 @@ class AttributeClassifier(nn.Module):
                                     nn.ReLU(inplace=True))
         self.attention = nn.Conv2d(d, len(SLOTS), 1) if config.head == "attention" else None
         width = 2 * d if self.attention is not None else d
-        self.heads = nn.ModuleDict({s: nn.Sequential(nn.Dropout(config.dropout), nn.Linear(width, self.num_classes[s]))
-                                    for s in SLOTS})
+        self.heads = nn.ModuleDict({name: nn.Sequential(nn.Dropout(config.dropout), nn.Linear(width, n))
+                                    for name, n in self.num_classes.items()})
 
     def train(self, mode: bool = True) -> "AttributeClassifier":
         super().train(mode)
@@ -238,7 +255,7 @@ class AttributeClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor, start: int = 0) -> dict[str, torch.Tensor]:
         p = self.pooled(x, start)
-        return {s: self.heads[s](p[:, i]) for i, s in enumerate(SLOTS)}
+        return {name: self.heads[name](p[:, SLOTS.index(name.removesuffix(COLOUR_SUFFIX))]) for name in self.heads}
 
     def param_groups(self, lr: float, weight_decay: float, backbone_lr_scale: float = 1.0) -> list[dict]:
         """AdamW groups: backbone vs heads (learning rates), no weight decay on norms and biases."""
@@ -300,6 +317,8 @@ def save_checkpoint(out_dir: str | os.PathLike, model: AttributeClassifier, voca
            "num_classes": model.num_classes, **(extra or {})}
     _write_json(out / CONFIG_FILE, cfg)
     _write_json(out / VOCAB_FILE, vocab)
+    if model.colours is not None:
+        _write_json(out / COLOURS_FILE, model.colours)
     return out
 
 
@@ -323,7 +342,7 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
 
 def read_checkpoint_meta(ckpt_dir: str | os.PathLike) -> tuple[dict, ClassifierConfig, dict[str, list[str]]]:
     """``config.json`` (raw), its :class:`ClassifierConfig` and the vocabulary of a checkpoint directory (or of a
-    run's latest checkpoint)."""
+    run's latest checkpoint). A factorised checkpoint's colours: :func:`read_colour_vocab`."""
     d = find_checkpoint(ckpt_dir)
     if not d.is_dir():
         raise CheckpointError(f"checkpoint {d} is not a directory (expected {WEIGHTS_FILE}, {CONFIG_FILE}, "
@@ -339,11 +358,23 @@ def read_checkpoint_meta(ckpt_dir: str | os.PathLike) -> tuple[dict, ClassifierC
     if raw.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{d / CONFIG_FILE}: format {raw.get('format')!r} is not {CHECKPOINT_FORMAT!r}")
     try:
-        config = ClassifierConfig.from_dict(raw.get("config", {}))
+        # checkpoints written before factorised heads existed hold whole-phrase classes
+        config = ClassifierConfig.from_dict({"factorised": False, **raw.get("config", {})})
         vocab = check_vocab(vocab_raw, str(d / VOCAB_FILE))
     except ValueError as e:
         raise CheckpointError(f"checkpoint {d}: {e}") from e
     return raw, config, vocab
+
+
+def read_colour_vocab(ckpt_dir: str | os.PathLike, vocab: dict) -> dict:
+    """A factorised checkpoint's ``colours.json``, checked against its kind vocabulary."""
+    path = find_checkpoint(ckpt_dir) / COLOURS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path.parent}: {COLOURS_FILE} is missing (its config says factorised)")
+    try:
+        return check_colour_vocab(json.loads(path.read_text()), vocab, str(path))
+    except (json.JSONDecodeError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}") from e
 
 
 def load_checkpoint(ckpt_dir: str | os.PathLike, device: str | torch.device = "cpu"
@@ -358,11 +389,11 @@ def load_checkpoint(ckpt_dir: str | os.PathLike, device: str | torch.device = "c
 
     d = find_checkpoint(ckpt_dir)
     raw, config, vocab = read_checkpoint_meta(d)
-    num_classes = {s: len(vocab[s]) for s in SLOTS}
-    if raw.get("num_classes") and {s: int(raw["num_classes"].get(s, -1)) for s in SLOTS} != num_classes:
+    colours = read_colour_vocab(d, vocab) if config.factorised else None
+    model = AttributeClassifier(config, {s: len(vocab[s]) for s in SLOTS}, load_pretrained=False, colours=colours)
+    if raw.get("num_classes") and {k: int(v) for k, v in raw["num_classes"].items()} != model.num_classes:
         raise CheckpointError(f"checkpoint {d}: {CONFIG_FILE} num_classes {raw['num_classes']} do not match "
-                              f"{VOCAB_FILE} ({num_classes})")
-    model = AttributeClassifier(config, num_classes, load_pretrained=False)
+                              f"{VOCAB_FILE}/{COLOURS_FILE} ({model.num_classes})")
     try:
         tensors = load_file(str(d / WEIGHTS_FILE))
     except (SafetensorError, OSError) as e:
@@ -405,7 +436,7 @@ class ClassifierRecognizer(Recognizer):
         else:
             config, vocab, self.meta = model.config, check_vocab(vocab), {}
             model = model.to(self.device).eval()
-        if {s: len(vocab[s]) for s in SLOTS} != model.num_classes:
+        if any(len(vocab[s]) != model.num_classes[s] for s in SLOTS):
             raise ValueError(f"vocab sizes {({s: len(vocab[s]) for s in SLOTS})} do not match the model's heads "
                              f"{model.num_classes}")
         if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -421,29 +452,36 @@ class ClassifierRecognizer(Recognizer):
 
     @torch.no_grad()
     def probabilities(self, images: Sequence) -> dict[str, torch.Tensor]:
-        """Per slot, the softmax over the slot's vocabulary [N, num_classes] (float32, CPU)."""
-        outs: dict[str, list] = {s: [] for s in SLOTS}
+        """Per head (slots, and ``{slot}_colour`` for a factorised model), the softmax over its classes
+        [N, num_classes] (float32, CPU)."""
+        outs: dict[str, list] = {name: [] for name in self.model.num_classes}
         for i in range(0, len(images), self.batch_size):
             x = images_to_tensor(images[i:i + self.batch_size], self.config).to(self.device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.precision):
                 logits = self.model(x)
-            for s in SLOTS:
-                outs[s].append(logits[s].float().softmax(-1).cpu())
-        return {s: torch.cat(v) if v else torch.zeros(0, len(self.vocab[s])) for s, v in outs.items()}
+            for name in outs:
+                outs[name].append(logits[name].float().softmax(-1).cpu())
+        return {name: torch.cat(v) if v else torch.zeros(0, self.model.num_classes[name]) for name, v in outs.items()}
 
     def predict_images(self, images: Sequence) -> list[AttributePrediction]:
         if not images:
             return []
         probs = self.probabilities(list(images))
-        best = {s: probs[s].max(-1) for s in SLOTS}
+        best = {name: p.max(-1) for name, p in probs.items()}
+        colours = self.model.colours
         out = []
         for i in range(len(images)):
             phrases, scores = {}, {}
             for s in SLOTS:
                 p, k = float(best[s].values[i]), int(best[s].indices[i])
                 phrase = self.vocab[s][k]
+                if colours is not None and phrase in colours[s]["coloured"] and colour_head(s) in best:
+                    # the kind's probability times the colour's: the chance that the composed phrase is right
+                    colour_best = best[colour_head(s)]
+                    phrase = compose_phrase(colours[s]["colours"][int(colour_best.indices[i])], phrase, s)
+                    p *= float(colour_best.values[i])
                 if phrase != UNKNOWN and p < self.threshold:
                     phrase, p = UNKNOWN, 1.0 - p
                 phrases[s], scores[s] = phrase, p
@@ -452,5 +490,5 @@ class ClassifierRecognizer(Recognizer):
 
     def describe(self) -> dict:
         return {"name": self.name, "checkpoint": self.checkpoint, "backbone": self.config.backbone,
-                "vocab_sizes": {s: len(v) for s, v in self.vocab.items()}, "threshold": self.threshold,
+                "factorised": self.model.colours is not None, "head_sizes": dict(self.model.num_classes), "threshold": self.threshold,
                 "precision": self.precision, "device": str(self.device)}

@@ -35,7 +35,8 @@ from synth_pedes.schema import SLOTS
 from .base import decode_image
 from .classifier import (AttributeClassifier, ClassifierConfig, images_to_tensor, load_checkpoint, random_hflip,
                          save_checkpoint)
-from .labels import IGNORE_INDEX, build_vocab, caption_texts, encode_labels, labels_for_rows
+from .labels import (IGNORE_INDEX, build_factorised_vocab, build_vocab, caption_texts, encode_factorised_labels,
+                     encode_labels, labels_for_rows)
 
 _log = logging.getLogger(__name__)
 KIND = "spac-recognizer"
@@ -173,9 +174,9 @@ def lr_factor(step: int, total: int, config: ClassifierConfig) -> float:
 
 
 def slot_losses(logits: dict, targets: dict, label_smoothing: float) -> dict[str, torch.Tensor]:
-    """Cross-entropy per slot over the rows whose label is in the vocabulary (0 when none is)."""
+    """Cross-entropy per head over the rows whose label is in the vocabulary (0 when none is)."""
     out = {}
-    for s in SLOTS:
+    for s in targets:
         y = targets[s]
         if bool((y != IGNORE_INDEX).any()):
             out[s] = F.cross_entropy(logits[s].float(), y, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
@@ -196,16 +197,20 @@ def train_classifier(config: ClassifierConfig, data_dirs: Sequence[str | os.Path
     data = load_training_data(data_dirs, config, limit)
     if run.resume_from is not None:  # the run's vocabulary and weights (checked against its config)
         model, _, vocab, _ = load_checkpoint(run.resume_from, "cpu")
+    elif config.factorised:
+        vocab, colours = build_factorised_vocab(data.labels, config.min_count)
+        model = AttributeClassifier(config, {s: len(vocab[s]) for s in SLOTS}, load_pretrained=True, colours=colours)
     else:
         vocab = build_vocab(data.labels, config.min_count)
         model = AttributeClassifier(config, {s: len(vocab[s]) for s in SLOTS}, load_pretrained=True)
-    targets = {s: torch.tensor(v, dtype=torch.long) for s, v in encode_labels(data.labels, vocab).items()}
-    coverage = {s: float((targets[s] != IGNORE_INDEX).float().mean()) for s in SLOTS}
-    _log.info("%d training images; vocabulary sizes %s; label coverage %s (%.1fs)", len(data.keys),
-              {s: len(vocab[s]) for s in SLOTS}, {s: round(c, 3) for s, c in coverage.items()},
-              time.perf_counter() - t_load)
+    encoded = (encode_factorised_labels(data.labels, vocab, model.colours) if model.colours is not None
+               else encode_labels(data.labels, vocab))
+    targets = {head: torch.tensor(v, dtype=torch.long) for head, v in encoded.items()}
+    coverage = {head: float((y != IGNORE_INDEX).float().mean()) for head, y in targets.items()}
+    _log.info("%d training images; head sizes %s; label coverage %s (%.1fs)", len(data.keys),
+              model.num_classes, {head: round(c, 3) for head, c in coverage.items()}, time.perf_counter() - t_load)
     run.plan(max(1, math.ceil(len(data.keys) / config.batch_size)), data.sources, train_images=len(data.keys),
-             label_coverage=coverage, vocab_sizes={s: len(vocab[s]) for s in SLOTS})
+             label_coverage=coverage, vocab_sizes=dict(model.num_classes))
     try:
         return _fit(run, config, model, vocab, data, targets)
     finally:
@@ -250,7 +255,7 @@ def _fit(run: Run, config: ClassifierConfig, model: AttributeClassifier, vocab: 
         if batch is None:  # no image of this batch could be decoded (logged)
             continue
         x, keep, start = batch
-        y = {s: targets[s][keep].to(device) for s in SLOTS}
+        y = {head: labels[keep].to(device) for head, labels in targets.items()}
         factor = lr_factor(step, run.total_steps, config)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
@@ -271,7 +276,7 @@ def _fit(run: Run, config: ClassifierConfig, model: AttributeClassifier, vocab: 
             run.save(step + 1, write_weights, trainer_state())
     checkpoint = run.finish(write_weights, trainer_state())
     return run.result(losses, checkpoint, cache_seconds=round(cache_seconds, 2), train_images=n,
-                      vocab_sizes={s: len(vocab[s]) for s in SLOTS}, device=str(device), precision=run.precision)
+                      vocab_sizes=dict(model.num_classes), device=str(device), precision=run.precision)
 
 
 def _training_batch(step: int, run: Run, config: ClassifierConfig, data: TrainingData,
@@ -296,8 +301,8 @@ def _training_batch(step: int, run: Run, config: ClassifierConfig, data: Trainin
 
 @torch.no_grad()
 def _update_accuracy(running: dict, logits: dict, targets: dict) -> None:
-    """An exponential moving average (0.9) of each slot's training accuracy over its labelled rows."""
-    for s in SLOTS:
+    """An exponential moving average (0.9) of each head's training accuracy over its labelled rows."""
+    for s in targets:
         valid = targets[s] != IGNORE_INDEX
         if valid.any():
             acc = float((logits[s].argmax(-1)[valid] == targets[s][valid]).float().mean())

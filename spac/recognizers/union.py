@@ -186,22 +186,22 @@ class UnionRecognizer(Recognizer):
         if not live:
             errors = "; ".join(f"{label}: {pred.error}" for label, pred in zip(self.labels, member_preds))
             return AttributePrediction.failed(errors)
-        phrases, scores = {}, {}
+        phrases, scores, sources = {}, {}, {}
         for slot in SLOTS:
-            pooled: dict[str, list] = {}  # canonical phrase -> [prod(1 - p), best p, phrase text]
+            pooled: dict[str, list] = {}  # canonical phrase -> [prod(1 - p), best p, phrase text, its member]
             for label, pred in live:
                 prob = self.weights[label] * self.calibrated(label, slot, pred.score(slot))
                 canon = canonical_phrase(pred.phrase(slot), slot)
-                entry = pooled.setdefault(canon, [1.0, -1.0, pred.phrase(slot)])
+                entry = pooled.setdefault(canon, [1.0, -1.0, pred.phrase(slot), label])
                 entry[0] *= 1.0 - prob
                 if prob > entry[1]:
-                    entry[1], entry[2] = prob, pred.phrase(slot)
+                    entry[1], entry[2], entry[3] = prob, pred.phrase(slot), label
             best = max(pooled, key=lambda canon: (1.0 - pooled[canon][0], canon != UNKNOWN))
-            prob, text = 1.0 - pooled[best][0], pooled[best][2]
+            prob, text, source = 1.0 - pooled[best][0], pooled[best][2], pooled[best][3]
             if best != UNKNOWN and prob < self.threshold:
-                text, prob = UNKNOWN, 1.0 - prob
-            phrases[slot], scores[slot] = text, prob
-        return AttributePrediction(AttributeSet(**phrases), scores)
+                text, prob, source = UNKNOWN, 1.0 - prob, "threshold"
+            phrases[slot], scores[slot], sources[slot] = text, prob, source
+        return AttributePrediction(AttributeSet(**phrases), scores, sources=sources)
 
     def predict(self, rows: Sequence[dict]) -> list[AttributePrediction]:
         per_member = [member.predict(rows) for member in self.members]
