@@ -34,7 +34,7 @@ from synth_pedes.schema import SLOTS
 
 from .base import decode_image
 from .classifier import (AttributeClassifier, ClassifierConfig, images_to_tensor, load_checkpoint, random_hflip,
-                         save_checkpoint)
+                         save_checkpoint, warn_random_init)
 from .labels import IGNORE_INDEX, build_vocab, caption_texts, encode_labels, labels_for_rows
 
 _log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ def train_classifier(config: ClassifierConfig, data_dirs: Sequence[str | os.Path
         model, _, vocab, _ = load_checkpoint(run.resume_from, "cpu")
     else:
         vocab = build_vocab(data.labels, config.min_count)
+        warn_random_init(config)  # a new run: say so when a real backbone would start from random weights
         model = AttributeClassifier(config, {s: len(vocab[s]) for s in SLOTS}, load_pretrained=True)
     targets = {s: torch.tensor(v, dtype=torch.long) for s, v in encode_labels(data.labels, vocab).items()}
     coverage = {s: float((targets[s] != IGNORE_INDEX).float().mean()) for s in SLOTS}
