@@ -102,6 +102,43 @@ def test_every_shipped_config_builds():
     assert attr.shape == (2, 6, 3, 256) and styled.shape == (2, 2, 23, 256)
 
 
+def test_large_parts_from_random_weights_are_warned_about(caplog):
+    """The paper config with null weights warns once, naming both fields and their --set fixes; configs whose
+    random-init parts are small (cpu-small's 256-wide decoder, tiny) and paper with local weights do not."""
+    from spac.captioner.config import warn_random_init
+
+    with caplog.at_level("WARNING", logger="spac.captioner.config"):
+        message = warn_random_init(load_config("paper"))
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [message]
+    for text in ("backbone_weights is null", "decoder_weights is null", "ImageNet ResNet-101", "pre-trained GPT-2",
+                 "--set backbone_weights=", "--set decoder_weights=", "--set tokenizer=gpt2"):
+        assert text in message, text
+    caplog.clear()
+    only_backbone = warn_random_init(load_config("paper", ["decoder_weights=/models/gpt2", "tokenizer=gpt2",
+                                                           "tokenizer_path=/models/gpt2"]))
+    assert "backbone_weights" in only_backbone and "decoder_weights" not in only_backbone
+    local = ["backbone_weights=/models/r101.pth", "decoder_weights=/models/gpt2", "tokenizer=gpt2",
+             "tokenizer_path=/models/gpt2"]
+    assert warn_random_init(load_config("paper", local)) is None
+    assert warn_random_init(load_config("cpu-small")) is None and warn_random_init(load_config("tiny")) is None
+    assert "decoder_weights is null" in warn_random_init(load_config("tiny", ["decoder_width=512"]))
+
+
+def test_a_new_run_warns_about_random_weights_and_its_resume_does_not(data_dir, tmp_path, caplog):
+    """The trainer runs the same check when it builds a new model (tiny with a 512-wide decoder: the decoder
+    rule without building a paper-size model); resuming loads trained weights and says nothing."""
+    cfg = load_config("tiny", ["decoder_width=512", "train.max_steps=1", "batch_size=2"])
+    opts = RunOptions(progress=False)
+    with caplog.at_level("WARNING"):
+        train(cfg, [data_dir], tmp_path / "run", opts, limit=2)
+    assert sum("decoder_weights is null" in r.getMessage() for r in caplog.records) == 1
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        train(cfg.replace(train=cfg.train.replace(max_steps=2)), [data_dir], tmp_path / "run",
+              replace(opts, resume=True), limit=2)
+    assert not any("random weights" in r.getMessage() for r in caplog.records)
+
+
 def test_bert_tokenizer_uses_the_real_vocab():
     tok = CaptionTokenizer.from_config(load_config("tiny"))
     ids = tok.encode("A woman in a red t-shirt.", 32)

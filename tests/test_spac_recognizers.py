@@ -282,6 +282,25 @@ def test_training_resumes_and_refuses_to_redo_finished_work(trained, tmp_path):
     assert (longer.start_step, longer.end_step) == (3, 4)
 
 
+def test_a_real_backbone_from_random_weights_is_warned_about(trained, tmp_path, caplog):
+    """pretrained=false with EfficientNet-Lite0 or a timm model warns (the field, the frozen random stages, the
+    --set fix), through the same check the trainer runs for a new run; tiny and the shipped weights do not."""
+    from spac.recognizers.classifier import warn_random_init
+
+    assert warn_random_init(R.load_config("default")) is None and warn_random_init(R.load_config("tiny")) is None
+    timm = warn_random_init(R.load_config("default", ["backbone=timm:resnet50", "pretrained=false"]))
+    assert "pretrained is false" in timm and "--set pretrained=/models/resnet50.pth" in timm
+    caplog.clear()
+    root, _ = trained
+    cfg = R.load_config("default", ["pretrained=false", "image_height=64", "image_width=32", "train.max_steps=1",
+                                    "batch_size=4", "min_count=2"])
+    with caplog.at_level("WARNING"):
+        train_classifier(cfg, [root / "data"], tmp_path / "run", RunOptions(device="cpu", progress=False), limit=8)
+    warned = [r.getMessage() for r in caplog.records if "random weights" in r.getMessage()]
+    assert len(warned) == 1 and "pretrained is false" in warned[0] and "first 7 stages stay frozen" in warned[0]
+    assert "--set pretrained=true" in warned[0]
+
+
 def test_training_from_cached_frozen_features(trained, tmp_path):
     root, _ = trained
     cfg = R.load_config("tiny", ["freeze_stages=2", "cache_frozen=true", "train.max_steps=3", "batch_size=8"])

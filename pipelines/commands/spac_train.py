@@ -30,7 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="afterwards, measure caption quality on the test split of the same datasets")
     parser.add_argument("--eval-split", default="test")
     parser.add_argument("--eval-limit", type=int, default=None, help="evaluate at most this many images")
-    add_training_arguments(parser, "a shipped config (cpu-small, paper, tiny) or a JSON file (default cpu-small)")
+    add_training_arguments(parser, "a shipped config (cpu-small, paper, tiny) or a JSON file (default cpu-small). "
+                                   "paper starts ResNet-101 and its GPT-2-size decoder from random weights unless "
+                                   "local files are given: --set backbone_weights=FILE.pth --set decoder_weights=DIR "
+                                   "--set tokenizer=gpt2 --set tokenizer_path=DIR (nothing is downloaded; README.md, "
+                                   "'SPAC on real photos at paper size')")
     parser.set_defaults(config="cpu-small")
 
 

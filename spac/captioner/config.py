@@ -22,6 +22,7 @@ Every weight comes from a local path or an installed package, never from a hub:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -38,6 +39,12 @@ STYLE_ASSIGNMENTS = ("by-style", "by-position")
 ATTRIBUTE_SOURCES = ("captions", "dataset")
 DECODINGS = ("greedy", "beam", "nucleus")
 NUM_ATTRIBUTES = len(SLOTS)  # six attribute branches, one per slot
+# A part this large trained from random weights gets a warning (see warn_random_init): the ResNet-101 backbone,
+# and decoders at least this wide (GPT-2 small is 768; cpu-small's random-init decoder is 256, tiny's 16).
+LARGE_BACKBONES = ("resnet101",)
+LARGE_DECODER_WIDTH = 512
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -192,6 +199,32 @@ class CaptionerConfig(ConfigBase):
 
 
 _LEGACY_TRAIN_FIELDS = ("epochs", "precision", "checkpoint_every", "log_every")
+
+
+def warn_random_init(cfg: CaptionerConfig) -> str | None:
+    """Log one warning when ``cfg`` would train a large part from random weights (the ResNet-101 backbone without
+    ``backbone_weights``, a decoder at least ``LARGE_DECODER_WIDTH`` wide without ``decoder_weights``), naming the
+    fields and the ``--set`` overrides that point them at local files; returns the message, or None."""
+    parts, fixes = [], []
+    if cfg.backbone in LARGE_BACKBONES and cfg.backbone_weights is None:
+        parts.append(f"backbone_weights is null, so the {cfg.backbone} backbone starts untrained")
+        fixes.append("--set backbone_weights=/models/resnet101-cd907fc2.pth (torchvision's ImageNet ResNet-101 "
+                     "state dict, IMAGENET1K_V2)")
+    if cfg.decoder_width >= LARGE_DECODER_WIDTH and cfg.decoder_weights is None:
+        parts.append(f"decoder_weights is null, so the {cfg.decoder_layers}-layer, {cfg.decoder_width}-wide decoder "
+                     "starts untrained")
+        fixes.append(f"--set decoder_weights=/models/gpt2 --set tokenizer=gpt2 --set tokenizer_path=/models/gpt2 "
+                     f"(a local GPT-2 directory of this size, {cfg.decoder_layers} layers x {cfg.decoder_width}, with "
+                     "its vocab.json and merges.txt)")
+    if not parts:
+        return None
+    message = (f"captioner config {cfg.name!r} trains from random weights: {'; '.join(parts)}. The paper initialises "
+               "SPAC from an ImageNet ResNet-101 and a pre-trained GPT-2, and its recipe (30 epochs at lr 1e-4) "
+               "assumes them: this run would learn to see and to write from scratch. Nothing is "
+               f"downloaded: pass local files with {' and '.join(fixes)}. README.md, 'SPAC on real photos at paper "
+               "size', says where to get them.")
+    _log.warning(message)
+    return message
 
 
 def _config_dir():

@@ -25,7 +25,7 @@ from plip_runtime.device import autocast, grad_scaler, move_batch, resolve_devic
 from plip_runtime.runs import Run, RunOptions, TrainResult, rng_state
 
 from .checkpoint import CheckpointError, load_checkpoint, write_model_files
-from .config import CaptionerConfig, load_config
+from .config import CaptionerConfig, load_config, warn_random_init
 from .data import Collate, Corpus, CorpusDataset, EpochBatches, load_corpus, steps_per_epoch
 from .model import SpacCaptioner, count_parameters
 from .tokenizer import CaptionTokenizer
@@ -58,6 +58,7 @@ def train(config: CaptionerConfig | str, data_dirs: Sequence[str | os.PathLike],
         model, tokenizer, _ = load_checkpoint(run.resume_from, "cpu")
     corpus = load_corpus(data_dirs, cfg, tokenizer, split=cfg.split, limit=limit)
     if model is None:
+        warn_random_init(cfg)  # a new run: say so when a large part would start from random weights
         model = SpacCaptioner(cfg, tokenizer.vocab_size, tokenizer.eos_id)
         if cfg.vocab_shortlist:
             model.set_shortlist(corpus.token_ids())

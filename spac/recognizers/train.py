@@ -34,7 +34,7 @@ from synth_pedes.schema import SLOTS
 
 from .base import decode_image
 from .classifier import (AttributeClassifier, ClassifierConfig, images_to_tensor, load_checkpoint, random_hflip,
-                         save_checkpoint)
+                         save_checkpoint, warn_random_init)
 from .labels import (IGNORE_INDEX, build_factorised_vocab, build_vocab, caption_texts, encode_factorised_labels,
                      encode_labels, labels_for_rows)
 
@@ -202,6 +202,7 @@ def train_classifier(config: ClassifierConfig, data_dirs: Sequence[str | os.Path
         model = AttributeClassifier(config, {s: len(vocab[s]) for s in SLOTS}, load_pretrained=True, colours=colours)
     else:
         vocab = build_vocab(data.labels, config.min_count)
+        warn_random_init(config)  # a new run: say so when a real backbone would start from random weights
         model = AttributeClassifier(config, {s: len(vocab[s]) for s in SLOTS}, load_pretrained=True)
     encoded = (encode_factorised_labels(data.labels, vocab, model.colours) if model.colours is not None
                else encode_labels(data.labels, vocab))
