@@ -197,13 +197,11 @@ def train_classifier(config: ClassifierConfig, data_dirs: Sequence[str | os.Path
     data = load_training_data(data_dirs, config, limit)
     if run.resume_from is not None:  # the run's vocabulary and weights (checked against its config)
         model, _, vocab, _ = load_checkpoint(run.resume_from, "cpu")
-    elif config.factorised:
-        vocab, colours = build_factorised_vocab(data.labels, config.min_count)
-        model = AttributeClassifier(config, {s: len(vocab[s]) for s in SLOTS}, load_pretrained=True, colours=colours)
     else:
-        vocab = build_vocab(data.labels, config.min_count)
         warn_random_init(config)  # a new run: say so when a real backbone would start from random weights
-        model = AttributeClassifier(config, {s: len(vocab[s]) for s in SLOTS}, load_pretrained=True)
+        vocab, colours = (build_factorised_vocab(data.labels, config.min_count) if config.factorised
+                          else (build_vocab(data.labels, config.min_count), None))
+        model = AttributeClassifier(config, {s: len(vocab[s]) for s in SLOTS}, load_pretrained=True, colours=colours)
     encoded = (encode_factorised_labels(data.labels, vocab, model.colours) if model.colours is not None
                else encode_labels(data.labels, vocab))
     targets = {head: torch.tensor(v, dtype=torch.long) for head, v in encoded.items()}
