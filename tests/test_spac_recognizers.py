@@ -10,8 +10,8 @@ import torch
 from plip_runtime.runs import RunOptions
 from spac import recognizers as R
 from spac.attributes import AttributeSet
-from spac.recognizers.labels import (IGNORE_INDEX, build_vocab, choose_phrase, encode_labels, label_from_captions,
-                                    split_colour)
+from spac.recognizers.labels import (IGNORE_INDEX, build_factorised_vocab, build_vocab, choose_phrase, compose_phrase,
+                                    encode_factorised_labels, encode_labels, label_from_captions, split_colour)
 from spac.recognizers.train import train_classifier
 from synth_pedes.procpedes import ProcPedesConfig, plan_items, render_record
 from synth_pedes.schema import SLOTS, UNKNOWN
@@ -403,3 +403,58 @@ def test_platt_scaling_is_monotone_and_finite():
     assert a > 0 and math.isfinite(b)
     a, b = R.fit_platt([0.5] * 4, [1, 1, 1, 1])  # always right: finite, high
     assert math.isfinite(a) and math.isfinite(b)
+
+
+# --- factorised heads: colour x kind ---------------------------------------------------------------------------
+@pytest.mark.parametrize("phrase, slot, colour, kind", [
+    ("long black hair", "head", "black", "long hair"),
+    ("a pair of dark blue jeans", "lower", "navy", "jeans"),
+    ("light blue jeans", "lower", "light blue", "jeans"),
+    ("black striped t-shirt", "upper", "black", "striped t-shirt"),
+    ("short-sleeved white shirt", "upper", "white", "short-sleeved shirt"),
+    ("red shoulder bag", "belongings", "red", "shoulder bag"),
+    ("young woman", "person", None, "young woman"),
+    ("black", "upper", None, "black"),  # a colour alone is no kind: left whole
+])
+def test_phrases_split_into_colour_and_kind_and_compose_back(phrase, slot, colour, kind):
+    assert split_colour(phrase, slot) == (colour, kind)
+    assert compose_phrase(colour, kind, slot) == R.canonical_phrase(phrase, slot)
+
+
+def test_colour_composes_into_kinds_never_seen_with_it():
+    assert compose_phrase("green", "long hair", "head") == "long green hair"
+    assert compose_phrase("purple", "striped t-shirt", "upper") == "purple striped t-shirt"
+    assert compose_phrase("red", UNKNOWN, "upper") == UNKNOWN
+
+
+def test_factorised_vocab_and_targets():
+    labels = [AttributeSet(person="man", head="long black hair", upper="black striped t-shirt", lower="navy jeans"),
+              AttributeSet(person="woman", head="long brown hair", upper="red t-shirt", lower="jeans")] * 3
+    kinds, colours = build_factorised_vocab(labels, min_count=2)
+    assert kinds["upper"] == [UNKNOWN, "striped t-shirt", "t-shirt"] and kinds["head"] == [UNKNOWN, "long hair"]
+    assert colours["upper"]["colours"] == ["black", "red"] and colours["lower"]["colours"] == ["navy"]
+    assert colours["person"] == {"colours": [], "coloured": []}
+    targets = encode_factorised_labels(labels, kinds, colours)
+    assert targets["upper"][:2] == [1, 2] and targets["upper_colour"][:2] == [0, 1]
+    assert targets["lower_colour"][:2] == [0, IGNORE_INDEX]  # "jeans" has no colour: the colour head skips it
+    assert "person_colour" not in targets
+
+
+def test_whole_phrase_checkpoints_written_before_factorised_heads_still_load(trained, tmp_path, rows):
+    import shutil
+
+    root, _ = trained
+    old = tmp_path / "old"
+    shutil.copytree(root / "ckpt" / "checkpoints" / "step-000003", old)
+    model, config, vocab, _ = R.load_checkpoint(old)
+    phrases = {s: [compose_phrase(None, k, s) for k in vocab[s]] for s in SLOTS}
+    whole = R.AttributeClassifier(config.replace(factorised=False), {s: len(phrases[s]) for s in SLOTS},
+                                  load_pretrained=False)
+    R.save_checkpoint(old, whole, phrases)
+    (old / "colours.json").unlink()
+    raw = json.loads((old / "config.json").read_text())
+    del raw["config"]["factorised"]  # as written before the field existed
+    (old / "config.json").write_text(json.dumps(raw))
+    rec = R.create("classifier", checkpoint=old)
+    assert rec.model.colours is None
+    assert all(p.phrase(s) in phrases[s] for p in rec.predict(rows[:4]) for s in SLOTS)
