@@ -254,6 +254,8 @@ class SpacAnnotator:
         return out
 
     def _record(self, row: dict, cap_attrs: dict, pred, generated: list, spans) -> dict:
+        from synth_pedes.card.faithfulness import captions_faithfulness
+
         from .attributes import AttributeSet
         from .templates import prompt_caption
 
@@ -269,7 +271,9 @@ class SpacAnnotator:
             text, prompt_spans = prompt_caption(attributes, rng)
             captions.append({"text": text, "style": "prompt", "kind": "prompt", "spans": prompt_spans})
         extra = json.loads(row["extra"]) if row.get("extra") else {}
-        extra["spac"] = {"captioner_attributes": cap_attrs}
+        # per caption, aligned with `captions`: the share of its attribute phrases the final attributes agree with
+        extra["spac"] = {"captioner_attributes": cap_attrs,
+                         "faithfulness": captions_faithfulness(captions, attributes.to_dict())}
         return make_record(row["key"], identity=row["identity"], source=row["source"], split=row["split"],
                            camera=row["camera"], image_bytes=row["image"]["bytes"], image_path=row["image"]["path"],
                            image_sha256=row["image_sha256"], width=row["width"], height=row["height"],
