@@ -264,7 +264,7 @@ def test_card_with_a_truth_table_scores_against_the_truth_not_the_rows_own_attri
     s = json.loads((tmp_path / "ds" / "report" / "stats.json").read_text())
     assert s["faithfulness"]["overall"]["agreement"] == 1.0  # self-agreement says all is well ...
     gt = s["ground_truth"]
-    assert gt["rows"] == gt["rows_from_truth_table"] == 6 and gt["synthetic_caption_phrases"]["accuracy"] == 0.0
+    assert gt["rows"] == gt["rows_in_truth_table"] == 6 and gt["synthetic_caption_phrases"]["accuracy"] == 0.0
     assert gt["attributes"]["upper"]["accuracy"] == 0.0 and gt["attributes"]["head"]["accuracy"] > 0.5  # ... it is not
     readme_text = (tmp_path / "ds" / "README.md").read_text()
     assert "**synthetic caption phrases true (ground truth)** | **0.0%**" in readme_text

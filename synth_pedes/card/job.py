@@ -188,7 +188,7 @@ def _check_readme(out: Path, force: bool) -> None:
 def _check_truth_join(truth: Path, part: PartialStats) -> None:
     """A --truth table that matches no image is the wrong table: say so rather than report no ground truth."""
     if not part.truth_table_rows:
-        raise CardError(f"{truth}: no ok row of the dataset has an image_sha256 listed in this truth table, so it is "
+        raise CardError(f"{truth}: no row of the dataset has an image_sha256 listed in this truth table, so it is "
                         "not the table of these images; pass the ground-truth.jsonl that `plip render` wrote beside "
                         "the images this dataset was imported from")
 

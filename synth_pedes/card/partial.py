@@ -69,7 +69,7 @@ class PartialStats:
     repeating: Counter = field(default_factory=Counter)  # (kind, style) -> captions repeating a word (not scored)
     repeating_example: dict = field(default_factory=dict)  # (kind, style) -> one such caption
     truth_rows: int = 0
-    truth_table_rows: int = 0  # rows whose truth came from the --truth table
+    truth_table_rows: int = 0  # rows (any status) whose image the --truth table lists
     truth_attr: Counter = field(default_factory=Counter)  # (slot, outcome) -> rows
     truth_spans: Counter = field(default_factory=Counter)  # (kind, style, slot, outcome) -> spans
     samples: list = field(default_factory=list)  # (-hash, key, shard, row): a max-heap of the smallest hashes
@@ -148,6 +148,8 @@ def _close_sets(part: PartialStats, grams: dict) -> None:
 
 def _add_row(part: PartialStats, row: dict, shard: str, index: int, grams: dict, table: dict) -> None:
     part.rows += 1
+    listed = table.get(row["image_sha256"]) if table else None
+    part.truth_table_rows += listed is not None
     status = row["status"]
     part.status_counts[status] += 1
     if status != "ok":
@@ -167,8 +169,6 @@ def _add_row(part: PartialStats, row: dict, shard: str, index: int, grams: dict,
     attributes = row["attributes"]
     if attributes is not None:
         _add_attributes(part, attributes)
-    listed = table.get(row["image_sha256"]) if table else None
-    part.truth_table_rows += listed is not None
     truth = truth_from(listed) if listed is not None else truth_of(row["extra"])
     if truth is not None:
         part.truth_rows += 1

@@ -238,7 +238,7 @@ def _ground_truth(stats: PartialStats) -> dict:
                                      SPAN_UNSUPPORTED: counts[SPAN_UNSUPPORTED],
                                      "precision": rate(counts[SPAN_TRUE], total)}
     judged = synthetic[SPAN_TRUE] + synthetic[SPAN_WRONG] + synthetic[SPAN_UNSUPPORTED]
-    return {"rows": stats.truth_rows, "rows_from_truth_table": stats.truth_table_rows, "attributes": attrs,
+    return {"rows": stats.truth_rows, "rows_in_truth_table": stats.truth_table_rows, "attributes": attrs,
             "attribute_accuracy_mean": round(sum(mean_acc) / len(mean_acc), 4) if mean_acc else None,
             "caption_phrases": spans,
             "synthetic_caption_phrases": {"spans": judged, SPAN_TRUE: synthetic[SPAN_TRUE],
