@@ -5,9 +5,10 @@ Stages: render an unlabeled LUPerson-NL-style folder (with a few broken files, a
 → import it on a Dask cluster → render a captioned corpus (SPAC's training data) → render a test
 benchmark in the official CUHK-PEDES layout → import it → train the attribute recognizer and the
 SPAC captioner (briefly: a CPU demo, not a quality run) → SPAC synthesis over the unlabeled images
-→ quality filters → dataset card → PLIP pre-training on the filtered shards → zero-shot retrieval
-on the benchmark's test split, against the same model without pre-training → validate every
-dataset. The summary says plainly whether pre-training beat the baseline.
+→ quality filters → dataset card (scored against the ground truth the render wrote beside the
+images) → PLIP pre-training on the filtered shards → zero-shot retrieval on the benchmark's test
+split, against the same model without pre-training → validate every dataset. The summary says
+plainly whether pre-training beat the baseline.
 """
 from __future__ import annotations
 
@@ -151,12 +152,18 @@ def stage_filter(ctx: DemoContext) -> dict:
 
 def stage_card(ctx: DemoContext) -> dict:
     data = ctx.path("datasets", "synth-filtered")
-    cli(ctx, "card", data, *_workers(ctx))
+    truth = ctx.path("raw", "luperson-procpedes", "ground-truth.jsonl")  # written by the render, beside the images
+    cli(ctx, "card", data, "--truth", truth, *_workers(ctx))
     stats = json.loads((data / "report" / "stats.json").read_text())
-    agree = stats["faithfulness"]["overall"].get("agreement")
     note = f"README.md + report/index.html; {stats['images']} images, {stats['identities']['count']} identities"
+    true = stats["ground_truth"].get("synthetic_caption_phrases", {}).get("accuracy")
+    if true is not None:
+        note += f"; caption phrases true against the ground truth: {100 * true:.1f}%"
+    agree = stats["faithfulness"].get("overall", {}).get("agreement")
     if agree is not None:
-        note += f"; caption phrases agreeing with the image's attributes: {100 * agree:.1f}%"
+        note += f"; self-agreement (captions vs the image's own predicted attributes, not the truth): {100 * agree:.1f}%"
+    if stats["warnings"]:
+        note += f"; card warnings: {', '.join(w['code'] for w in stats['warnings'])}"
     return {"output": str(data / "README.md"), "rows": stats["captions"]["total"], "note": note}
 
 

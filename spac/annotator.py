@@ -301,6 +301,8 @@ class SpacAnnotator:
         return out
 
     def _record(self, row: dict, cap_attrs: dict, pred, generated: list, spans) -> dict:
+        from synth_pedes.card.faithfulness import captions_faithfulness
+
         from .templates import prompt_caption
 
         attributes, scores = pred.attributes, pred.scores
@@ -312,8 +314,10 @@ class SpacAnnotator:
             text, prompt_spans = prompt_caption(attributes, rng)
             captions.append({"text": text, "style": "prompt", "kind": "prompt", "spans": prompt_spans})
         extra = json.loads(row["extra"]) if row.get("extra") else {}
-        extra["spac"] = {"captioner_attributes": cap_attrs}
-        if pred.sources:
+        # per caption, aligned with `captions`: the share of its attribute phrases the final attributes agree with
+        extra["spac"] = {"captioner_attributes": cap_attrs,
+                         "faithfulness": captions_faithfulness(captions, attributes.to_dict())}
+        if pred.sources:  # a union's prediction: the member whose phrase each slot took
             extra["spac"]["attribute_sources"] = pred.sources
         return make_record(row["key"], identity=row["identity"], source=row["source"], split=row["split"],
                            camera=row["camera"], image_bytes=row["image"]["bytes"], image_path=row["image"]["path"],

@@ -10,6 +10,9 @@ result as a new dataset version. Every decision carries a reason, so nothing is 
 * ``gender_vote``: within an identity, the most frequent gender relabels every image when its share
   is above 0.7; otherwise the identity is dropped;
 * ``balance``: identities with fewer than 5 images are dropped; above 20, a seeded random 20 are kept;
+* ``weak_captions`` (ours, off by default): generated and prompt captions whose faithfulness (the share of
+  their attribute phrases the row's attributes agree with) is below ``min_faithfulness``; an image left
+  with no caption is dropped;
 * ``seed_filter`` (App. A.7.2, Algorithm 1): filter-out (sigma_s = 0.6), reassignment to a
   neighbouring identity (sigma_r = 0.65, r_a = 2), merger of neighbouring identities (sigma_m = 0.62,
   r_b = 2) over cosine similarities of image embeddings. Identities are "neighbours" by their order,
@@ -44,6 +47,8 @@ class FilterConfig(ConfigBase):
     sigma_r: float = 0.65  # reassignment: min similarity to a neighbouring identity's centre
     sigma_m: float = 0.62  # merger: centre-to-centre similarity
     neighbours: int = 2  # r_a = r_b
+    # drop generated/prompt captions whose faithfulness (synth_pedes.card.faithfulness) is below this; None: off
+    min_faithfulness: float | None = None
 
     def validate(self) -> None:
         self.require_int("max_unknown", 0, len(SLOTS))
@@ -56,6 +61,15 @@ class FilterConfig(ConfigBase):
         self.require_int("seed")
         self.require_bool("seed_filter")
         self.require_int("neighbours", 0)
+        self.require_number("min_faithfulness", 0, 1, optional=True)
+
+    def to_record(self) -> dict:
+        """The config as manifests record it: ``min_faithfulness`` only when set, so a filter run without it
+        records what it recorded before the option existed (and gets the same manifest id)."""
+        record = self.to_dict()
+        if self.min_faithfulness is None:
+            record.pop("min_faithfulness")
+        return record
 
 
 def unknown_slots_reason(attrs: AttributeSet, max_unknown: int = 2) -> str | None:
@@ -136,6 +150,16 @@ def gender_vote(people: list[str], threshold: float = 0.7) -> GenderVote:
     best, n = max(sorted(known.items()), key=lambda kv: kv[1])
     share = n / len(genders)
     return GenderVote(best if share > threshold else None, share, dict(counts))
+
+
+SYNTHETIC_KINDS = ("generated", "prompt")  # the captions --min-faithfulness may drop; human ones are never judged
+
+
+def weak_captions(captions: list[dict], scores: list[float | None], min_faithfulness: float) -> list[int]:
+    """Indices of the synthetic captions whose faithfulness is below ``min_faithfulness`` (a caption naming no
+    attribute phrase has no score and is kept: there is nothing in it to contradict)."""
+    return [i for i, (caption, score) in enumerate(zip(captions, scores))
+            if caption.get("kind") in SYNTHETIC_KINDS and score is not None and score < min_faithfulness]
 
 
 def balance(keys: list[str], min_images: int, max_images: int, seed: int) -> tuple[list[str], str | None]:

@@ -215,3 +215,91 @@ def test_phrase_rule_and_distinct_sketch():
     assert not big.exact and abs(big.count() - 20000) < 0.25 * 20000
     merged = DistinctSketch(k=64).update(["a", "b"]).merge(DistinctSketch(k=64).update(["b", "c"]))
     assert merged.count() == 3
+
+
+def test_per_caption_faithfulness_scores_each_caption_against_its_row(carded):
+    from synth_pedes.card.faithfulness import caption_faithfulness, repeated_word
+
+    assert caption_faithfulness(G1, _spans(G1, ("person", "man"), ("upper", "red jacket")), ATTRS) == 1.0
+    assert caption_faithfulness(PROMPT, _spans(PROMPT, ("person", "man"), ("upper", "green jacket")), ATTRS) == 0.5
+    assert caption_faithfulness("A woman in a green coat.", _spans("A woman in a green coat.", ("person", "woman"),
+                                                                   ("upper", "green coat")), ATTRS) == 0.0
+    assert caption_faithfulness("A person.", [], ATTRS) is None  # names no attribute phrase: nothing to judge
+    assert repeated_word("a man man man man in black") == "man" and repeated_word(G2) is None
+    c = json.loads((carded / "report" / "stats.json").read_text())["caption_faithfulness"]
+    # generated: 5 captions at 1.0 (G1) and 5 at 0.75 (G2 names a bag the attributes call unknown); prompt: 10 at 0.5
+    assert c["by_group"]["generated/s1"]["count"] == 10 and c["by_group"]["generated/s1"]["median"] == 0.75
+    assert c["by_group"]["prompt"]["mean"] == 0.5 and c["by_group"]["prompt"]["below_0_5"] == 0.0
+    assert c["overall"]["count"] == 20 and c["overall"]["mean"] == pytest.approx(13.75 / 20, abs=1e-3)
+    text = (carded / "README.md").read_text()
+    assert "self-agreement" in text and "not the truth" in text and "per-caption faithfulness" in text
+
+
+def _procpedes_folder_rows():
+    """ProcPedes rows as they look after the image-folder path: no ground truth in ``extra``. Every row's
+    attributes and its one generated caption say "purple striped coat": self-consistent, and false."""
+    from synth_pedes.card.truth import truth_table_line
+    from synth_pedes.procpedes import ProcPedesConfig, plan_items, render_record
+
+    config = ProcPedesConfig(identities=2, images_per_identity=3, captions_per_image=1)
+    rendered = [render_record(item, config) for item in plan_items(config)]
+    table = "".join(truth_table_line(r, r["key"]) for r in rendered)
+    text = "Someone in a purple striped coat."
+    for r in rendered:
+        r["extra"] = None
+        r["attributes"] = dict(r["attributes"], upper="purple striped coat")
+        r["captions"] = [{"text": text, "style": "s", "kind": "generated",
+                          "spans": _spans(text, ("upper", "purple striped coat"))}]
+    return rendered, table
+
+
+def test_card_with_a_truth_table_scores_against_the_truth_not_the_rows_own_attributes(tmp_path, capsys):
+    rows, table = _procpedes_folder_rows()
+    write_dataset(rows, tmp_path / "ds", name="folder-synth", kind="captions", shard_rows=4)
+    (tmp_path / "ground-truth.jsonl").write_text(table)
+    plain = make_card(tmp_path / "ds", tmp_path / "plain", verify="quick", samples=1).stats
+    assert plain["ground_truth"]["rows"] == 0  # the folder path dropped the truth
+    assert main(["card", str(tmp_path / "ds"), "--workers", "0", "--truth", str(tmp_path / "ground-truth.jsonl")]) == 0
+    assert "synthetic caption phrases 0.0% true" in capsys.readouterr().out
+    s = json.loads((tmp_path / "ds" / "report" / "stats.json").read_text())
+    assert s["faithfulness"]["overall"]["agreement"] == 1.0  # self-agreement says all is well ...
+    gt = s["ground_truth"]
+    assert gt["rows"] == gt["rows_in_truth_table"] == 6 and gt["synthetic_caption_phrases"]["accuracy"] == 0.0
+    assert gt["attributes"]["upper"]["accuracy"] == 0.0 and gt["attributes"]["head"]["accuracy"] > 0.5  # ... it is not
+    readme_text = (tmp_path / "ds" / "README.md").read_text()
+    assert "**synthetic caption phrases true (ground truth)** | **0.0%**" in readme_text
+
+
+def test_a_bad_or_foreign_truth_table_is_refused_with_nothing_written(tmp_path, capsys):
+    rows, table = _procpedes_folder_rows()
+    write_dataset(rows, tmp_path / "ds", name="folder-synth", kind="captions", shard_rows=4)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(table.splitlines()[0] + "\n{\"image_sha256\": \"xyz\"}\n")
+    assert main(["card", str(tmp_path / "ds"), "--workers", "0", "--truth", str(bad)]) == 2
+    assert f"{bad} line 2: image_sha256 'xyz' is not a sha256 hex digest" in capsys.readouterr().err
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text("".join(json.dumps({**json.loads(line), "image_sha256": "0" * 64}) + "\n"
+                               for line in table.splitlines()))
+    assert main(["card", str(tmp_path / "ds"), "--workers", "0", "--truth", str(foreign)]) == 2
+    assert "not the table of these images" in capsys.readouterr().err
+    assert not (tmp_path / "ds" / "README.md").exists()
+
+
+def test_degenerate_captions_are_warnings_not_faithful_scores(tmp_path):
+    loop = "a man man man man man man man man man man"  # a decoding loop whose one phrase agrees
+    attrs = dict(ATTRS, shoes="unknown")
+    rows = [make_record(f"d/{i:03d}.jpg", identity=i // 5, source="d", image_bytes=jpeg_bytes(i), width=32, height=64,
+                        attributes=attrs, captions=[{"text": loop, "style": "s1", "kind": "generated",
+                                                     "spans": _spans(loop, ("person", "man"))}])
+            for i in range(120)]
+    write_dataset(rows, tmp_path / "loop", name="loop", kind="captions", shard_rows=60)
+    s = make_card(tmp_path / "loop", verify="quick", samples=1).stats
+    assert {w["code"] for w in s["warnings"]} == {"tiny-vocabulary", "distinct-2-near-zero", "repeated-word",
+                                                  "slot-always-unknown"}
+    assert s["faithfulness"]["overall"]["agreement"] == 1.0  # phrase by phrase it looks perfect
+    c = s["caption_faithfulness"]
+    assert not c["measurable"] and c["overall"]["count"] == 0 and c["repeating"]["generated/s1"]["captions"] == 120
+    text = (tmp_path / "loop" / "README.md").read_text()
+    assert "**Warning (repeated-word)**" in text and "slot `shoes` is `unknown`" in text
+    assert "Warning (repeated-word)" in (tmp_path / "loop" / "report" / "index.html").read_text()
+    assert make_card(tmp_path / "loop", tmp_path / "clean", verify="quick", samples=1).stats  # still writes

@@ -27,6 +27,9 @@ def test_demo_quick_runs_every_stage_and_writes_a_summary(tmp_path, capsys):
     assert (out / "contact-sheet.png").stat().st_size > 10_000
     filtered_dir = out / "datasets" / "synth-filtered"
     assert (filtered_dir / "README.md").read_text().startswith("---") and (filtered_dir / "report/index.html").exists()
+    card = next(s for s in summary["stages"] if s["stage"] == "dataset card (plip card)")
+    assert "caption phrases true against the ground truth" in card["note"] and "self-agreement" in card["note"]
+    assert json.loads((filtered_dir / "report" / "stats.json").read_text())["ground_truth"]["rows"] > 0
     run = json.loads((out / "runs" / "plip" / "run.json").read_text())
     assert run["finished"] and run["datasets"][0]["id"] == filtered.id
     zero_shot = summary["zero_shot"]

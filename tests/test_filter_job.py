@@ -60,3 +60,62 @@ def test_seed_filter_runs_on_a_dask_cluster_and_is_deterministic(tmp_path):
     assert a.id == b.id
     counts = a.manifest.producer["counts"]
     assert "seed-filter reassigned" in counts and a.manifest.producer["config"]["embedder"]["backbone"] == "tiny"
+
+
+RIGHT, WRONG = "A man in a red jacket.", "A woman in a green coat."  # against _row's attributes: 1.0 and 0.0
+
+
+def _caption(text, kind, style=None):
+    words = ("man", "red jacket") if text == RIGHT else ("woman", "green coat")
+    spans = [{"slot": slot, "start": text.index(w), "end": text.index(w) + len(w)}
+             for slot, w in zip(("person", "upper"), words)]
+    return {"text": text, "style": style or kind, "kind": kind, "spans": spans}
+
+
+def _faithfulness_dataset(tmp_path):
+    """Identity 1: a wrong generated caption beside a right prompt caption (rows 0-2 store their scores, as plip
+    synth now does; rows 3-5 do not, as datasets written before); row 6's stored score says 0 for a caption whose
+    spans agree (the stored score is what counts). Identity 2: every synthetic caption wrong; row 13 also has a
+    wrong human caption, which is never judged."""
+    rows = []
+    for i in range(14):
+        base = _row(i, 1 if i < 7 else 2, "man")
+        captions = ([_caption(WRONG, "generated", "s"), _caption(RIGHT, "prompt")] if i < 6
+                    else [_caption(RIGHT, "generated", "s")] if i == 6 else [_caption(WRONG, "generated", "s")])
+        if i == 13:
+            captions.append(_caption(WRONG, "human", "cuhk-pedes"))
+        stored = {0: [0.0, 1.0], 1: [0.0, 1.0], 2: [0.0, 1.0], 6: [0.0]}.get(i)
+        extra = {"spac": {"captioner_attributes": {}, "faithfulness": stored}} if stored else None
+        rows.append(make_record(base["key"], identity=base["identity"], source="t", image_bytes=jpeg_bytes(i),
+                                width=32, height=64, attributes=base["attributes"], captions=captions, extra=extra))
+    write_dataset(rows, tmp_path / "caps", name="caps", kind="captions", shard_rows=5)
+    return tmp_path / "caps"
+
+
+def test_min_faithfulness_drops_contradicting_captions_and_rows_left_without_one(tmp_path):
+    raw = _faithfulness_dataset(tmp_path)
+    assert main(["filter", str(raw), "--out", str(tmp_path / "f"), "--workers", "0", "--min-images", "1",
+                 "--min-faithfulness", "0.5"]) == 0
+    child = open_dataset(tmp_path / "f")
+    counts = child.manifest.producer["counts"]
+    assert counts["faithfulness"] == 7 and counts["faithfulness captions dropped"] == 6 + 1  # rows 6-12; 0-5, 13
+    assert child.manifest.producer["config"]["filter"]["min_faithfulness"] == 0.5
+    rows = {r["key"]: r for r in child.iter_records()}
+    ok = sorted((r for r in rows.values() if r["status"] == "ok"), key=lambda r: r["key"])
+    assert [len(r["captions"]) for r in ok] == [1] * 6 + [1]  # rows 0-5 keep the prompt; row 13 its human caption
+    assert all(r["captions"][0]["kind"] == "prompt" for r in ok[:6]) and ok[6]["captions"][0]["kind"] == "human"
+    first = json.loads(ok[0]["extra"])
+    assert first["filter"]["dropped_captions"][0]["text"] == WRONG and first["spac"]["faithfulness"] == [1.0]
+    dropped = [r for r in rows.values() if r["status"] == "filtered"]
+    assert len(dropped) == 7 and all(r["error"].startswith("faithfulness: every caption below 0.5") for r in dropped)
+    assert rows["t/001/006.jpg"]["status"] == "filtered"  # by its stored score, not the recomputed 1.0
+    assert len(rows["t/002/007.jpg"]["captions"]) == 1  # a filtered row keeps its captions: nothing is lost
+
+
+def test_min_faithfulness_off_records_what_the_filter_always_recorded(tmp_path):
+    raw = _faithfulness_dataset(tmp_path)
+    assert main(["filter", str(raw), "--out", str(tmp_path / "f"), "--workers", "0", "--min-images", "1"]) == 0
+    producer = open_dataset(tmp_path / "f").manifest.producer
+    assert "min_faithfulness" not in producer["config"]["filter"]  # same config record, same manifest id as before
+    assert not any(k.startswith("faithfulness") for k in producer["counts"])
+    assert main(["filter", str(raw), "--out", str(tmp_path / "g"), "--min-faithfulness", "1.5"]) == 2

@@ -48,14 +48,26 @@ def test_official_layouts_round_trip_through_their_importers(tmp_path, fmt, json
     assert min(e["id"] for e in entries) == base
 
 
-def test_image_folder_formats_import_as_images(tmp_path):
+def test_image_folder_formats_import_as_images_with_the_truth_beside_them(tmp_path):
+    from synth_pedes.card.truth import read_truth_table
+
     nl = _render(tmp_path, "image-folder", "--captions-per-image", "0")
     assert main(["import", "images", str(nl), "--out", str(tmp_path / "nl-ds"), "--workers", "0"]) == 0
     ds = open_dataset(tmp_path / "nl-ds")
     assert ds.manifest.num_rows == N_IDS * PER_ID and ds.manifest.producer["config"]["layout"] == "identity-folders"
-    assert sorted({r["identity"] for r in ds.iter_records()}) == list(range(N_IDS))
+    assert ds.manifest.status_counts == {"ok": N_IDS * PER_ID}  # the truth table is not imported as a broken file
+    rows = list(ds.iter_records())
+    assert sorted({r["identity"] for r in rows}) == list(range(N_IDS))
+    truth = read_truth_table(nl / "ground-truth.jsonl")  # the ground truth the folder drops, keyed by sha256
+    assert set(truth) == {r["image_sha256"] for r in rows} and all(r["extra"] is None for r in rows)
+    rendered = {r["image_sha256"]: json.loads(r["extra"])
+                for r in iter_records(ProcPedesConfig(identities=N_IDS, images_per_identity=PER_ID, seed=5,
+                                                      captions_per_image=0))}
+    assert all(truth[sha]["appearance"] == rendered[sha]["appearance"] for sha in truth)
     flat = _render(tmp_path, "flat-folder", "--captions-per-image", "0")
-    assert len(list(flat.glob("*.jpg"))) == N_IDS * PER_ID
+    assert len(list(flat.glob("*.jpg"))) == len(read_truth_table(flat / "ground-truth.jsonl")) == N_IDS * PER_ID
+    assert main(["import", "images", str(flat), "--out", str(tmp_path / "flat-ds"), "--workers", "0"]) == 0
+    assert open_dataset(tmp_path / "flat-ds").manifest.status_counts == {"ok": N_IDS * PER_ID}
 
 
 def test_render_bad_input_is_a_clear_error(tmp_path, capsys):

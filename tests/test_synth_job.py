@@ -1,4 +1,5 @@
 """plip synth: SPAC over an image dataset as a Dask job (tiny random-init captioner: the mechanics, not quality)."""
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pipelines.cli import main
 from spac.captioner import CaptionTokenizer, SpacCaptioner, load_config, save_checkpoint
 from spac.annotator import SynthConfig
 from synth_pedes import SLOTS, open_dataset
+from synth_pedes.card.faithfulness import captions_faithfulness
 from plip_runtime.device import bf16_supported
 
 DASK = str(Path(sys.executable).parent / "dask")
@@ -65,6 +67,9 @@ def test_synth_writes_a_caption_dataset_with_lineage_and_spans(setup, tmp_path, 
                 assert s["slot"] in SLOTS and 0 <= s["start"] < s["end"] <= len(c["text"])
         prompt = r["captions"][-1]
         assert prompt["spans"] or all(v == "unknown" for k, v in r["attributes"].items() if k != "person")
+        scores = json.loads(r["extra"])["spac"]["faithfulness"]  # one per caption, against the final attributes
+        assert scores == captions_faithfulness(r["captions"], r["attributes"])
+        assert scores[-1] in (1.0, None)  # a prompt caption is filled from the attributes it is scored against
 
 
 def test_models_load_once_per_process_across_shards(setup, tmp_path):

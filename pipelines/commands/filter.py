@@ -17,6 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-images", type=int, default=5, help="drop identities with fewer images (default 5)")
     parser.add_argument("--max-images", type=int, default=20, help="keep at most this many per identity (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed for which images identity capping keeps")
+    parser.add_argument("--min-faithfulness", type=float, default=None, metavar="X",
+                        help="drop generated and prompt captions whose faithfulness (the share of their attribute "
+                             "phrases that agree with the image's attributes, stored by plip synth or recomputed "
+                             "from the spans) is below X, in [0, 1]; an image left with no caption is filtered "
+                             "(reason 'faithfulness'). Default: off")
     seed = parser.add_argument_group(
         "seed filter (noisy identities)",
         "Runs only when --encoder is given. Its thresholds (0.6/0.65/0.62) assume re-identification features: "
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     config = FilterConfig(max_unknown=args.max_unknown, gender_threshold=args.gender_threshold,
                           min_images=args.min_images, max_images=args.max_images, seed=args.seed,
                           seed_filter=args.encoder is not None, sigma_s=args.sigma_s, sigma_r=args.sigma_r,
-                          sigma_m=args.sigma_m, neighbours=args.neighbours)
+                          sigma_m=args.sigma_m, neighbours=args.neighbours, min_faithfulness=args.min_faithfulness)
     embedder = None if args.encoder is None else EmbedderConfig(
         backbone=args.encoder, pretrained=args.encoder_weights or (args.encoder == "efficientnet_lite0"),
         device=args.device)

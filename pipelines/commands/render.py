@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="dataset",
                         help="dataset: manifest + Parquet shards; cuhk-pedes/icfg-pedes/rstpreid: the benchmark's "
                              "official images + JSON; market1501: the image-ReID folders; image-folder: LUPerson-NL layout (<identity>/<file>.jpg, no "
-                             "labels); flat-folder: LUPerson layout (all files in one folder)")
+                             "labels); flat-folder: LUPerson layout (all files in one folder); both also write "
+                             "ground-truth.jsonl beside the images, for `plip card --truth`")
     parser.add_argument("--styles", default="cuhk-pedes,icfg-pedes,rstpreid",
                         help="annotator styles of the captions, comma-separated")
     parser.add_argument("--style-assignment", choices=("cycle", "rotate", "fixed", "random"), default="cycle",
@@ -52,14 +53,21 @@ def selected_items(config, split: str | None) -> list:
 
 
 def write_image_folder(records, out: Path, flat: bool) -> int:
-    """Images only, as LUPerson(-NL) ships them: what `plip import images` reads."""
+    """Images as LUPerson(-NL) ships them (no labels): what `plip import images` reads. Beside them goes the
+    ground truth, keyed by image sha256 (synth_pedes.card.truth.TRUTH_TABLE_NAME), which the import skips and
+    SPAC never reads; `plip card --truth` joins it, so data that went through the folder can be scored."""
+    from synth_pedes.card.truth import TRUTH_TABLE_NAME, truth_table_line
+
     n = 0
-    for rec in records:
-        name = rec["key"].rsplit("/", 1)[-1]
-        path = out / (f"{rec['identity']:05d}_{name}" if flat else f"{rec['identity']:05d}/{name}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(rec["image"]["bytes"])
-        n += 1
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / TRUTH_TABLE_NAME, "w") as truth:
+        for rec in records:
+            name = rec["key"].rsplit("/", 1)[-1]
+            rel = f"{rec['identity']:05d}_{name}" if flat else f"{rec['identity']:05d}/{name}"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_bytes(rec["image"]["bytes"])
+            truth.write(truth_table_line(rec, rel))
+            n += 1
     return n
 
 

@@ -9,7 +9,8 @@ nothing of the other packages) holds. The Dask pass takes a ``distributed.Client
 as ``write_dataset`` does; the command line (``plip card``) sets the cluster up.
 
 Modules: ``partial`` (one shard -> mergeable statistics), ``summary`` (-> stats.json), ``text`` and
-``truth`` (agreement and ground-truth rules), ``sketch`` (bounded distinct counts), ``lineage``,
+``truth`` (agreement and ground-truth rules, and the ground-truth table ``plip card --truth`` joins),
+``faithfulness`` (the per-caption score and the degenerate-output warnings), ``sketch`` (bounded distinct counts), ``lineage``,
 ``reference`` (published statistics), ``plots``, ``html``, ``readme``, ``job`` (``make_card``).
 """
 from .job import CARD_FORMAT, CardError, CardResult, make_card, open_checked, run_pass

@@ -54,6 +54,22 @@ def _faith_table(doc: dict) -> str:
     return table(["group", "phrases", "agree", "exact", "contradict", "unsupported", "coverage of known slots"], rows)
 
 
+def _scores_table(doc: dict) -> str:
+    c = doc.get("caption_faithfulness", {})
+    if not c.get("measurable"):
+        return ""
+    rows = [[g, e["count"], e.get("mean", ""), e.get("p10", ""), e.get("median", ""), _pct(e.get("below_0_5")),
+             e["unscored"], e["repeating"]] for g, e in c["by_group"].items()]
+    return (f"<p>Per caption: {escape(c['what'])}.</p>"
+            + table(["group", "scored captions", "mean", "p10", "median", f"below {c['low_threshold']}",
+                     "no attribute phrase", "repeating (not scored)"], rows))
+
+
+def _warnings(doc: dict) -> str:
+    return "".join(f'<p class="warn"><b>Warning ({escape(w["code"])})</b>: {escape(w["message"])} '
+                   f"(threshold {escape(str(w['threshold']))}).</p>" for w in doc.get("warnings", []))
+
+
 def _truth_table(doc: dict) -> str:
     gt = doc["ground_truth"]
     if not gt.get("rows"):
@@ -103,11 +119,12 @@ def render(doc: dict, plots: list[str], card_link: str) -> str:
 <p>Manifest id <code>{escape(d['id'])}</code>, {escape(d['kind'])}, version {escape(d['version'])}.
 Verification: {escape(d['verify_note'])}. Dataset card: <a href="{escape(card_link)}">README.md</a>;
 numbers: <a href="stats.json">stats.json</a>. Computed in {doc['timing']['seconds']} s
-({doc['timing']['rows_per_s']:,} rows/s) by plip {escape(doc['generated']['package_version'])}.</p>{warn}
+({doc['timing']['rows_per_s']:,} rows/s) by plip {escape(doc['generated']['package_version'])}.</p>{warn}{_warnings(doc)}
 <h2>Compared with published datasets</h2>{comparison}<p>n/r: not reported in the published sources.</p>
 <h2>Rows not ok</h2>{reasons if doc['reasons'] else '<p>none</p>'}
-<h2>Caption faithfulness</h2>{_faith_table(doc)}
 <h2>Ground truth</h2>{_truth_table(doc)}
+<h2>Caption self-agreement (captions vs the row's own attributes, not the truth)</h2>{_faith_table(doc)}
+{_scores_table(doc)}
 <h2>Attributes</h2>{_attributes(doc)}
 <h2>Most frequent openings</h2>{_openings(doc)}
 <h2>Plots</h2>

@@ -40,6 +40,7 @@ from . import html, plots, readme, reference
 from .lineage import lineage
 from .partial import PartialStats, shard_partial
 from .summary import summarize
+from .truth import load_truth_table
 
 CARD_FORMAT = "synth-pedes-card/1"
 README_NAME, REPORT_DIR = "README.md", "report"
@@ -91,8 +92,9 @@ def open_checked(directory: Path, verify: str) -> tuple[Manifest, str]:
 
 
 def run_pass(directory: Path, manifest: Manifest, client=None, verify_sha256: bool = False,
-             on_progress: Callable | None = None) -> PartialStats:
-    """One task per shard; merge the partials as they finish (memory: one partial in flight per shard)."""
+             on_progress: Callable | None = None, truth_table: str | None = None) -> PartialStats:
+    """One task per shard; merge the partials as they finish (memory: one partial in flight per shard).
+    ``truth_table``: a truth table's path, read by each worker once (see ``shard_partial``)."""
     paths = [str(directory / s.path) for s in manifest.shards]
     total, merged = PartialStats(), 0
 
@@ -105,11 +107,11 @@ def run_pass(directory: Path, manifest: Manifest, client=None, verify_sha256: bo
 
     if client is None:
         for path in paths:
-            take(_unreadable_is_integrity(path, lambda: shard_partial(path, verify_sha256)))
+            take(_unreadable_is_integrity(path, lambda: shard_partial(path, verify_sha256, truth_table)))
     else:
         from distributed import as_completed
 
-        futures = client.map(shard_partial, paths, verify_sha256=verify_sha256, pure=False)
+        futures = client.map(shard_partial, paths, verify_sha256=verify_sha256, truth_table=truth_table, pure=False)
         path_of = {f.key: p for f, p in zip(futures, paths)}
         for fut in as_completed(futures):
             take(_unreadable_is_integrity(path_of[fut.key], fut.result))
@@ -183,6 +185,14 @@ def _check_readme(out: Path, force: bool) -> None:
                         "it, or write the card elsewhere with --out DIR.")
 
 
+def _check_truth_join(truth: Path, part: PartialStats) -> None:
+    """A --truth table that matches no image is the wrong table: say so rather than report no ground truth."""
+    if not part.truth_table_rows:
+        raise CardError(f"{truth}: no row of the dataset has an image_sha256 listed in this truth table, so it is "
+                        "not the table of these images; pass the ground-truth.jsonl that `plip render` wrote beside "
+                        "the images this dataset was imported from")
+
+
 def _dataset_block(directory: Path, manifest: Manifest, verify: str, note: str, pretty_name: str | None) -> dict:
     return {"name": manifest.name, "pretty_name": pretty_name or manifest.name, "id": manifest.id,
             "kind": manifest.kind, "version": manifest.version, "path": str(directory),
@@ -234,27 +244,39 @@ def _write_readme(out: Path, text: str) -> Path:
 
 def make_card(directory: str | os.PathLike, out: str | os.PathLike | None = None, *, verify: str = "full",
               client=None, lineage_roots: Iterable[Path] = (), license: str = "unknown", samples: int = 8,
-              pretty_name: str | None = None, force: bool = False, on_progress: Callable | None = None) -> CardResult:
+              pretty_name: str | None = None, force: bool = False, on_progress: Callable | None = None,
+              truth: str | os.PathLike | None = None) -> CardResult:
     """Write ``README.md`` and ``report/`` for the dataset in ``directory`` (into ``out`` if given).
 
     ``verify``: ``"full"`` (default: sizes, schema, rows and sha256 of every shard), ``"quick"`` (no
     checksums) or ``"none"`` (the card then says it was not verified). Raises ManifestError or
     IntegrityError, with nothing written, for a dataset that fails verification.
+
+    ``truth``: a ground-truth table (``truth.TRUTH_TABLE_NAME``, written by ``plip render`` beside an image
+    folder) joined to the rows by ``image_sha256``, so a dataset imported from that folder is scored against
+    the truth. A table that is malformed or matches no row raises, with nothing written.
     """
     if verify not in ("full", "quick", "none"):
         raise ValueError(f"verify must be 'full', 'quick' or 'none', not {verify!r}")
     directory = Path(directory)
     out = Path(out) if out is not None else directory
     manifest, note = open_checked(directory, verify)
+    if truth is not None:
+        truth = Path(truth).resolve()
+        load_truth_table(truth)  # a malformed table fails here, before the pass
     if out.is_dir():
         _check_readme(out, force)
     t0 = time.perf_counter()
-    part = run_pass(directory, manifest, client, verify_sha256=verify == "full", on_progress=on_progress)
+    part = run_pass(directory, manifest, client, verify_sha256=verify == "full", on_progress=on_progress,
+                    truth_table=None if truth is None else str(truth))
     seconds = time.perf_counter() - t0
+    if truth is not None:
+        _check_truth_join(truth, part)
     picked = fetch_samples(part, samples)
     workers = len(client.scheduler_info()["workers"]) if client is not None else 0
     doc = build_doc(directory, manifest, part, picked, verify=verify, note=note, seconds=seconds, workers=workers,
                     lineage_roots=lineage_roots, pretty_name=pretty_name)
+    doc["ground_truth"]["truth_table"] = None if truth is None else str(truth)
     with writable(out):
         _check_readme(out, force)
         files = _write_report(out, doc, picked)

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 
 from ..schema import SLOTS, UNKNOWN
+from .faithfulness import caption_phrases, repeated_word, share_agreeing
 from .sketch import DistinctSketch, merge_top, stable_hash
 from .text import judge, ngrams, opening, words
-from .truth import truth_of
+from .truth import load_truth_table, truth_from, truth_of
 
-READ_COLUMNS = ["key", "identity", "source", "split", "status", "error", "width", "height", "attributes", "captions",
-                "extra"]  # everything but the image bytes (most of a shard) and the scores
+READ_COLUMNS = ["key", "identity", "source", "split", "status", "error", "width", "height", "image_sha256",
+                "attributes", "captions", "extra"]  # everything but the image bytes (most of a shard) and the scores
+EXAMPLE_CHARS = 120  # a repeating caption quoted in a warning is cut to this
 BATCH_ROWS = 1024
 TOP_WORDS, TOP_OPENINGS, TOP_VALUES = 20000, 2000, 2000  # counter heads kept when merging
 SAMPLE_CANDIDATES = 16  # bottom-k of key hashes per shard: the sample grid picks the global bottom-k
@@ -62,7 +64,12 @@ class PartialStats:
     unknown_slots: Counter = field(default_factory=Counter)  # unknown slots per image -> images
     faith: Counter = field(default_factory=Counter)  # (kind, style, slot, outcome) -> spans
     coverage: Counter = field(default_factory=Counter)  # (kind, style, "known" | "named") -> slots
+    scores: Counter = field(default_factory=Counter)  # (kind, style, per-caption faithfulness) -> captions
+    unscored: Counter = field(default_factory=Counter)  # (kind, style) -> captions naming no attribute phrase
+    repeating: Counter = field(default_factory=Counter)  # (kind, style) -> captions repeating a word (not scored)
+    repeating_example: dict = field(default_factory=dict)  # (kind, style) -> one such caption
     truth_rows: int = 0
+    truth_table_rows: int = 0  # rows (any status) whose image the --truth table lists
     truth_attr: Counter = field(default_factory=Counter)  # (slot, outcome) -> rows
     truth_spans: Counter = field(default_factory=Counter)  # (kind, style, slot, outcome) -> spans
     samples: list = field(default_factory=list)  # (-hash, key, shard, row): a max-heap of the smallest hashes
@@ -72,11 +79,11 @@ class PartialStats:
 
     def merge(self, other: "PartialStats") -> "PartialStats":
         """Fold ``other`` into this one (associative and commutative up to the truncated tails)."""
-        for name in ("shards", "rows", "unknown_identity", "attr_rows", "truth_rows"):
+        for name in ("shards", "rows", "unknown_identity", "attr_rows", "truth_rows", "truth_table_rows"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("status_counts", "reasons", "splits", "sources", "identities", "sizes", "captions_per_image",
                      "caption_groups", "ngram_totals", "unknown_slots", "faith", "coverage", "truth_attr",
-                     "truth_spans"):
+                     "truth_spans", "scores", "unscored", "repeating"):
             getattr(self, name).update(getattr(other, name))
         self.words = merge_top(self.words, other.words, TOP_WORDS)
         self.vocab.merge(other.vocab)
@@ -93,6 +100,8 @@ class PartialStats:
         for item in other.samples:
             _offer_sample(self.samples, item)
         self.sha256.update(other.sha256)
+        for group, text in other.repeating_example.items():
+            self.repeating_example.setdefault(group, text)
         return self
 
 
@@ -103,14 +112,18 @@ def _offer_sample(heap: list, item: tuple) -> None:
         heapq.heapreplace(heap, item)
 
 
-def shard_partial(path: str, verify_sha256: bool = False) -> PartialStats:
-    """Statistics of one shard file (a Dask task: it takes a path and returns a small object)."""
+def shard_partial(path: str, verify_sha256: bool = False, truth_table: str | None = None) -> PartialStats:
+    """Statistics of one shard file (a Dask task: it takes a path and returns a small object).
+
+    ``truth_table``: a truth table's path (``truth.TRUTH_TABLE_NAME``); rows whose ``image_sha256`` it
+    lists are scored against it, the others against the ground truth in their ``extra``, if any."""
     part = PartialStats(shards=1)
+    table = load_truth_table(truth_table) if truth_table else {}
     grams: defaultdict = defaultdict(set)  # (style, n) -> this shard's distinct n-grams (bounded by the shard)
     row_index = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=READ_COLUMNS):
         for row in batch.to_pylist():
-            _add_row(part, row, path, row_index, grams)
+            _add_row(part, row, path, row_index, grams, table)
             row_index += 1
     _close_sets(part, grams)
     if verify_sha256:
@@ -133,8 +146,10 @@ def _close_sets(part: PartialStats, grams: dict) -> None:
         part.attr_distinct[slot].update(values.keys())  # within a shard the counter is complete
 
 
-def _add_row(part: PartialStats, row: dict, shard: str, index: int, grams: dict) -> None:
+def _add_row(part: PartialStats, row: dict, shard: str, index: int, grams: dict, table: dict) -> None:
     part.rows += 1
+    listed = table.get(row["image_sha256"]) if table else None
+    part.truth_table_rows += listed is not None
     status = row["status"]
     part.status_counts[status] += 1
     if status != "ok":
@@ -154,7 +169,7 @@ def _add_row(part: PartialStats, row: dict, shard: str, index: int, grams: dict)
     attributes = row["attributes"]
     if attributes is not None:
         _add_attributes(part, attributes)
-    truth = truth_of(row["extra"])
+    truth = truth_from(listed) if listed is not None else truth_of(row["extra"])
     if truth is not None:
         part.truth_rows += 1
         for slot in SLOTS:
@@ -187,15 +202,14 @@ def _add_caption(part: PartialStats, caption: dict, attributes: dict | None, tru
         part.ngram_totals[(style, n)] += len(these)
         part.ngram_totals[("*", n)] += len(these)
         grams[(style, n)].update(these)
-    named = set()
-    for span in caption.get("spans") or []:
-        slot, start, end = span.get("slot"), span.get("start"), span.get("end")
-        if start is None or end is None or not 0 <= start < end <= len(text):
+    named, verdicts = set(), []
+    for slot, phrase in caption_phrases(text, caption.get("spans")):
+        if phrase is None:
             part.faith[(kind, style, slot, "bad_offsets")] += 1
             continue
-        phrase = text[start:end]
         if attributes is not None:
-            part.faith[(kind, style, slot, judge(phrase, attributes.get(slot)))] += 1
+            verdicts.append(judge(phrase, attributes.get(slot)))
+            part.faith[(kind, style, slot, verdicts[-1])] += 1
             named.add(slot)
         if truth is not None:
             part.truth_spans[(kind, style, slot, truth.span_outcome(slot, phrase))] += 1
@@ -203,3 +217,16 @@ def _add_caption(part: PartialStats, caption: dict, attributes: dict | None, tru
         known = {s for s in SLOTS if (attributes.get(s) or UNKNOWN) != UNKNOWN}
         part.coverage[(kind, style, "known")] += len(known)
         part.coverage[(kind, style, "named")] += len(known & named)
+        _add_score(part, (kind, style), text, share_agreeing(verdicts))
+
+
+def _add_score(part: PartialStats, group: tuple, text: str, score: float | None) -> None:
+    """One caption's faithfulness into the distribution; a caption repeating a word like a decoding loop is
+    counted apart instead (its few phrases may well agree: it must not read as faithful)."""
+    if repeated_word(text):
+        part.repeating[group] += 1
+        part.repeating_example.setdefault(group, text[:EXAMPLE_CHARS])
+    elif score is None:
+        part.unscored[group] += 1
+    else:
+        part.scores[(*group, score)] += 1

@@ -80,16 +80,42 @@ def at_a_glance(doc: dict) -> str:
             ("vocabulary", f"{doc['vocabulary']['size']:,} words"),
             ("distinct-1 / distinct-2", " / ".join(str(doc["diversity"].get("all", {}).get(k, "n/a"))
                                                    for k in ("distinct_1", "distinct_2")))]
+    rows[3:3] = _truth_headline(doc["ground_truth"])
     if f.get("measurable"):
         o = f["overall"]
-        rows.append(("caption-attribute agreement", f"{_pct(o['agreement'])} of {o['spans']:,} attribute phrases"))
+        rows.append(("caption-attribute self-agreement", f"{_pct(o['agreement'])} of {o['spans']:,} attribute phrases "
+                     "(captions vs the row's own attributes, not the truth)"))
+    scores = doc.get("caption_faithfulness", {})
+    if scores.get("measurable"):
+        o = scores["overall"]
+        rows.append(("per-caption faithfulness (vs own attributes)",
+                     f"mean {o['mean']:.2f}, median {o['median']}, p10 {o['p10']}; {_pct(o['below_0_5'])} of "
+                     f"{o['count']:,} captions below {scores['low_threshold']}"))
     if doc["attributes"].get("rows"):
         rows.append(("unknown attribute rate", ", ".join(f"{s} {_pct(doc['attributes']['slots'][s]['unknown_rate'])}"
                                                          for s in SLOTS)))
-    gt = doc["ground_truth"]
-    if gt.get("rows"):
-        rows.append(("attribute accuracy (ground truth)", f"{_pct(gt['attribute_accuracy_mean'])} mean over slots"))
     return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def _truth_headline(gt: dict) -> list[tuple[str, str]]:
+    """Accuracy against the ground truth, where rows have it: the card's headline figures."""
+    if not gt.get("rows"):
+        return []
+    rows = []
+    phrases = gt.get("synthetic_caption_phrases", {})
+    if phrases.get("spans"):
+        rows.append(("**synthetic caption phrases true (ground truth)**",
+                     f"**{_pct(phrases['accuracy'])}** of {phrases['spans']:,} attribute phrases"))
+    per_slot = ", ".join(f"{s} {_pct(a['accuracy'])}" for s, a in gt["attributes"].items())
+    rows.append(("**attribute accuracy (ground truth)**",
+                 f"**{_pct(gt['attribute_accuracy_mean'])}** mean over slots ({per_slot}); {gt['rows']:,} rows"))
+    return rows
+
+
+def warnings_block(doc: dict) -> str:
+    """The degenerate-output warnings (``faithfulness.degenerate_warnings``), one quoted line each."""
+    return "\n\n".join(f"> **Warning ({w['code']})**: {w['message']} (threshold {w['threshold']})."
+                       for w in doc.get("warnings", []))
 
 
 def _caption_table(doc: dict) -> str:
@@ -184,30 +210,39 @@ def limits(doc: dict) -> str:
     if synthetic:
         parts.append("**The captions are machine-written and can be wrong.** They come from a captioner and "
                      "prompt templates, not from people who looked at the images.")
-    if f.get("measurable"):
-        o = f.get("synthetic") if synthetic and f["synthetic"]["spans"] else f["overall"]
-        worst = max(SLOTS, key=lambda s: f["by_slot"][s]["contradiction_rate"] or 0)
-        parts.append(
-            f"Of {o['spans']:,} attribute phrases in the {'synthetic ' if synthetic else ''}captions, "
-            f"{_pct(o['agreement'])} agree with the image's recorded attributes ({_pct(o['exact_rate'])} word "
-            f"for word), {_pct(o['contradiction_rate'])} contradict them and {_pct(o['unsupported_rate'])} "
-            f"describe a slot the attributes record as not visible. The least consistent slot is `{worst}` "
-            f"({_pct(f['by_slot'][worst]['contradiction_rate'])} contradictions). The attributes themselves are "
-            "predictions wherever the data is synthetic, so agreement is internal consistency: an upper bound on "
-            "correctness, not a measure of it.")
-    else:
-        parts.append(f"Caption faithfulness could not be measured: {f.get('why')}.")
-    if gt.get("rows"):
-        spans = gt["caption_phrases"]
-        worst_group = min(spans, key=lambda g: spans[g]["precision"] or 0) if spans else None
-        parts.append(f"Against the ProcPedes ground truth of {gt['rows']:,} rows, attributes are right for "
-                     f"{_pct(gt['attribute_accuracy_mean'])} of slots on average"
-                     + (f"; caption phrases are true {_pct(spans[worst_group]['precision'])} of the time in the "
-                        f"weakest caption group (`{worst_group}`)" if worst_group else "") + ".")
+    if gt.get("rows"):  # the truth first: it says whether the captions are right, self-agreement cannot
+        parts.append(_truth_paragraph(gt))
+    parts.append(_agreement_paragraph(f, synthetic))
     if doc["attributes"].get("rows"):
         parts.append("Gender is recorded as a binary appearance label (`man`/`woman`, with age words) inferred from "
                      "pixels; it says nothing about how anyone identifies.")
     return "\n\n".join(parts)
+
+
+def _truth_paragraph(gt: dict) -> str:
+    spans, phrases = gt["caption_phrases"], gt.get("synthetic_caption_phrases", {})
+    worst_group = min(spans, key=lambda g: spans[g]["precision"] or 0) if spans else None
+    return (f"Against the ProcPedes ground truth of {gt['rows']:,} rows, attributes are right for "
+            f"{_pct(gt['attribute_accuracy_mean'])} of slots on average"
+            + (f"; {_pct(phrases['accuracy'])} of the {phrases['spans']:,} attribute phrases of the synthetic "
+               "captions are true" if phrases.get("spans") else "")
+            + (f"; caption phrases are true {_pct(spans[worst_group]['precision'])} of the time in the "
+               f"weakest caption group (`{worst_group}`)" if worst_group else "") + ".")
+
+
+def _agreement_paragraph(f: dict, synthetic: bool) -> str:
+    if not f.get("measurable"):
+        return f"Caption faithfulness could not be measured: {f.get('why')}."
+    o = f.get("synthetic") if synthetic and f["synthetic"]["spans"] else f["overall"]
+    worst = max(SLOTS, key=lambda s: f["by_slot"][s]["contradiction_rate"] or 0)
+    return (f"Of {o['spans']:,} attribute phrases in the {'synthetic ' if synthetic else ''}captions, "
+            f"{_pct(o['agreement'])} agree with the image's recorded attributes ({_pct(o['exact_rate'])} word "
+            f"for word), {_pct(o['contradiction_rate'])} contradict them and {_pct(o['unsupported_rate'])} "
+            f"describe a slot the attributes record as not visible. The least consistent slot is `{worst}` "
+            f"({_pct(f['by_slot'][worst]['contradiction_rate'])} contradictions). This is self-agreement: captions "
+            "vs the row's own attributes, not the truth. The attributes themselves are predictions wherever the "
+            "data is synthetic, so agreement is internal consistency: an upper bound on correctness, not a "
+            "measure of it.")
 
 
 def how_to_load(doc: dict, dataset_path: str) -> str:
@@ -232,7 +267,8 @@ def render(doc: dict, data_files: list[str], dataset_path: str, license: str, re
         f"---\n{front_matter(doc, data_files, license)}---",
         f"{MARKER} {doc['generated']['package_version']} at {doc['generated']['at']}; re-create with "
         f"`plip card {dataset_path}` -->",
-        f"# {d['pretty_name']}", warning + at_a_glance(doc),
+        f"# {d['pretty_name']}", warning + at_a_glance(doc) + ("\n\n" + warnings_block(doc) if doc.get("warnings")
+                                                                else ""),
         f"The full statistics report with plots is [{report}/index.html]({report}/index.html); the numbers are in "
         f"[{report}/stats.json]({report}/stats.json). Verification: {d['verify_note']}.",
         "## What the data is", what_it_is(doc), "## How it was made", how_made(doc),

@@ -9,6 +9,7 @@ import math
 from collections import Counter
 
 from ..schema import SLOTS, UNKNOWN
+from .faithfulness import LOW_FAITHFULNESS, degenerate_warnings
 from .partial import PartialStats
 from .text import CONSISTENT, CONTRADICT, EXACT, UNSUPPORTED
 from .truth import (ATTR_EXACT, ATTR_HALLUCINATED, ATTR_MISSED, ATTR_TRUE, ATTR_UNKNOWN_OK, ATTR_WRONG,
@@ -50,15 +51,18 @@ def group_name(kind: str, style: str) -> str:
 def summarize(stats: PartialStats) -> dict:
     """The statistics document (without dataset identity, comparison and timing: see ``job``)."""
     images = stats.status_counts.get("ok", 0)
-    return {
+    doc = {
         "rows": stats.rows, "shards": stats.shards, "status_counts": dict(sorted(stats.status_counts.items())),
         "reasons": _reasons(stats), "images": images, "splits": dict(sorted(stats.splits.items())),
         "sources": dict(stats.sources.most_common(TOP)),
         "identities": _identities(stats), "image_sizes": dict(stats.sizes.most_common(TOP)),
         "captions": _captions(stats), "caption_length": _lengths(stats), "vocabulary": _vocabulary(stats),
         "diversity": _diversity(stats), "openings": _openings(stats), "attributes": _attributes(stats),
-        "faithfulness": _faithfulness(stats), "ground_truth": _ground_truth(stats),
+        "faithfulness": _faithfulness(stats), "caption_faithfulness": _caption_scores(stats),
+        "ground_truth": _ground_truth(stats),
     }
+    doc["warnings"] = degenerate_warnings(doc)
+    return doc
 
 
 def _reasons(stats: PartialStats) -> dict:
@@ -174,6 +178,38 @@ def _faithfulness(stats: PartialStats) -> dict:
             "by_slot": by_slot, "captions_without_spans": unspanned}
 
 
+def _score_summary(scores: Counter) -> dict:
+    """``distribution`` of per-caption scores, with the share below LOW_FAITHFULNESS."""
+    out = {k: v for k, v in distribution(scores).items() if k != "histogram"}
+    out["below_0_5"] = rate(sum(n for score, n in scores.items() if score < LOW_FAITHFULNESS), out["count"])
+    return out
+
+
+def _caption_scores(stats: PartialStats) -> dict:
+    """Per-caption faithfulness (``faithfulness.caption_faithfulness``): its distribution over all scored
+    captions, the synthetic ones (generated and prompt) and each kind/style, and what was not scored."""
+    what = ("per caption, the share of its attribute phrases that agree with the row's own attributes (self-"
+            "consistency, not truth); captions repeating a word like a decoding loop are counted apart")
+    groups = sorted({(kind, style) for kind, style, _ in stats.scores} | set(stats.unscored) | set(stats.repeating))
+    if not groups:
+        return {"measurable": False, "what": what, "why": "no ok caption of a row with attributes"}
+
+    def scores(keep) -> Counter:
+        return Counter({score: n for (kind, style, score), n in stats.scores.items() if keep(kind, style)})
+
+    by_group = {}
+    for group in groups:
+        by_group[group_name(*group)] = {**_score_summary(scores(lambda *g: g == group)),
+                                        "unscored": stats.unscored[group], "repeating": stats.repeating[group]}
+    repeating = {group_name(*g): {"captions": n, "share": rate(n, stats.caption_groups[g]),
+                                  "example": stats.repeating_example.get(g, "")}
+                 for g, n in sorted(stats.repeating.items()) if n}
+    return {"measurable": bool(stats.scores), "what": what, "low_threshold": LOW_FAITHFULNESS,
+            "overall": _score_summary(scores(lambda kind, style: True)),
+            "synthetic": _score_summary(scores(lambda kind, style: kind in ("generated", "prompt"))),
+            "unscored": sum(stats.unscored.values()), "by_group": by_group, "repeating": repeating}
+
+
 def _ground_truth(stats: PartialStats) -> dict:
     """Accuracy against ProcPedes ground truth, where rows carry it."""
     if not stats.truth_rows:
@@ -188,7 +224,10 @@ def _ground_truth(stats: PartialStats) -> dict:
                        "exact_accuracy": rate(rows[ATTR_EXACT] + rows[ATTR_UNKNOWN_OK], total),
                        "accuracy": rate(rows[ATTR_EXACT] + rows[ATTR_TRUE] + rows[ATTR_UNKNOWN_OK], total)}
     mean_acc = [a["accuracy"] for a in attrs.values() if a["accuracy"] is not None]
-    spans = {}  # stats.truth_spans: (kind, style, slot, outcome) -> spans
+    spans, synthetic = {}, Counter()  # stats.truth_spans: (kind, style, slot, outcome) -> spans
+    for (kind, _, _, outcome), count in stats.truth_spans.items():
+        if kind in ("generated", "prompt"):
+            synthetic[outcome] += count
     for group in sorted({(kind, style) for kind, style, _, _ in stats.truth_spans}):
         counts = Counter()
         for (kind, style, _, outcome), count in stats.truth_spans.items():
@@ -198,6 +237,9 @@ def _ground_truth(stats: PartialStats) -> dict:
         spans[group_name(*group)] = {"spans": total, SPAN_TRUE: counts[SPAN_TRUE], SPAN_WRONG: counts[SPAN_WRONG],
                                      SPAN_UNSUPPORTED: counts[SPAN_UNSUPPORTED],
                                      "precision": rate(counts[SPAN_TRUE], total)}
-    return {"rows": stats.truth_rows, "attributes": attrs,
+    judged = synthetic[SPAN_TRUE] + synthetic[SPAN_WRONG] + synthetic[SPAN_UNSUPPORTED]
+    return {"rows": stats.truth_rows, "rows_in_truth_table": stats.truth_table_rows, "attributes": attrs,
             "attribute_accuracy_mean": round(sum(mean_acc) / len(mean_acc), 4) if mean_acc else None,
-            "caption_phrases": spans}
+            "caption_phrases": spans,
+            "synthetic_caption_phrases": {"spans": judged, SPAN_TRUE: synthetic[SPAN_TRUE],
+                                          "accuracy": rate(synthetic[SPAN_TRUE], judged)}}

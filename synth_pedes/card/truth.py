@@ -2,7 +2,9 @@
 
 Rows rendered by ProcPedes carry the identity's appearance and the per-image visibility in
 ``extra`` (``synth_pedes.procpedes.corpus.render_record``); stages that derive a dataset from them
-(``plip synth``, ``plip filter``) keep that ``extra``. From it the true phrase of every slot
+(``plip synth``, ``plip filter``) keep that ``extra``. Images that went through a folder (``plip render
+--format image-folder``, then ``plip import images``) lose it, so the render also writes the same fields
+to a side table keyed by the image's sha256 (``TRUTH_TABLE_NAME``), which ``plip card --truth`` joins. From it the true phrase of every slot
 (``unknown`` where not visible) and every true wording of it are rebuilt, so the card can report
 accuracy against the truth next to the internal consistency it reports for every dataset.
 """
@@ -10,11 +12,17 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
+from pathlib import Path
 
 from ..schema import SLOTS, UNKNOWN
 from .text import CONSISTENT, EXACT, judge
 
+# The side table `plip render --format image-folder|flat-folder` writes beside the images: one JSON object per
+# line, {"image_sha256", "path", "appearance", "visible", "details"}; `plip card --truth FILE` joins it by sha256.
+TRUTH_TABLE_NAME = "ground-truth.jsonl"
+TRUTH_FIELDS = ("appearance", "visible", "details")
 # outcomes of a predicted attribute value against the truth
 ATTR_EXACT, ATTR_TRUE, ATTR_WRONG, ATTR_MISSED, ATTR_HALLUCINATED, ATTR_UNKNOWN_OK = (
     "exact", "true", "wrong", "missed", "hallucinated", "unknown_ok")
@@ -31,11 +39,71 @@ def truth_of(extra_json: str | None) -> "Truth | None":
     """The ground truth held by a row's ``extra``, or None for rows that are not ProcPedes renders."""
     if not extra_json or '"appearance"' not in extra_json:  # cheap test before parsing
         return None
-    extra = json.loads(extra_json)
-    if "appearance" not in extra or "visible" not in extra:
+    return truth_from(json.loads(extra_json))
+
+
+def truth_from(fields: dict) -> "Truth | None":
+    """The ground truth of ``{"appearance", "visible", "details"}`` (a row's ``extra`` or a truth-table line)."""
+    if "appearance" not in fields or "visible" not in fields:
         return None
-    key = json.dumps([extra["appearance"], extra["visible"], extra.get("details", {})], sort_keys=True)
+    key = json.dumps([fields["appearance"], fields["visible"], fields.get("details", {})], sort_keys=True)
     return _truth(key)
+
+
+def truth_table_line(record: dict, path: str) -> str:
+    """One line of a truth table for a rendered ``record`` whose image was written to ``path``."""
+    extra = json.loads(record["extra"])
+    entry = {"image_sha256": record["image_sha256"], "path": path,
+             **{name: extra[name] for name in TRUTH_FIELDS if name in extra}}
+    return json.dumps(entry, sort_keys=True) + "\n"
+
+
+def read_truth_table(path: str | os.PathLike) -> dict[str, dict]:
+    """``image_sha256`` -> ``{"appearance", "visible", "details"}`` from a truth table; raises ValueError
+    naming the file, the line and the fix for anything that is not one."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the truth table ({e}); pass the {TRUTH_TABLE_NAME} that "
+                         "`plip render --format image-folder` wrote beside the images") from None
+    table = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f"{path} line {n}: not JSON ({e}); a truth table has one JSON object per line") from None
+        problem = _entry_problem(entry)
+        if problem:
+            raise ValueError(f"{path} line {n}: {problem}; each line needs image_sha256 (64 hex digits), appearance "
+                             "and visible (objects), as `plip render --format image-folder` writes them")
+        table[entry["image_sha256"]] = {name: entry[name] for name in TRUTH_FIELDS if name in entry}
+    if not table:
+        raise ValueError(f"{path}: the truth table is empty; pass the {TRUTH_TABLE_NAME} of the rendered images")
+    return table
+
+
+def _entry_problem(entry) -> str:
+    if not isinstance(entry, dict):
+        return "not a JSON object"
+    sha = entry.get("image_sha256")
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        return f"image_sha256 {sha!r} is not a sha256 hex digest"
+    missing = [name for name in ("appearance", "visible") if not isinstance(entry.get(name), dict)]
+    return f"{' and '.join(missing)} missing or not an object" if missing else ""
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_table(path: str, mtime_ns: int, size: int) -> dict[str, dict]:
+    return read_truth_table(path)
+
+
+def load_truth_table(path: str | os.PathLike) -> dict[str, dict]:
+    """``read_truth_table``, read once per process and file version (every shard task of a worker shares it)."""
+    st = os.stat(path)
+    return _cached_table(str(path), st.st_mtime_ns, st.st_size)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -2,7 +2,8 @@
 
 Two layouts, detected from the folder: flat (LUPerson: every file at the top level, identity -1) and
 one folder per identity (LUPerson-NL: ``<identity>/<file>``, identity from the folder name). Every
-regular, non-hidden file becomes exactly one row: files that are empty, truncated, corrupt, not an
+regular, non-hidden file becomes exactly one row (except a top-level ``ground-truth.jsonl``, the side
+table ``plip render`` writes; see ``synth_pedes.card.truth``): files that are empty, truncated, corrupt, not an
 image or too large (in bytes or pixels, e.g. decompression bombs) become ``status=error`` rows with
 the reason, so an import always finishes and nothing is silently dropped.
 """
@@ -65,7 +66,7 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[str, list[ImageItem]]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if not name.startswith(".") and path.is_file():
+            if not name.startswith(".") and path.is_file() and not _side_table(root, path):
                 files.append(path)
     rel = sorted(p.relative_to(root).as_posix() for p in files)
     sizes = {p.relative_to(root).as_posix(): p.stat().st_size for p in files}
@@ -78,6 +79,14 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[str, list[ImageItem]]:
     items = [ImageItem(r, ids[r.split("/", 1)[0]], sizes[r], r.split("/", 1)[0]) if "/" in r
              else ImageItem(r, -1, sizes[r]) for r in rel]
     return "identity-folders", items
+
+
+def _side_table(root: Path, path: Path) -> bool:
+    """The ground-truth table `plip render` writes at the top of a folder: data about the images, not an image
+    (importing it would make an error row that looks like a broken file)."""
+    from ..card.truth import TRUTH_TABLE_NAME
+
+    return path.name == TRUTH_TABLE_NAME and path.parent == root
 
 
 def _inspect(data: bytes, source: ImageFolderSource) -> tuple[int, int]:
