@@ -88,3 +88,38 @@ def test_bench_suite_reports_fp32_and_bf16_throughput(tmp_path, monkeypatch):
     metrics = {r["metric"]: r for r in res["rows"]}
     assert len(metrics) >= 2 and all(r["unit"] == "images/s" and r["value"] > 0 for r in res["rows"])
     assert any("bf16" in m for m in metrics) and any("fp32" in m for m in metrics)
+
+
+def test_calibrate_the_union_then_synthesise_with_it(data, tmp_path, capsys):
+    """plip spac calibrate fits the classifier + captioner union on the val split; plip synth --calibration uses
+    it and records which member each slot's phrase came from."""
+    from synth_pedes import open_dataset
+
+    rec, cap = tmp_path / "rec", tmp_path / "cap"
+    assert cli.main(["spac", "train-recognizer", "--data", str(data), "--out", str(rec), "--config", "tiny",
+                     "--max-steps", "2", "--batch-size", "8", "--no-progress"]) == 0
+    assert cli.main(["spac", "train", "--data", str(data), "--out", str(cap), "--config", "tiny", "--max-steps", "1",
+                     "--no-progress"]) == 0
+    calibration = tmp_path / "calibration.json"
+    assert cli.main(["spac", "calibrate", "--captioner", str(cap), "--recognizers", f"classifier:{rec}", "--data",
+                     str(data), "--split", "val", "--out", str(calibration)]) == 0
+    out = capsys.readouterr().out
+    assert "union" in out and "classifier" in out and "captioner" in out
+    fitted = json.loads(calibration.read_text())
+    assert set(fitted) == {"classifier", "captioner"} and all(len(ab) == 2 for m in fitted.values() for ab in m.values())
+
+    synth = tmp_path / "synth"
+    assert cli.main(["synth", "--images", str(data), "--captioner", str(cap), "--out", str(synth), "--recognizers",
+                     f"classifier:{rec}", "--calibration", str(calibration), "--workers", "0", "--batch-size", "8"]) == 0
+    rows = list(open_dataset(synth).iter_records(columns=["attributes", "extra", "captions"], status="ok"))
+    assert rows
+    for row in rows:
+        spac = json.loads(row["extra"])["spac"]
+        assert set(spac["attribute_sources"].values()) <= {"classifier", "captioner", "threshold"}
+        assert len(spac["faithfulness"]) == len(row["captions"])
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"clip": {"upper": [1, 0]}}))
+    assert cli.main(["synth", "--images", str(data), "--captioner", str(cap), "--out", str(tmp_path / "s2"),
+                     "--recognizers", f"classifier:{rec}", "--calibration", str(bad), "--workers", "0"]) != 0
+    assert "clip" in capsys.readouterr().err

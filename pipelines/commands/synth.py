@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -36,6 +37,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster_arguments(parser)
 
 
+def read_calibration(path: Path | None, recognizers: tuple) -> str:
+    """``--calibration FILE`` as canonical JSON text (it is part of the output's identity), checked against the
+    union it will calibrate: the --recognizers and the captioner."""
+    if path is None:
+        return ""
+    from spac.recognizers.prefixes import LABEL
+    from spac.recognizers.union import load_calibration, member_labels
+
+    if not recognizers:
+        raise ValueError("--calibration needs --recognizers: it weighs them against the captioner's prefixes")
+    labels = member_labels([spec.partition(":")[0] for spec in recognizers] + [LABEL])
+    return json.dumps(load_calibration(path, labels), sort_keys=True)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -52,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers
     if workers is None and args.scheduler is None:
         workers = default_job_workers(args.device, args.workers_per_gpu or DEFAULT_WORKERS_PER_GPU)
-    config = SynthConfig(captioner=str(args.captioner),
-                         recognizers=tuple(s.strip() for s in args.recognizers.split(",") if s.strip()),
-                         calibration=read_calibration(args.calibration),
+    recognizers = tuple(s.strip() for s in args.recognizers.split(",") if s.strip())
+    config = SynthConfig(captioner=str(args.captioner), recognizers=recognizers,
+                         calibration=read_calibration(args.calibration, recognizers),
                          prompt_captions=args.prompt_captions, batch_size=args.batch_size, decoding=args.decoding,
                          device=args.device, precision=args.precision, seed=args.seed,
                          threads=threads_per_worker(workers or 1) if args.scheduler is None else None)

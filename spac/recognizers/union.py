@@ -88,6 +88,49 @@ def fit_platt(scores: Sequence[float], correct: Sequence[bool], iterations: int 
     return float(a), float(b)
 
 
+def member_labels(names: Sequence[str]) -> list[str]:
+    """The union's label of each member: its name, with ``#2``, ``#3`` ... for repeats."""
+    labels: list[str] = []
+    for name in names:
+        repeat = 1
+        while (label := name if repeat == 1 else f"{name}#{repeat}") in labels:
+            repeat += 1
+        labels.append(label)
+    return labels
+
+
+def check_calibration(calibration, labels: Sequence[str], where: str = "calibration") -> dict:
+    """``{member label: {slot: [a, b]}}`` with known members and slots and finite numbers, as floats."""
+    if not isinstance(calibration, dict):
+        raise ValueError(f"{where}: must be {{member: {{slot: [a, b]}}}} (from plip spac calibrate)")
+    out = {}
+    for label, per_slot in calibration.items():
+        if label not in labels:
+            raise ValueError(f"{where}: names member {label!r}, but the members are {list(labels)}; calibrate "
+                             "again with the same --recognizers")
+        if not isinstance(per_slot, dict):
+            raise ValueError(f"{where}[{label!r}] must be {{slot: [a, b]}}")
+        out[label] = {}
+        for slot, ab in per_slot.items():
+            ok = slot in SLOTS and isinstance(ab, (list, tuple)) and len(ab) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in ab)
+            if not ok:
+                raise ValueError(f"{where}[{label!r}][{slot!r}] must be a slot with two finite numbers [a, b]")
+            out[label][slot] = [float(ab[0]), float(ab[1])]
+    return out
+
+
+def load_calibration(path: str | os.PathLike, labels: Sequence[str]) -> dict:
+    """A calibration file (``plip spac calibrate --out``), checked against the union's member labels."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable calibration JSON file ({e}); write one with plip spac calibrate") \
+            from None
+    return check_calibration(raw, labels, str(path))
+
+
 def _member(spec) -> Recognizer:
     if isinstance(spec, Recognizer):
         return spec
@@ -118,12 +161,7 @@ class UnionRecognizer(Recognizer):
         if not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         self.members = [_member(m) for m in members]
-        self.labels: list[str] = []
-        for member in self.members:
-            repeat = 1
-            while (label := member.name if repeat == 1 else f"{member.name}#{repeat}") in self.labels:
-                repeat += 1
-            self.labels.append(label)
+        self.labels = member_labels([member.name for member in self.members])
         self.threshold = float(threshold)
         self.weights = {label: 1.0 for label in self.labels}
         for label, weight in (weights or {}).items():
@@ -137,16 +175,9 @@ class UnionRecognizer(Recognizer):
     # ---- calibration ----------------------------------------------------------------------------------------
     def set_calibration(self, calibration) -> None:
         if isinstance(calibration, (str, os.PathLike)):
-            calibration = json.loads(Path(calibration).read_text())
-        if not isinstance(calibration, dict):
-            raise ValueError("calibration must be {member: {slot: [a, b]}} or a JSON file of it")
-        for label, per_slot in calibration.items():
-            if label not in self.calibration:
-                raise ValueError(f"calibration names member {label!r}; the members are {self.labels}")
+            calibration = load_calibration(calibration, self.labels)
+        for label, per_slot in check_calibration(calibration, self.labels).items():
             for slot, ab in per_slot.items():
-                if slot not in SLOTS or len(ab) != 2 or not all(math.isfinite(float(v)) for v in ab):
-                    raise ValueError(f"calibration[{label!r}][{slot!r}] must be a slot with two finite numbers "
-                                     "[a, b]")
                 self.calibration[label][slot] = (float(ab[0]), float(ab[1]))
 
     def calibrated(self, label: str, slot: str, score: float) -> float:
