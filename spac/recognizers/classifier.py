@@ -7,7 +7,7 @@ attention pooling (one attention map per slot, so "shoes" can look at the feet) 
 and one over the slot's colours, composed into the phrase ("long black hair"); otherwise one head over
 whole phrases. A whole-phrase class such as "navy striped shirt" has a handful of examples and nothing
 to say about an unseen colour x garment pair, which is why whole-phrase classifiers memorise identities
-(docs/evaluation.md#spac-quality has the measurement).
+(docs/evaluation.md#spac-quality-benchmark has the measurement).
 
 Checkpoint directory: ``model.safetensors`` (weights), ``config.json`` (``{"format", "recognizer",
 "config": ClassifierConfig, "num_classes", "data", ...}``), ``vocab.json`` (``{slot: [phrases or kinds]}``,

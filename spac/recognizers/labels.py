@@ -163,7 +163,7 @@ def encode_labels(labels: Sequence[AttributeSet], vocab: dict[str, list[str]]) -
 # A whole phrase as one class ("navy striped shirt") has a handful of examples and never transfers to an
 # unseen colour x garment pair; the factorised classifier predicts the colour and the colourless kind
 # ("striped shirt") with separate heads and composes them (measured in the issue-16 note: per-slot accuracy on
-# unseen identities rose from ~42 % to the figures in docs/evaluation.md#spac-quality).
+# unseen identities rose from ~42 % to the figures in docs/evaluation.md#spac-quality-benchmark).
 COLOUR_SUFFIX = "_colour"  # head name of a slot's colour head: "upper_colour"
 
 
