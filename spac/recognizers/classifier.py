@@ -436,6 +436,26 @@ def load_checkpoint(ckpt_dir: str | os.PathLike, device: str | torch.device = "c
 
 
 # ---- recognizer -------------------------------------------------------------------------------------------------
+BACKOFF = 0.5  # a kind is said only when it (or a more specific kind that implies it) is more likely than not
+
+
+def backoff_kinds(probs: torch.Tensor, kinds: list[str]):
+    """Per row, the most specific kind whose probability, summed with the kinds that imply it, reaches
+    :data:`BACKOFF` ("man" takes the mass of "young man" and "old man"; "t-shirt" that of "striped t-shirt"),
+    with that summed probability; rows where none does keep their most probable kind. Saying "woman" where
+    "young woman" is a coin toss keeps the phrase true. Returns ``(values, indices)`` like ``Tensor.max``."""
+    words = [frozenset(k.split()) for k in kinds]
+    implies = torch.tensor([[float(words[c] <= words[k]) for k in range(len(kinds))] for c in range(len(kinds))])
+    marginal = probs @ implies.t()  # (N, kinds): P(the phrase of kind c is true)
+    specificity = torch.tensor([float(len(w)) for w in words])
+    eligible = marginal >= BACKOFF
+    rank = torch.where(eligible, specificity[None, :] * 2 + marginal, torch.full_like(marginal, -1.0))
+    choice = rank.argmax(-1)
+    fallback = probs.max(-1)
+    has = eligible.any(-1)
+    indices = torch.where(has, choice, fallback.indices)
+    values = torch.where(has, marginal.gather(1, choice[:, None]).squeeze(1), fallback.values)
+    return torch.return_types.max((values, indices))
 @register("classifier")
 class ClassifierRecognizer(Recognizer):
     """Phrase classification per slot. Build it from a checkpoint directory (``checkpoint=DIR``) or from an
@@ -491,6 +511,8 @@ class ClassifierRecognizer(Recognizer):
         probs = self.probabilities(list(images))
         best = {name: p.max(-1) for name, p in probs.items()}
         colours = self.model.colours
+        if colours is not None:  # factorised: the most specific kind more likely right than not
+            best.update({s: backoff_kinds(probs[s], self.vocab[s]) for s in SLOTS})
         out = []
         for i in range(len(images)):
             phrases, scores = {}, {}
@@ -510,5 +532,6 @@ class ClassifierRecognizer(Recognizer):
 
     def describe(self) -> dict:
         return {"name": self.name, "checkpoint": self.checkpoint, "backbone": self.config.backbone,
-                "factorised": self.model.colours is not None, "head_sizes": dict(self.model.num_classes), "threshold": self.threshold,
+                "factorised": self.model.colours is not None, "head_sizes": dict(self.model.num_classes),
+                "threshold": self.threshold,
                 "precision": self.precision, "device": str(self.device)}
