@@ -249,12 +249,11 @@ def result_rows(details: dict) -> list[dict]:
             + _caption_rows(details["captions"], details["agreement"]))
 
 
-def run(quick: bool, workdir: Path) -> dict:
+def score(workdir: Path, train: Path, test: Path, classifier_run: Path, captioner_run: Path, cap_cfg) -> dict:
+    """Annotate the test corpus with the trained models and score what SPAC writes: the details of the result
+    (without the training facts)."""
     from spac.captioner.quality import Truth, attribute_accuracy, read_records
 
-    size = SIZES["quick" if quick else "full"]
-    train, test = _render_corpora(workdir, size)
-    classifier_run, captioner_run, cap_cfg, training = _train_models(train, workdir, size)
     written, synth = _annotate(test, workdir, classifier_run, captioner_run)
     train_records = read_records([train], "train", images=False)
     records = [r for r in read_records([test], "test") if written.get(r["key"], {}).get("status") == "ok"]
@@ -263,9 +262,16 @@ def run(quick: bool, workdir: Path) -> dict:
     for source, predicted in _predictions(records, written, train_records, classifier_run).items():
         per_slot = attribute_accuracy(predicted, truths)
         recognizers[source] = {"slots": per_slot, "summary": _summary(per_slot)}
-    captions = _captions(records, written, cap_cfg, train_records, truths)
-    agreement = _agreement([written[r["key"]] for r in records])
-    details = {"sizes": size, "seeds": {"train": TRAIN_SEED, "test": TEST_SEED}, "train_images": len(train_records),
-               "test_images": len(records), "training": training, "synth": synth, "recognizers": recognizers,
-               "captions": captions, "agreement": agreement, "samples": _samples(records, written, truths)}
-    return {"rows": result_rows(details), "table": slot_table(recognizers), "details": details}
+    return {"train_images": len(train_records), "test_images": len(records), "synth": synth,
+            "recognizers": recognizers, "captions": _captions(records, written, cap_cfg, train_records, truths),
+            "agreement": _agreement([written[r["key"]] for r in records]),
+            "samples": _samples(records, written, truths)}
+
+
+def run(quick: bool, workdir: Path) -> dict:
+    size = SIZES["quick" if quick else "full"]
+    train, test = _render_corpora(workdir, size)
+    classifier_run, captioner_run, cap_cfg, training = _train_models(train, workdir, size)
+    details = {"sizes": size, "seeds": {"train": TRAIN_SEED, "test": TEST_SEED}, "training": training,
+               **score(workdir, train, test, classifier_run, captioner_run, cap_cfg)}
+    return {"rows": result_rows(details), "table": slot_table(details["recognizers"]), "details": details}
