@@ -36,3 +36,32 @@ def test_gpu_suite_runs_in_its_tiny_form_on_the_cpu(tmp_path):
     assert abs(hours - 4_180_000 / best / 3600) <= 0.01 * hours + 0.01
     assert rows["text-ReID fine-tune (CMPM/C) images/s"]["value"] is None
     assert all("pass" not in r for r in res["rows"] if "per GPU" in r.get("goal", ""))  # no GPU: no GPU goal
+
+
+def test_spac_quality_suite_scores_the_real_path_with_tiny_models(tmp_path, monkeypatch):
+    """The real render → train → synth → score path at the tiniest sizes: the structure, accuracies in [0, 1],
+    the baseline and ceiling beside the recognizers, goals on the rows that have targets, the per-slot table."""
+    from pipelines.benchmarks import spac_quality
+
+    monkeypatch.setitem(spac_quality.SIZES, "quick", {
+        "train_corpus_identities": 20, "test_corpus_identities": 30, "images_per_identity": 2,
+        "classifier_steps": 2, "captioner_steps": 2})
+    monkeypatch.setattr(spac_quality, "CLASSIFIER", ("tiny", []))
+    monkeypatch.setattr(spac_quality, "CAPTIONER", ("tiny", []))
+    out = tmp_path / "bench" / "results.json"
+    assert main(["bench", "spac-quality", "--quick", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())["spac-quality"]
+    details = res["details"]
+    assert details["test_images"] == 6 and details["synth"]["status"] == {"ok": 6}
+    assert set(details["recognizers"]) == {"classifier", "captioner", "spac", "majority", "ceiling"}
+    for source in details["recognizers"].values():
+        for slot in source["slots"].values():
+            assert 0 <= slot["exact"] <= 1 and 0 <= slot["true"] <= 1
+    assert details["recognizers"]["ceiling"]["summary"]["true"]["mean"] > 0.9  # human captions name true phrases
+    assert set(details["captions"]["styles"]) == {"cuhk-pedes", "icfg-pedes"} and len(details["samples"]) == 6
+    rows = {r["metric"]: r for r in res["rows"]}
+    assert "attributes, majority baseline: mean per-slot accuracy (true wording)" in rows
+    assert "attributes, caption-label ceiling: mean per-slot accuracy (true wording)" in rows
+    goals = [r for r in res["rows"] if "goal" in r]
+    assert len(goals) == 2 + 2 * 5 and all(isinstance(r["pass"], bool) for r in goals)
+    assert "| upper |" in (out.parent / "spac-quality.md").read_text()

@@ -1,5 +1,6 @@
 """Benchmark suites for ``plip bench``. Each suite module has ``run(quick: bool, workdir: Path) -> dict``
-returning ``{"rows": [{"metric", "value", "unit", "goal", "note"}...], ...details}``."""
+returning ``{"rows": [{"metric", "value", "unit", "goal", "note"}...], ...details}``; a suite that also returns
+``"table"`` (Markdown) gets it written next to the results as ``<suite>.md``."""
 SUITES = {
     "shards": "pipelines.benchmarks.shards",
     "render": "pipelines.benchmarks.render",
@@ -11,4 +12,5 @@ SUITES = {
     "retrieval": "pipelines.benchmarks.retrieval",
     "ablation": "pipelines.benchmarks.ablation",
     "gpu": "pipelines.benchmarks.gpu",
+    "spac-quality": "pipelines.benchmarks.spac_quality",
 }

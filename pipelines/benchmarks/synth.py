@@ -31,14 +31,18 @@ def _captioner(workdir: Path, n: int) -> Path:
 
 
 def _render(out: Path, n: int, captions: int, size: tuple = (256, 128), shard_rows: int = 32, per_identity: int = 8,
-            workers: int = 0) -> Path:
-    """``n`` ProcPedes images (``per_identity`` each), rendered by ``workers`` Dask workers (0: this process); row
-    groups of min(shard_rows, 256) rows are the synth job's units of work."""
+            workers: int = 0, seed: int = 0, split: str | None = None) -> Path:
+    """``n`` ProcPedes images (``per_identity`` each) of corpus ``seed``, rendered by ``workers`` Dask workers (0:
+    this process); row groups of min(shard_rows, 256) rows are the synth job's units of work. ``split``: only the
+    identities of that split (then about 80 % (train) or 10 % (val, test) of ``n``)."""
     from pipelines.cli import main
 
-    main(["render", "--out", str(out), "--identities", str(max(1, n // per_identity)), "--images-per-identity",
-          str(per_identity), "--captions-per-image", str(captions), "--height", str(size[0]), "--width", str(size[1]),
-          "--workers", str(workers), "--shard-rows", str(shard_rows)])
+    argv = ["render", "--out", str(out), "--identities", str(max(1, n // per_identity)), "--images-per-identity",
+            str(per_identity), "--captions-per-image", str(captions), "--height", str(size[0]), "--width", str(size[1]),
+            "--workers", str(workers), "--shard-rows", str(shard_rows), "--seed", str(seed),
+            *(["--split", split] if split else [])]
+    if main(argv) != 0:  # main prints the reason and returns 2; a benchmark must not go on without its data
+        raise RuntimeError(f"plip {' '.join(argv)} failed")
     return out
 
 

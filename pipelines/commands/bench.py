@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
                    measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         results[name] = res
         print(markdown({name: res}))
+        if "table" in res:  # a suite's own table (per-slot scores, ablation variants) beside the results
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.with_name(f"{name}.md").write_text(res["table"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(markdown(results))

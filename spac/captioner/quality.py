@@ -232,9 +232,10 @@ class StyleClassifier:
         return sum(p == label for p in pred) / len(pred) if pred else None
 
 
-# --- evaluation -------------------------------------------------------------------------------
-def _records(dirs: Sequence[str | os.PathLike], split: str, limit: int | None = None,
-             images: bool = True) -> list[dict]:
+# --- scoring given predictions and captions ----------------------------------------------------
+def read_records(dirs: Sequence[str | os.PathLike], split: str, limit: int | None = None,
+                 images: bool = True) -> list[dict]:
+    """The ok rows of ``split`` in ``dirs`` with what scoring needs (ground truth, human captions, image)."""
     from synth_pedes import open_dataset
 
     columns = ["key", "split", "source", "attributes", "captions", "status", "extra"] + (["image"] if images else [])
@@ -248,7 +249,7 @@ def _records(dirs: Sequence[str | os.PathLike], split: str, limit: int | None = 
     return out
 
 
-def _reference_captions(cfg, records: list[dict]) -> dict[str, list[tuple[int, str]]]:
+def reference_captions(cfg, records: list[dict]) -> dict[str, list[tuple[int, str]]]:
     """style name -> [(record index, human caption)] under the config's style assignment."""
     from .data import caption_style_index
 
@@ -262,7 +263,39 @@ def _reference_captions(cfg, records: list[dict]) -> dict[str, list[tuple[int, s
     return refs
 
 
-def _phrase_scores(texts_by_image: list[tuple[int, str]], truths: list[Truth]) -> dict:
+def majority_attributes(records: Sequence[dict]) -> dict[str, str]:
+    """Per slot, the most frequent value of ``records`` (counted by canonical words, so synonyms pool), as its
+    most frequent wording: the majority baseline's prediction (``unknown`` without data)."""
+    out = {}
+    for slot in SLOTS:
+        values = [(r["attributes"] or {}).get(slot) or UNKNOWN for r in records]
+        top = Counter(canonical(v) for v in values).most_common(1)
+        out[slot] = Counter(v for v in values if canonical(v) == top[0][0]).most_common(1)[0][0] if top else UNKNOWN
+    return out
+
+
+def attribute_accuracy(predicted: Sequence[Mapping[str, str]], truths: Sequence[Truth]) -> dict[str, dict]:
+    """Per slot, the share of ``predicted[i][slot]`` that is *exact* (same canonical phrase as the truth) and
+    *true* (a true wording, possibly less specific); ``unknown`` is right only where the truth is unknown."""
+    out = {}
+    for slot in SLOTS:
+        exact = true = 0
+        for pred, truth in zip(predicted, truths, strict=True):
+            phrase, gt = pred.get(slot) or UNKNOWN, truth.attributes[slot]
+            if gt == UNKNOWN:
+                hit = normalise(phrase) == UNKNOWN
+                exact, true = exact + hit, true + hit
+            else:
+                exact += canonical(phrase) == canonical(gt)
+                true += truth.is_true(slot, phrase)
+        scored = max(len(truths), 1)
+        out[slot] = {"exact": exact / scored, "true": true / scored,
+                     "unknown_rate": sum(not t.known(slot) for t in truths) / scored}
+    return out
+
+
+def phrase_scores(texts_by_image: list[tuple[int, str]], truths: list[Truth]) -> dict:
+    """Phrase precision, recall, hallucinated and wrong shares of captions ``[(truth index, text)]``."""
     from spac.phrases import extract_many
 
     spans_per_text = extract_many([text for _, text in texts_by_image])
@@ -289,12 +322,47 @@ def _phrase_scores(texts_by_image: list[tuple[int, str]], truths: list[Truth]) -
             "phrases_per_caption": phrases / len(texts_by_image) if texts_by_image else None}
 
 
+def fit_style_classifier(cfg, train_records: list[dict]) -> tuple[StyleClassifier | None, int]:
+    """The style classifier trained on the human captions of ``train_records`` (None with fewer than two
+    styles among them), and how many captions it saw."""
+    train_refs = reference_captions(cfg, train_records)
+    texts = [text for style in cfg.styles for _, text in train_refs.get(style, [])]
+    labels = [label for label, style in enumerate(cfg.styles) for _ in train_refs.get(style, [])]
+    return (StyleClassifier(cfg.styles).fit(texts, labels) if len(set(labels)) > 1 else None), len(texts)
+
+
+def style_scores(styles: Sequence[str], generated: Mapping[str, list[tuple[int, str]]],
+                 refs: Mapping[str, list[tuple[int, str]]], truths: list[Truth],
+                 classifier: StyleClassifier | None) -> dict[str, dict]:
+    """Per style: phrases, length, distinctness and style fidelity of the generated captions
+    ``[(truth index, text)]`` next to the same measures of the human references."""
+    out = {}
+    for label, style in enumerate(styles):
+        ours, references = generated.get(style, []), refs.get(style, [])
+        generated_texts, reference_texts = [t for _, t in ours], [t for _, t in references]
+        generated_lengths = [len(words(t)) for t in generated_texts]
+        reference_lengths = [len(words(t)) for t in reference_texts]
+        out[style] = {
+            "generated": phrase_scores(ours, truths) | {
+                "length": mean_sd(generated_lengths), "distinct_1": distinct_n(generated_texts, 1),
+                "distinct_2": distinct_n(generated_texts, 2),
+                "classified_as_style": classifier.accuracy(generated_texts, label) if classifier else None},
+            "reference": (phrase_scores(references, truths) if references else {}) | {
+                "captions": len(references), "length": mean_sd(reference_lengths),
+                "distinct_1": distinct_n(reference_texts, 1), "distinct_2": distinct_n(reference_texts, 2),
+                "classified_as_style": (classifier.accuracy(reference_texts, label)
+                                        if classifier and references else None)},
+            "length_w1": wasserstein_1d(generated_lengths, reference_lengths) if references else None}
+    return out
+
+
+# --- evaluation -------------------------------------------------------------------------------
 def evaluate_captioner(captioner: Captioner, data_dirs: Sequence[str | os.PathLike], split: str = "test",
                        opts: DecodingOptions | None = None, batch_size: int = 32, limit: int | None = None,
                        train_split: str = "train", samples: int = 8) -> dict:
     """Caption the ``split`` images of ``data_dirs`` and measure them (see the module docstring)."""
     cfg = captioner.config
-    records = _records(data_dirs, split, limit)
+    records = read_records(data_dirs, split, limit)
     if not records:
         raise ValueError(f"no ok images in split {split!r} of {[str(d) for d in data_dirs]}")
     results = captioner.caption([r["image"]["bytes"] for r in records], opts, batch_size=batch_size,
@@ -302,52 +370,18 @@ def evaluate_captioner(captioner: Captioner, data_dirs: Sequence[str | os.PathLi
     ok = [(i, r) for i, r in enumerate(results) if r.ok]
     truths = [Truth(r) for r in records]
 
-    # attributes
-    train_recs = _records(data_dirs, train_split, images=False)
-    majority = {slot: Counter(canonical((r["attributes"] or {}).get(slot) or UNKNOWN) for r in train_recs
-                              ).most_common(1)  # [(most frequent canonical value, count)], or [] without data
-                for slot in SLOTS}
-    attr_rows = {}
-    for slot in SLOTS:
-        exact = true = baseline = 0
-        for i, result in ok:
-            pred, gt = result.attributes[slot], truths[i].attributes[slot]
-            if gt == UNKNOWN:
-                hit = normalise(pred) == UNKNOWN
-                exact, true = exact + hit, true + hit
-            else:
-                exact += canonical(pred) == canonical(gt)
-                true += truths[i].is_true(slot, pred)
-            baseline += bool(majority[slot]) and majority[slot][0][0] == canonical(gt)
-        scored = max(len(ok), 1)
-        attr_rows[slot] = {"exact": exact / scored, "true": true / scored, "majority": baseline / scored,
-                           "unknown_rate": sum(not truths[i].known(slot) for i, _ in ok) / scored}
+    # attributes, next to the majority baseline
+    train_recs = read_records(data_dirs, train_split, images=False)
+    ok_truths = [truths[i] for i, _ in ok]
+    attr_rows = attribute_accuracy([result.attributes for _, result in ok], ok_truths)
+    baseline = attribute_accuracy([majority_attributes(train_recs)] * len(ok), ok_truths)
+    attr_rows = {slot: {**row, "majority": baseline[slot]["exact"]} for slot, row in attr_rows.items()}
 
     # captions per style: phrases, style, diversity
-    refs = _reference_captions(cfg, records)
-    train_refs = _reference_captions(cfg, train_recs)
-    classifier_texts = [text for style in cfg.styles for _, text in train_refs.get(style, [])]
-    classifier_labels = [label for label, style in enumerate(cfg.styles) for _ in train_refs.get(style, [])]
-    classifier = (StyleClassifier(cfg.styles).fit(classifier_texts, classifier_labels)
-                  if len(set(classifier_labels)) > 1 else None)
-    styles = {}
-    for label, style in enumerate(cfg.styles):
-        generated = [(i, result.captions[style]) for i, result in ok]  # (record index, caption)
-        references = refs.get(style, [])
-        generated_texts, reference_texts = [t for _, t in generated], [t for _, t in references]
-        generated_lengths = [len(words(t)) for t in generated_texts]
-        reference_lengths = [len(words(t)) for t in reference_texts]
-        styles[style] = {
-            "generated": _phrase_scores(generated, truths) | {
-                "length": mean_sd(generated_lengths), "distinct_1": distinct_n(generated_texts, 1),
-                "distinct_2": distinct_n(generated_texts, 2),
-                "classified_as_style": classifier.accuracy(generated_texts, label) if classifier else None},
-            "reference": (_phrase_scores(references, truths) if references else {}) | {
-                "captions": len(references), "length": mean_sd(reference_lengths),
-                "distinct_1": distinct_n(reference_texts, 1), "distinct_2": distinct_n(reference_texts, 2),
-                "classified_as_style": (classifier.accuracy(reference_texts, label)
-                                        if classifier and references else None)},
-            "length_w1": wasserstein_1d(generated_lengths, reference_lengths) if references else None}
+    refs = reference_captions(cfg, records)
+    classifier, classifier_captions = fit_style_classifier(cfg, train_recs)
+    generated = {style: [(i, result.captions[style]) for i, result in ok] for style in cfg.styles}
+    styles = style_scores(cfg.styles, generated, refs, truths, classifier)
     references_per_image: dict[int, list] = defaultdict(list)
     for style in cfg.styles:
         for i, text in refs.get(style, []):
@@ -368,7 +402,8 @@ def evaluate_captioner(captioner: Captioner, data_dirs: Sequence[str | os.PathLi
     return {"split": split, "images": len(records), "failed": len(records) - len(ok),
             "decoding": (opts or captioner.options()).method, "attributes": attr_rows, "styles": styles,
             "diversity": diversity,
-            "classifier": {"train_captions": len(classifier_texts), "features": len(classifier.vocab) if classifier else 0},
+            "classifier": {"train_captions": classifier_captions,
+                           "features": len(classifier.vocab) if classifier else 0},
             "samples": sample_rows}
 
 
