@@ -2,7 +2,9 @@
 
 A training corpus (seed 0, train split) trains the attribute classifier and the ``cpu-small`` captioner for a
 fixed step budget each; a fresh test corpus (seed 7, test split: identities never seen in training) goes
-through the real annotation path, ``plip synth``'s job in this process with ``classifier:RUN`` as recognizer.
+through the real annotation path, ``plip synth``'s job in this process with ``classifier:RUN`` as recognizer
+and the union of it and the captioner's prefixes calibrated on the training corpus's val identities (``plip spac
+calibrate``).
 The rows it writes are scored with ``spac.captioner.quality``:
 
 * recognizers: per slot accuracy (exact, and true but possibly less specific) of the classifier alone, the
@@ -41,15 +43,17 @@ SOURCES = {  # recognizer rows: key -> what is scored
 }
 
 
-def _render_corpora(workdir: Path, size: dict) -> tuple[Path, Path]:
+def _render_corpora(workdir: Path, size: dict) -> tuple[Path, Path, Path]:
+    """(train, val, test): the training corpus's train and val identities, and the fresh test corpus."""
     from .synth import _render
 
     per_id = size["images_per_identity"]
-    train = _render(workdir / "train-corpus", size["train_corpus_identities"] * per_id, captions=2,
-                    shard_rows=256, per_identity=per_id, seed=TRAIN_SEED, split="train")
+    train, val = (_render(workdir / f"{split}-corpus", size["train_corpus_identities"] * per_id, captions=2,
+                          shard_rows=256, per_identity=per_id, seed=TRAIN_SEED, split=split)
+                  for split in ("train", "val"))
     test = _render(workdir / "test-corpus", size["test_corpus_identities"] * per_id, captions=2,
                    shard_rows=256, per_identity=per_id, seed=TEST_SEED, split="test")
-    return train, test
+    return train, val, test
 
 
 def _timed(fn, *args) -> tuple:
@@ -85,13 +89,26 @@ def _final_loss(losses: list[dict]) -> float | None:
     return round(statistics.fmean(row["loss"] for row in losses[-10:]), 4) if losses else None
 
 
-def _annotate(test: Path, workdir: Path, classifier_run: Path, captioner_run: Path) -> tuple[dict, dict]:
+def _calibrate(val: Path, classifier_run: Path, captioner_run: Path) -> tuple[dict, dict]:
+    """``plip spac calibrate`` on the training corpus's val identities: (calibration, member accuracies)."""
+    from spac.annotator import calibrate_union
+    from spac.captioner import load_captioner
+    from spac.captioner.quality import read_records
+
+    rows = read_records([val], "val")
+    return calibrate_union(load_captioner(captioner_run), (f"classifier:{classifier_run}",), rows,
+                           [r["attributes"] for r in rows])
+
+
+def _annotate(test: Path, workdir: Path, classifier_run: Path, captioner_run: Path,
+              calibration: dict | None) -> tuple[dict, dict]:
     """``plip synth --workers 0`` over the test corpus: {key: written row}, and the job's timing."""
     from pipelines.synth_job import run_synth
     from spac.annotator import MODELS, SynthConfig
     from synth_pedes import open_dataset
 
-    config = SynthConfig(captioner=str(captioner_run), recognizers=(f"classifier:{classifier_run}",))
+    config = SynthConfig(captioner=str(captioner_run), recognizers=(f"classifier:{classifier_run}",),
+                         calibration=json.dumps(calibration, sort_keys=True) if calibration else "")
     manifest, timing = _timed(lambda: run_synth(test, workdir / "synth", config, shard_rows=256, client=None))
     MODELS.clear()  # the job keeps its models for a next shard; this process has none
     rows = {r["key"]: r for r in open_dataset(workdir / "synth").iter_records(
@@ -249,12 +266,14 @@ def result_rows(details: dict) -> list[dict]:
             + _caption_rows(details["captions"], details["agreement"]))
 
 
-def score(workdir: Path, train: Path, test: Path, classifier_run: Path, captioner_run: Path, cap_cfg) -> dict:
-    """Annotate the test corpus with the trained models and score what SPAC writes: the details of the result
-    (without the training facts)."""
+def score(workdir: Path, train: Path, test: Path, classifier_run: Path, captioner_run: Path, cap_cfg,
+          val: Path | None = None) -> dict:
+    """Annotate the test corpus with the trained models (their union calibrated on ``val`` when given) and score
+    what SPAC writes: the details of the result (without the training facts)."""
     from spac.captioner.quality import Truth, attribute_accuracy, read_records
 
-    written, synth = _annotate(test, workdir, classifier_run, captioner_run)
+    calibration, val_accuracy = _calibrate(val, classifier_run, captioner_run) if val is not None else (None, None)
+    written, synth = _annotate(test, workdir, classifier_run, captioner_run, calibration)
     train_records = read_records([train], "train", images=False)
     records = [r for r in read_records([test], "test") if written.get(r["key"], {}).get("status") == "ok"]
     truths = [Truth(r) for r in records]
@@ -263,6 +282,7 @@ def score(workdir: Path, train: Path, test: Path, classifier_run: Path, captione
         per_slot = attribute_accuracy(predicted, truths)
         recognizers[source] = {"slots": per_slot, "summary": _summary(per_slot)}
     return {"train_images": len(train_records), "test_images": len(records), "synth": synth,
+            "calibration": {"val_accuracy": val_accuracy, "fitted": calibration},
             "recognizers": recognizers, "captions": _captions(records, written, cap_cfg, train_records, truths),
             "agreement": _agreement([written[r["key"]] for r in records]),
             "samples": _samples(records, written, truths)}
@@ -270,8 +290,8 @@ def score(workdir: Path, train: Path, test: Path, classifier_run: Path, captione
 
 def run(quick: bool, workdir: Path) -> dict:
     size = SIZES["quick" if quick else "full"]
-    train, test = _render_corpora(workdir, size)
+    train, val, test = _render_corpora(workdir, size)
     classifier_run, captioner_run, cap_cfg, training = _train_models(train, workdir, size)
     details = {"sizes": size, "seeds": {"train": TRAIN_SEED, "test": TEST_SEED}, "training": training,
-               **score(workdir, train, test, classifier_run, captioner_run, cap_cfg)}
+               **score(workdir, train, test, classifier_run, captioner_run, cap_cfg, val)}
     return {"rows": result_rows(details), "table": slot_table(details["recognizers"]), "details": details}

@@ -55,24 +55,20 @@ def _truths(rows: list[dict]) -> tuple[list, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spac.annotator import build_recognizer
+    from spac.annotator import calibrate_union
     from spac.captioner import load_captioner
-    from spac.recognizers import evaluate
 
     check_dataset_dir("--data", args.data)
     specs = tuple(s.strip() for s in args.recognizers.split(",") if s.strip())
     rows = _rows(args.data, args.split, args.limit)
     truths, truth_source = _truths(rows)
-    captioner = load_captioner(args.captioner, args.device)
-    union = build_recognizer(specs, args.threshold, args.device, calibration="{}", captioner=captioner)
-    calibration = union.fit(rows, truths)
-    accuracy = {label: evaluate(member.predict(rows), truths)["mean"]["accuracy"]
-                for label, member in zip(union.labels, union.members)}
-    accuracy["union"] = evaluate(union.predict(rows), truths)["mean"]["accuracy"]
+    calibration, accuracy = calibrate_union(load_captioner(args.captioner, args.device), specs, rows, truths,
+                                            args.threshold, args.device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(calibration, indent=2) + "\n")
     print_summary(f"union calibration on {args.data} ({args.split})", [
-        ("rows", len(rows)), ("ground truth", truth_source), ("members", ", ".join(union.labels)),
+        ("rows", len(rows)), ("ground truth", truth_source),
+        ("members", ", ".join(label for label in accuracy if label != "union")),
         ("mean slot accuracy", ", ".join(f"{k} {v:.1f}%" for k, v in accuracy.items())),
         ("written", args.out), ("use", f"plip synth ... --recognizers {args.recognizers} --calibration {args.out}")])
     return 0
