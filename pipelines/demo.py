@@ -38,7 +38,7 @@ class DemoContext:
         if self.quick:
             return {"unlabeled_ids": 24, "captioned_ids": 40, "per_id": 4, "spac_steps": 10, "rec_steps": 4,
                     "plip_steps": 4, "plip_batch": 16}
-        return {"unlabeled_ids": 150, "captioned_ids": 200, "per_id": 8, "spac_steps": 120, "rec_steps": 40,
+        return {"unlabeled_ids": 150, "captioned_ids": 200, "per_id": 8, "spac_steps": 120, "rec_steps": 150,
                 "plip_steps": 40, "plip_batch": 32}
 
 
@@ -90,12 +90,15 @@ def stage_unlabeled(ctx: DemoContext) -> dict:
 
 
 def stage_captioned(ctx: DemoContext) -> dict:
-    out = ctx.path("datasets", "captioned-train")
     s = ctx.sizes
-    cli(ctx, "render", "--out", out, "--format", "dataset", "--split", "train", "--identities", s["captioned_ids"],
-        "--images-per-identity", s["per_id"], "--seed", 0, "--shard-rows", 128, *_workers(ctx))
-    m = _manifest(out)
-    return {"output": str(out), "rows": m.num_rows, "note": "human-style captions, SPAC's training data", "id": m.id}
+    for split in ("train", "val"):  # val: other people, to calibrate the union on
+        cli(ctx, "render", "--out", ctx.path("datasets", f"captioned-{split}"), "--format", "dataset", "--split", split,
+            "--identities", s["captioned_ids"], "--images-per-identity", s["per_id"], "--seed", 0, "--shard-rows", 128,
+            *_workers(ctx))
+    m = _manifest(ctx.path("datasets", "captioned-train"))
+    return {"output": str(ctx.path("datasets", "captioned-train")), "rows": m.num_rows, "id": m.id,
+            "note": f"human-style captions, SPAC's training data (+ {_manifest(ctx.path('datasets', 'captioned-val')).num_rows} "
+                    "val images of other people for calibration)"}
 
 
 def stage_benchmark(ctx: DemoContext) -> dict:
@@ -109,13 +112,18 @@ def stage_benchmark(ctx: DemoContext) -> dict:
             f"{m.splits}", "id": m.id}
 
 
+# The demo's recognizer at 128x64 (4x fewer pixels than the default 256x128) with the frozen stages' output
+# cached: several epochs in the time one epoch takes at full size (see docs/evaluation.md#spac-quality-benchmark).
+RECOGNIZER_SETTINGS = ("--set", "image_height=128", "--set", "image_width=64", "--set", "cache_frozen=true")
+
+
 def stage_recognizer(ctx: DemoContext) -> dict:
     out = ctx.path("runs", "attribute-recognizer")
     steps = ctx.sizes["rec_steps"]
     cli(ctx, "spac", "train-recognizer", "--data", ctx.path("datasets", "captioned-train"), "--out", out,
-        "--max-steps", steps, "--batch-size", 32, "--precision", "bf16", "--no-progress")
-    return {"output": str(out), "rows": steps, "note": f"EfficientNet-Lite0 attribute classifier, {steps} steps; "
-            "its attributes join the captioner's in the SPAC union"}
+        "--max-steps", steps, "--batch-size", 32, "--precision", "bf16", "--no-progress", *RECOGNIZER_SETTINGS)
+    return {"output": str(out), "rows": steps, "note": f"EfficientNet-Lite0 attribute classifier (colour x kind "
+            f"heads, 128x64), {steps} steps; its attributes join the captioner's in the calibrated SPAC union"}
 
 
 def stage_spac_train(ctx: DemoContext) -> dict:
@@ -126,7 +134,16 @@ def stage_spac_train(ctx: DemoContext) -> dict:
     cli(ctx, "spac", "train", "--data", ctx.path("datasets", "captioned-train"), "--out", out, "--config",
         "cpu-small", "--max-steps", steps, "--precision", "bf16", "--threads", default_workers())
     return {"output": str(out), "rows": steps, "note": f"cpu-small captioner, {steps} steps (a demo, not a "
-            "quality run: see plip spac caption --evaluate)"}
+            "quality run: see plip bench spac-quality)"}
+
+
+def stage_calibrate(ctx: DemoContext) -> dict:
+    out = ctx.path("runs", "union-calibration.json")
+    cli(ctx, "spac", "calibrate", "--captioner", ctx.path("runs", "spac-captioner"), "--recognizers",
+        f"classifier:{ctx.path('runs', 'attribute-recognizer')}", "--data", ctx.path("datasets", "captioned-val"),
+        "--split", "val", "--out", out)
+    return {"output": str(out), "rows": _manifest(ctx.path("datasets", "captioned-val")).num_rows,
+            "note": "per-slot Platt scaling of the classifier and the captioner's prefixes on val identities"}
 
 
 def stage_synth(ctx: DemoContext) -> dict:
@@ -134,7 +151,8 @@ def stage_synth(ctx: DemoContext) -> dict:
     t0 = time.perf_counter()
     cli(ctx, "synth", "--images", ctx.path("datasets", "unlabeled-images"), "--captioner",
         ctx.path("runs", "spac-captioner"), "--out", out, "--shard-size", 256,
-        "--recognizers", f"classifier:{ctx.path('runs', 'attribute-recognizer')}", *_workers(ctx))
+        "--recognizers", f"classifier:{ctx.path('runs', 'attribute-recognizer')}",
+        "--calibration", ctx.path("runs", "union-calibration.json"), *_workers(ctx))
     m = _manifest(out)
     rate = m.num_rows / (time.perf_counter() - t0)
     return {"output": str(out), "rows": m.num_rows, "id": m.id,
@@ -229,6 +247,7 @@ STAGES: list[tuple[str, Callable[[DemoContext], dict]]] = [
     ("test benchmark (CUHK-PEDES layout)", stage_benchmark),
     ("train attribute recognizer", stage_recognizer),
     ("train SPAC captioner", stage_spac_train),
+    ("calibrate the union (plip spac calibrate)", stage_calibrate),
     ("SPAC synthesis (plip synth)", stage_synth),
     ("quality filters (plip filter)", stage_filter),
     ("dataset card (plip card)", stage_card),
