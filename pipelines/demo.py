@@ -161,11 +161,12 @@ def stage_synth(ctx: DemoContext) -> dict:
 
 def stage_filter(ctx: DemoContext) -> dict:
     out = ctx.path("datasets", "synth-filtered")
-    cli(ctx, "filter", ctx.path("datasets", "synth-captions"), "--out", out, "--min-images", 3, *_workers(ctx))
+    cli(ctx, "filter", ctx.path("datasets", "synth-captions"), "--out", out, "--min-images", 3,
+        "--min-faithfulness", 0.5, *_workers(ctx))
     m = _manifest(out)
     return {"output": str(out), "rows": m.status_counts.get("ok", 0), "id": m.id,
             "note": f"kept of {m.num_rows}; dropped by reason: "
-                    f"{ {k: v for k, v in m.producer['counts'].items() if k in ('unknown-slots', 'gender-vote', 'balance')} }"}
+                    f"{ {k: v for k, v in m.producer['counts'].items() if k in ('unknown-slots', 'faithfulness', 'faithfulness captions dropped', 'gender-vote', 'balance')} }"}
 
 
 def stage_card(ctx: DemoContext) -> dict:
