@@ -166,7 +166,10 @@ def stage_filter(ctx: DemoContext) -> dict:
     m = _manifest(out)
     return {"output": str(out), "rows": m.status_counts.get("ok", 0), "id": m.id,
             "note": f"kept of {m.num_rows}; dropped by reason: "
-                    f"{ {k: v for k, v in m.producer['counts'].items() if k in ('unknown-slots', 'faithfulness', 'faithfulness captions dropped', 'gender-vote', 'balance')} }"}
+                    f"{ {k: v for k, v in m.producer['counts'].items() if k in FILTER_REASONS} }"}
+
+
+FILTER_REASONS = ("unknown-slots", "faithfulness", "faithfulness captions dropped", "gender-vote", "balance")
 
 
 def stage_card(ctx: DemoContext) -> dict:
