@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", help="rows of this split (default val; never the test split "
                                                        "you report on)")
     parser.add_argument("--out", type=Path, required=True, help="calibration JSON to write")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="a slot whose best phrase is less likely right than this becomes unknown (default 0.5)")
+    parser.add_argument("--threshold", type=float, default=0.0,
+                        help="for the accuracy it prints: a slot whose best phrase is less likely right than this "
+                             "becomes unknown (default 0: never abstain, as plip synth)")
     parser.add_argument("--limit", type=int_at_least(1), default=1000, help="at most this many rows (default 1000)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
 
