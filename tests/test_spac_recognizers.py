@@ -458,3 +458,21 @@ def test_whole_phrase_checkpoints_written_before_factorised_heads_still_load(tra
     rec = R.create("classifier", checkpoint=old)
     assert rec.model.colours is None
     assert all(p.phrase(s) in phrases[s] for p in rec.predict(rows[:4]) for s in SLOTS)
+
+
+def test_backoff_says_the_most_specific_kind_more_likely_right_than_not():
+    import torch
+
+    from spac.recognizers.classifier import backoff_kinds
+
+    kinds = [UNKNOWN, "man", "young man", "old man", "woman", "t-shirt", "striped t-shirt"]
+    probs = torch.tensor([
+        [0.0, 0.1, 0.45, 0.15, 0.3, 0.0, 0.0],  # young man is a coin toss, a man is 70 % likely: "man"
+        [0.0, 0.0, 0.8, 0.0, 0.2, 0.0, 0.0],  # young man is likely enough on its own
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.7],  # striped t-shirt, 70 %
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.55, 0.45],  # the pattern is unsure: "t-shirt" (100 % with its refinements)
+        [0.4, 0.3, 0.0, 0.0, 0.3, 0.0, 0.0],  # nothing reaches 50 %: the most probable kind
+    ])
+    values, indices = backoff_kinds(probs, kinds)
+    assert [kinds[i] for i in indices] == ["man", "young man", "striped t-shirt", "t-shirt", UNKNOWN]
+    assert torch.allclose(values, torch.tensor([0.7, 0.8, 0.7, 1.0, 0.4]))
