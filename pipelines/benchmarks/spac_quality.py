@@ -24,8 +24,8 @@ from pathlib import Path
 
 # Corpus identities are counted before the split: the train split keeps ~80 % of them, the test split ~10 %.
 SIZES = {
-    # ~20 CPU-minutes of training on 2 cores: 3,840 training images of 1,280 people (the number of people, more
-    # than of images or steps, is what the classifier generalises from: docs/evaluation.md#spac-quality-benchmark)
+    # ~20 CPU-minutes of training on 2 cores: 3,840 training images of 1,280 people (with few people the
+    # classifier memorises who is who: docs/evaluation.md#spac-quality-benchmark; rendering more costs nothing)
     "full": {"train_corpus_identities": 1600, "test_corpus_identities": 1000, "images_per_identity": 3,
              "classifier_steps": 400, "captioner_steps": 300},
     "quick": {"train_corpus_identities": 60, "test_corpus_identities": 100, "images_per_identity": 2,
