@@ -15,9 +15,11 @@ def test_demo_quick_runs_every_stage_and_writes_a_summary(tmp_path, capsys):
     unlabeled = open_dataset(out / "datasets" / "unlabeled-images")
     assert unlabeled.manifest.status_counts["error"] == 3  # the files broken on purpose are error rows
     assert [s["stage"] for s in summary["stages"]][3:] == [
-        "train attribute recognizer", "train SPAC captioner", "SPAC synthesis (plip synth)",
+        "train attribute recognizer", "train SPAC captioner", "calibrate the union (plip spac calibrate)",
+        "SPAC synthesis (plip synth)",
         "quality filters (plip filter)", "dataset card (plip card)", "PLIP pre-training (plip train)",
         "zero-shot retrieval vs no pre-training (plip eval)", "validate"]
+    assert json.loads((out / "runs" / "union-calibration.json").read_text()).keys() == {"classifier", "captioner"}
     synth = open_dataset(out / "datasets" / "synth-captions")
     assert synth.manifest.parents == (unlabeled.id,) and synth.manifest.num_rows == unlabeled.manifest.num_rows
     filtered = open_dataset(out / "datasets" / "synth-filtered")
