@@ -281,3 +281,12 @@ def test_upper_garment_region_has_the_named_colour():
         total += 1
     assert total >= 15
     assert hits / total >= 0.9, (hits, total)
+
+
+def test_an_occluder_below_a_cut_off_frame_stays_inside_the_image():
+    """Seed 0, 800 identities: identity 778's image 4 is framed with its feet cut off, and its occluder's top
+    edge fell below the image (PIL refused the box and the whole shard failed)."""
+    from synth_pedes.procpedes import ProcPedesConfig, RenderItem, render_record
+
+    record = render_record(RenderItem(778, 4, "train", "c3"), ProcPedesConfig(identities=800, images_per_identity=6))
+    assert record["status"] == "ok" and record["image"]["bytes"]
