@@ -476,3 +476,17 @@ def test_backoff_says_the_most_specific_kind_more_likely_right_than_not():
     values, indices = backoff_kinds(probs, kinds)
     assert [kinds[i] for i in indices] == ["man", "young man", "striped t-shirt", "t-shirt", UNKNOWN]
     assert torch.allclose(values, torch.tensor([0.7, 0.8, 0.7, 1.0, 0.4]))
+
+
+def test_clip_candidates_from_a_factorised_checkpoint_are_coloured_phrases(trained):
+    from spac.recognizers.clip import load_candidates
+
+    root, _ = trained
+    candidates = load_candidates(root / "ckpt")
+    colours = json.loads((root / "ckpt" / "checkpoints" / "step-000003" / "colours.json").read_text())
+    for slot in SLOTS:
+        for phrase in candidates[slot]:
+            colour, kind = split_colour(phrase, slot)
+            assert colour is None or colour in colours[slot]["colours"]
+    coloured = [s for s in SLOTS if colours[s]["coloured"] and colours[s]["colours"]]
+    assert coloured and all(any(split_colour(p, s)[0] for p in candidates[s]) for s in coloured)

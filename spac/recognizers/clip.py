@@ -74,6 +74,18 @@ def lexicon_candidates() -> dict[str, list[str]]:
     return out
 
 
+def _coloured_kinds(kinds: dict, colours: dict) -> dict[str, list[str]]:
+    """A factorised classifier's kinds composed with its colours (kinds it writes without a colour stay bare)."""
+    from .labels import compose_phrase
+
+    out = {}
+    for slot, slot_kinds in kinds.items():
+        entry = colours.get(slot, {})
+        out[slot] = [compose_phrase(colour, kind, slot) for kind in slot_kinds
+                     for colour in ((entry.get("colours") or [None]) if kind in entry.get("coloured", []) else [None])]
+    return out
+
+
 def load_candidates(candidates) -> dict[str, list[str]]:
     """Candidates per slot from: None/"lexicon" (:func:`lexicon_candidates`), a dict, a ``vocab.json`` file or
     a classifier checkpoint directory (its ``vocab.json``). ``unknown`` entries are dropped."""
@@ -88,6 +100,9 @@ def load_candidates(candidates) -> dict[str, list[str]]:
         if not path.is_file():
             raise ValueError(f"candidates {str(candidates)!r}: no such vocab.json file or checkpoint directory")
         candidates = json.loads(path.read_text())
+        colours = path.with_name("colours.json")
+        if colours.is_file():  # a factorised classifier's vocabulary holds kinds: every colour of each kind
+            candidates = _coloured_kinds(candidates, json.loads(colours.read_text()))
     if not isinstance(candidates, dict) or set(candidates) - set(SLOTS):
         raise ValueError(f"candidates must map the slots {list(SLOTS)} to phrase lists")
     out = {}
