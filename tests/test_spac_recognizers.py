@@ -35,7 +35,7 @@ def _bad_rows():
 
 # ---- registry and oracle ----------------------------------------------------------------------------------------
 def test_registry_lists_and_creates_and_rejects_unknown_names():
-    assert R.available() == ["classifier", "clip", "oracle", "union"]
+    assert R.available() == ["captioner", "classifier", "clip", "oracle", "union"]
     assert isinstance(R.create("oracle"), R.OracleRecognizer)
     with pytest.raises(ValueError, match="unknown recognizer 'nope'.*classifier, clip, oracle, union"):
         R.create("nope")

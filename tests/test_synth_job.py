@@ -107,14 +107,16 @@ def test_model_cache_keeps_only_the_current_configuration():
 
 
 def test_the_annotator_fingerprint_is_the_one_plans_were_written_with():
-    """Unchanged since it was the repr of spac.synth.SpacAnnotator: a job planned then still resumes."""
+    """The label is unchanged since it was the repr of spac.synth.SpacAnnotator. The config changed once on
+    purpose: issue 16's union no longer abstains (union_threshold 0.5 -> 0), and its rows carry faithfulness
+    scores, so a job planned before is refused on resume instead of mixing the two kinds of rows."""
     from spac.annotator import SpacAnnotator
 
     annotator = SpacAnnotator(SynthConfig(captioner="c", precision="fp32", threads=3))  # threads: execution only
     assert annotator.fingerprint() == (
         'spac.synth.SpacAnnotator:SpacAnnotator({"batch_size": 32, "captioner": "c", "decoding": "greedy", '
         '"device": "cpu", "precision": "fp32", "prompt_captions": 1, "recognizers": [], "seed": 0, '
-        '"union_threshold": 0.5})')
+        '"union_threshold": 0.0})')
 
 
 def test_synth_config_precision():
