@@ -286,44 +286,54 @@ def generate(model: SpacCaptioner, images: torch.Tensor, opts: DecodingOptions,
     captions from ``condition(attribute ids, scores)`` (default: its own attributes); otherwise attributes and
     captions decode as one batch of rows."""
     model.eval()
-    cfg, device = model.cfg, images.device
-    _check_lengths(cfg, opts, model.decoder.config.n_positions)
+    _check_lengths(model.cfg, opts, model.decoder.config.n_positions)
     decode = _decode_beam if opts.method == "beam" else _decode_sampling
-    with autocast(device, opts.precision):
+    with autocast(images.device, opts.precision):
         attribute_prefixes, style_prefixes = model.encode_prefixes(images)  # (B, 6, Pa, D), (B, m, Pc, D)
-        num_images, num_attributes, attribute_len, width = attribute_prefixes.shape
-        num_styles, caption_len = style_prefixes.shape[1], style_prefixes.shape[2]
-        if cfg.caption_condition_tokens or not captions:
-            attribute_rows, scores = decode(model, attribute_prefixes.flatten(0, 1),
-                                            torch.ones(num_images * num_attributes, attribute_len, dtype=torch.long,
-                                                       device=device),
-                                            torch.full((num_images * num_attributes,), opts.max_attribute_tokens,
-                                                       device=device), opts)
-            attribute_ids = [attribute_rows[i * num_attributes:(i + 1) * num_attributes] for i in range(num_images)]
-            attribute_scores = [[math.exp(x) for x in scores[i * num_attributes:(i + 1) * num_attributes]]
-                                for i in range(num_images)]
-            if not captions:
-                return Generated(attribute_ids, [[] for _ in range(num_images)], attribute_scores)
-            tokens = (condition or model_condition(model))(attribute_ids, attribute_scores)
-            tokens = torch.tensor(tokens, dtype=torch.long, device=device)[:, None].expand(-1, num_styles, -1)
-            prefix = model.with_condition(style_prefixes.flatten(0, 1), tokens.flatten(0, 1))  # (B*m, Pc+6K, D)
-            caption_rows, _ = decode(model, prefix, torch.ones(prefix.shape[:2], dtype=torch.long, device=device),
-                                     torch.full((prefix.shape[0],), opts.max_caption_tokens, device=device), opts)
-            caption_ids = [caption_rows[i * num_styles:(i + 1) * num_styles] for i in range(num_images)]
-            return Generated(attribute_ids, caption_ids, attribute_scores)
-        rows_per_image = num_attributes + num_styles
-        # One row per output, image-major: 6 attribute rows then m caption rows, left-padded to caption_len.
-        pad = caption_len - attribute_len
-        prefix = torch.zeros(num_images, rows_per_image, caption_len, width, dtype=style_prefixes.dtype,
-                             device=device)
-        prefix[:, :num_attributes, pad:] = attribute_prefixes.to(style_prefixes.dtype)
-        prefix[:, num_attributes:] = style_prefixes
-        mask = torch.zeros(num_images, rows_per_image, caption_len, dtype=torch.long, device=device)
-        mask[:, :num_attributes, pad:] = 1
-        mask[:, num_attributes:] = 1
-        max_new = torch.tensor([opts.max_attribute_tokens] * num_attributes + [opts.max_caption_tokens] * num_styles,
-                               device=device).repeat(num_images)  # (B * (6 + m),)
-        seqs, scores = decode(model, prefix.flatten(0, 1), mask.flatten(0, 1), max_new, opts)
+        if captions and not model.cfg.caption_condition_tokens:  # captions that read only the image
+            return _decode_jointly(model, attribute_prefixes, style_prefixes, opts, decode)
+        attribute_ids, attribute_scores = _decode_rows(model, attribute_prefixes, opts.max_attribute_tokens, opts,
+                                                       decode)
+        if not captions:
+            return Generated(attribute_ids, [[] for _ in attribute_ids], attribute_scores)
+        tokens = (condition or model_condition(model))(attribute_ids, attribute_scores)  # (B, 6K) ids
+        tokens = torch.tensor(tokens, dtype=torch.long, device=images.device)[:, None]
+        tokens = tokens.expand(-1, style_prefixes.shape[1], -1)  # (B, m, 6K): every style reads the same
+        prefixes = model.with_condition(style_prefixes.flatten(0, 1), tokens.flatten(0, 1))  # (B*m, Pc+6K, D)
+        caption_ids, _ = _decode_rows(model, prefixes.unflatten(0, style_prefixes.shape[:2]), opts.max_caption_tokens,
+                                      opts, decode)
+    return Generated(attribute_ids, caption_ids, attribute_scores)
+
+
+def _decode_rows(model: SpacCaptioner, prefixes: torch.Tensor, max_tokens: int, opts: DecodingOptions, decode
+                 ) -> tuple[list, list]:
+    """Prefixes (B, R, P, D) of equal length -> token ids [B][R] and the probability of each sequence."""
+    num_images, rows_per_image = prefixes.shape[:2]
+    rows = prefixes.flatten(0, 1)
+    ids, log_probs = decode(model, rows, torch.ones(rows.shape[:2], dtype=torch.long, device=rows.device),
+                            torch.full((rows.shape[0],), max_tokens, device=rows.device), opts)
+    probs = [math.exp(x) for x in log_probs]
+    return ([ids[i * rows_per_image:(i + 1) * rows_per_image] for i in range(num_images)],
+            [probs[i * rows_per_image:(i + 1) * rows_per_image] for i in range(num_images)])
+
+
+def _decode_jointly(model: SpacCaptioner, attribute_prefixes, style_prefixes, opts: DecodingOptions, decode
+                    ) -> Generated:
+    """Attributes and captions of captions that read only the image, as one batch of rows: per image 6 attribute
+    rows then m caption rows, left-padded to the caption prefix's length."""
+    num_images, num_attributes, attribute_len, width = attribute_prefixes.shape
+    num_styles, caption_len = style_prefixes.shape[1], style_prefixes.shape[2]
+    rows_per_image, device = num_attributes + num_styles, style_prefixes.device
+    pad = caption_len - attribute_len
+    prefix = torch.zeros(num_images, rows_per_image, caption_len, width, dtype=style_prefixes.dtype, device=device)
+    prefix[:, :num_attributes, pad:] = attribute_prefixes.to(style_prefixes.dtype)
+    prefix[:, num_attributes:] = style_prefixes
+    mask = torch.zeros(num_images, rows_per_image, caption_len, dtype=torch.long, device=device)
+    mask[:, :num_attributes, pad:] = 1
+    mask[:, num_attributes:] = 1
+    max_new = torch.tensor([opts.max_attribute_tokens] * num_attributes + [opts.max_caption_tokens] * num_styles,
+                           device=device).repeat(num_images)  # (B * (6 + m),)
+    seqs, scores = decode(model, prefix.flatten(0, 1), mask.flatten(0, 1), max_new, opts)
     per_image = [seqs[i * rows_per_image:(i + 1) * rows_per_image] for i in range(num_images)]
     per_image_scores = [scores[i * rows_per_image:i * rows_per_image + num_attributes] for i in range(num_images)]
     return Generated([rows[:num_attributes] for rows in per_image], [rows[num_attributes:] for rows in per_image],
