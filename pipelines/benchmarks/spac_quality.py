@@ -166,13 +166,14 @@ def _captions(records: list, written: dict, cap_cfg, train_records: list, truths
 
 
 def _agreement(rows: list[dict]) -> dict:
-    """Whether the phrases of a row's captions agree with its attributes (the dataset card's rule)."""
-    from synth_pedes.card.text import CONSISTENT, EXACT, judge
+    """Whether the phrases of a row's captions agree with its attributes (the dataset card's faithfulness rule)."""
+    from synth_pedes.card.faithfulness import AGREEING, caption_phrases
+    from synth_pedes.card.text import judge
 
     agreeing_rows = phrases = agreeing = 0
     for row in rows:
-        verdicts = [judge(c["text"][s["start"]:s["end"]], row["attributes"][s["slot"]]) in (EXACT, CONSISTENT)
-                    for c in row["captions"] for s in c["spans"]]
+        verdicts = [judge(phrase, row["attributes"][slot]) in AGREEING for c in row["captions"]
+                    for slot, phrase in caption_phrases(c["text"], c["spans"]) if phrase is not None]
         phrases, agreeing = phrases + len(verdicts), agreeing + sum(verdicts)
         agreeing_rows += all(verdicts)
     return {"rows": agreeing_rows / max(len(rows), 1), "phrases": agreeing / phrases if phrases else None}
