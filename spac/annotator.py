@@ -144,10 +144,10 @@ def calibrate_union(captioner, specs: tuple, rows: list[dict], truths: list[dict
     from .recognizers import evaluate
 
     union = build_recognizer(specs, threshold, device, calibration="{}", captioner=captioner)
-    calibration = union.fit(rows, truths)
-    accuracy = {label: evaluate(member.predict(rows), truths)["mean"]["accuracy"]
-                for label, member in zip(union.labels, union.members)}
-    accuracy["union"] = evaluate(union.predict(rows), truths)["mean"]["accuracy"]
+    predictions = [member.predict(rows) for member in union.members]  # each member reads the rows once
+    calibration = union.fit(rows, truths, member_predictions=predictions)
+    accuracy = {label: evaluate(preds, truths)["mean"]["accuracy"] for label, preds in zip(union.labels, predictions)}
+    accuracy["union"] = evaluate([union.combine(list(p)) for p in zip(*predictions)], truths)["mean"]["accuracy"]
     return calibration, accuracy
 
 

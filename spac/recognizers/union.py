@@ -184,17 +184,20 @@ class UnionRecognizer(Recognizer):
         a, b = self.calibration[label][slot]
         return float(_sigmoid(a * _logit(score) + b))
 
-    def fit(self, rows: Sequence[dict], truths: Sequence | None = None, key: str = "attributes") -> dict:
+    def fit(self, rows: Sequence[dict], truths: Sequence | None = None, key: str = "attributes",
+            member_predictions: Sequence[list] | None = None) -> dict:
         """Fit Platt scaling per (member, slot) on ``rows`` (ground truth from ``truths`` or ``row[key]``);
-        returns the calibration (also kept)."""
+        returns the calibration (also kept). ``member_predictions``: each member's predictions of ``rows``, when
+        the caller has them already (else the members predict here)."""
         if truths is None:
             missing = [r.get("key") for r in rows if r.get(key) is None]
             if missing:
                 raise ValueError(f"union.fit: row {missing[0]!r} has no ground truth under {key!r}")
             truths = [r[key] for r in rows]
         gold = [t.to_dict() if hasattr(t, "to_dict") else dict(t) for t in truths]
-        for label, member in zip(self.labels, self.members):
-            preds = member.predict(rows)
+        if member_predictions is None:
+            member_predictions = [member.predict(rows) for member in self.members]
+        for label, preds in zip(self.labels, member_predictions):
             for slot in SLOTS:
                 pairs = [(pred.score(slot), canonical_phrase(pred.phrase(slot), slot) == canonical_phrase(
                     truth.get(slot), slot)) for pred, truth in zip(preds, gold) if pred.error is None]
