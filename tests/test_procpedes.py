@@ -290,3 +290,44 @@ def test_an_occluder_below_a_cut_off_frame_stays_inside_the_image():
 
     record = render_record(RenderItem(778, 4, "train", "c3"), ProcPedesConfig(identities=800, images_per_identity=6))
     assert record["status"] == "ok" and record["image"]["bytes"]
+
+
+def test_every_seed_and_frame_size_renders_with_an_occluder():
+    """Property test for the geometry (a box PIL refuses fails the whole shard, deterministically): many
+    seeds x frame sizes from the smallest the config allows to square and very tall, every image occluded."""
+    from synth_pedes.procpedes.people import sample_appearance
+    from synth_pedes.procpedes.render import render_image
+
+    sizes = [(64, 32), (64, 64), (97, 41), (256, 128), (300, 300), (1000, 40)]
+    for seed in range(8):
+        for height, width in sizes:
+            for identity in range(2):
+                appearance = sample_appearance(seed, identity, 0.15)
+                rendered = render_image(seed, identity, 0, 1 + identity, appearance, height, width, occlusion_rate=1.0)
+                with Image.open(io.BytesIO(rendered.jpeg)) as img:
+                    assert img.size == (width, height)
+                top = rendered.params["occluder_box"][1]
+                assert top <= height - 2, (seed, height, width, identity, rendered.params["occluder_box"])
+
+
+def test_an_occluder_is_placed_and_drawn_for_every_person_placement():
+    """The placement of ``render_image`` swept over its whole range: person heights up to the frame's 2.6x width
+    cap, heads from far above the frame (cut-off feet: the knees can lie below the image) to low in it, every
+    occluder kind and many draws. Every box must start inside the frame and draw (PIL refuses y1 < y0)."""
+    from PIL import ImageDraw
+
+    from synth_pedes.procpedes.render import place_occluder
+    from synth_pedes.procpedes.scene import OCCLUDERS, draw_occluder
+
+    rng = np.random.default_rng(0)
+    for height, width in [(64, 32), (97, 41), (256, 128), (300, 300)]:
+        img = Image.new("RGB", (width, height))
+        for scale in np.linspace(0.3 * height, min(1.2 * height, 2.6 * width), 7):
+            cut_frame_tops = height - scale * np.linspace(0.88, 0.95, 4)
+            for top in [*cut_frame_tops, *((height - scale) * np.linspace(0.3, 0.8, 3))]:
+                for kind in OCCLUDERS:
+                    for _ in range(8):
+                        occ_top, x0, x1 = place_occluder(rng, kind, float(top), float(scale), width / 2, height, width)
+                        assert 0 <= occ_top <= height - 2, (height, width, scale, top, occ_top)
+                        box = draw_occluder(ImageDraw.Draw(img), rng, kind, occ_top, x0, x1, height)
+                        assert box == (x0, occ_top, x1, height + 2)

@@ -56,6 +56,19 @@ def _lut(gain, contrast: float) -> list[int]:
     return np.concatenate(out).tolist()
 
 
+def place_occluder(rng: np.random.Generator, kind: str, top: float, scale: float, cx: float, height: int,
+                   width: int) -> tuple[int, int, int]:
+    """Where an occluder stands in front of a person of height ``scale`` whose head is at ``top``: its top
+    edge (between the person's thighs and ankles) and its horizontal span ``x0, x1``."""
+    # at most the bottom rows: with the feet cut off, the knees' height can lie below the image
+    occ_top = min(int(top + scale * float(rng.uniform(0.62, 0.93))), height - 2)
+    if kind == "car":
+        return occ_top, -10, width + 10
+    span = int(width * float(rng.uniform(0.45, 0.9)))
+    x0 = int(cx - span * float(rng.uniform(0.3, 0.7)))
+    return occ_top, x0, x0 + span
+
+
 def render_image(seed: int, identity: int, index: int, camera: int, appearance: Appearance, height: int = 256,
                  width: int = 128, occlusion_rate: float = 0.15, jpeg_quality: int = 90) -> Rendered:
     """Render one image of ``appearance`` seen by ``camera`` (1-based)."""
@@ -89,14 +102,7 @@ def render_image(seed: int, identity: int, index: int, camera: int, appearance: 
     occ_box, occ_kind = None, None
     if rng.random() < occlusion_rate:
         occ_kind = OCCLUDERS[int(rng.integers(len(OCCLUDERS)))]
-        # at most the bottom rows: with the feet cut off, the knees' height can lie below the image
-        occ_top = min(int(top + scale * float(rng.uniform(0.62, 0.93))), height - 2)
-        if occ_kind == "car":
-            x0, x1 = -10, width + 10
-        else:
-            w = int(width * float(rng.uniform(0.45, 0.9)))
-            x0 = int(cx - w * float(rng.uniform(0.3, 0.7)))
-            x1 = x0 + w
+        occ_top, x0, x1 = place_occluder(rng, occ_kind, top, scale, cx, height, width)
         occ_box = draw_occluder(ImageDraw.Draw(img), rng, occ_kind, occ_top, x0, x1, height)
 
     visible = {s: True for s in SLOTS}
