@@ -63,6 +63,7 @@ class Trainer:
         state = self.run.trainer_state or {}
         self.curriculum_steps = int(state.get("curriculum_steps", self.total_steps))
         self._build_model()
+        self.blank_caption_steps = 0  # steps whose batch held a caption without text (warned about)
         if self.run.resume_from is not None:
             self._load_checkpoint(self.run.resume_from)
 
@@ -145,6 +146,7 @@ class Trainer:
 
         progress = step / self.curriculum_steps
         accum, sums = len(micro_batches), {}
+        self._warn_blank_captions(step, micro_batches)
         for i, micro_batch in enumerate(micro_batches):
             micro_batch = move_batch(micro_batch, self.env.device, self.cfg.train.channels_last)
             last = i == accum - 1
@@ -170,6 +172,21 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         return sums
+
+    def _warn_blank_captions(self, step: int, micro_batches: list[dict]) -> None:
+        """Say loudly when this rank's batch holds captions without text: IAP then masks no token and the
+        contrast pairs images with nothing; a whole batch of them trains on noise. Rows whose captions are all
+        blank come from datasets written before imports dropped blank captions (or from an outside writer)."""
+        blank = [key for mb in micro_batches for key in mb["blank_caption_keys"]]
+        if not blank:
+            return
+        rows = sum(len(mb["keys"]) for mb in micro_batches)
+        self.blank_caption_steps += 1
+        if self.blank_caption_steps <= 3 or self.blank_caption_steps % 100 == 0:  # loud, but not every step
+            _log.warning("step %d: %d of %d captions in this batch have no text (e.g. %s)%s; %d step(s) so far. "
+                         "Re-import the dataset (imports drop blank captions) or leave those rows out.", step,
+                         len(blank), rows, blank[0], ": the batch has nothing to learn from" if len(blank) == rows
+                         else "", self.blank_caption_steps)
 
     def save(self, step: int) -> Path | None:
         """A checkpoint after ``step`` steps (every rank's RNG state gathered; rank 0 writes)."""

@@ -93,6 +93,16 @@ def test_choose_caption_by_kind():
     assert choose_caption(rec, ("human",), rng)["kind"] in ("generated", "prompt")  # fallback, never dropped
 
 
+def test_choose_caption_prefers_captions_with_text():
+    """A blank caption (empty or whitespace) is chosen only when the row has nothing else, of any kind."""
+    rec = {"captions": [{"kind": "generated", "text": "  "}, {"kind": "generated", "text": ""},
+                        {"kind": "prompt", "text": "p"}]}
+    rng = np.random.default_rng(0)
+    assert {choose_caption(rec, ("generated",), rng)["text"] for _ in range(20)} == {"p"}
+    blank = {"captions": [{"kind": "generated", "text": " "}]}
+    assert choose_caption(blank, None, rng)["text"] == " "  # kept: a planned row never drops out of its batch
+
+
 def _spec(ix, shape, **kw):
     steps = len(plan_epoch(ix, shape, 0, 0))
     return StreamSpec(ix, shape, seed=0, steps_per_epoch=steps, image_size=(64, 32), mean=(0.5,) * 3,

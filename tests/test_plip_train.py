@@ -180,3 +180,18 @@ def test_non_finite_loss_stops_with_step_and_keys(captions, tmp_path):
     with pytest.raises(ValueError, match=r"non-finite loss at step 0.*batch keys: \[procpedes"):
         train(_tiny("optim.lr=1e30", "train.precision=\"fp32\"", "tasks.tic.weight=1e38", steps=3), captions,
               tmp_path / "nan")
+
+
+def test_training_on_blank_captions_warns_naming_a_row(tmp_path, caplog):
+    """Captions without text train nothing (IAP masks no token): a dataset of them trains with a warning per
+    step that names a row, instead of in silence."""
+    records = [render_record(it, PROC) for it in plan_items(PROC)]
+    for record in records:
+        record["captions"] = [dict(c, text=" " * i) for i, c in enumerate(record["captions"])]
+    data = tmp_path / "blank"
+    write_dataset(records, data, name="blank-captions", kind="captions", shard_rows=12)
+    with caplog.at_level("WARNING", logger="plip_train.trainer"):
+        train(_tiny(steps=2), data, tmp_path / "run", RunOptions(device="cpu", workers=0))
+    warnings = [r.getMessage() for r in caplog.records if "have no text" in r.getMessage()]
+    assert len(warnings) == 2 and "nothing to learn from" in warnings[0]
+    assert warnings[0].split("(e.g. ")[1].split(")")[0] in {r["key"] for r in records}

@@ -126,7 +126,8 @@ class PlipStream(IterableDataset):
             keys.append(rec["key"])
             mask_seeds.append(int(rng.integers(2**62)))
         batch = {"images": torch.stack(colours), "identities": torch.from_numpy(ix.identity[rows].copy()),
-                 "keys": keys, "mask_seeds": torch.tensor(mask_seeds), "step": step, **self.encoder(captions)}
+                 "keys": keys, "mask_seeds": torch.tensor(mask_seeds), "step": step,
+                 "blank_caption_keys": [k for k, c in zip(keys, captions) if is_blank(c)], **self.encoder(captions)}
         if s.gray:
             batch["gray"] = torch.stack(grays)
         if s.masker is not None:
@@ -138,9 +139,14 @@ class PlipStream(IterableDataset):
 def choose_caption(record: dict, kinds: tuple[str, ...] | None, rng: np.random.Generator) -> dict:
     """One caption of the record, uniformly among those of the wanted kinds (all kinds as a fallback
     when none of the wanted kind exists, so a row never silently drops out of a planned batch)."""
-    caps = record["captions"]
+    caps = [c for c in record["captions"] if not is_blank(c)] or record["captions"]  # text to learn from first
     wanted = [c for c in caps if kinds is None or c["kind"] in kinds] or caps
     return wanted[int(rng.integers(len(wanted)))]
+
+
+def is_blank(caption: dict) -> bool:
+    """A caption with no text to learn from (empty or whitespace): IAP masks nothing and IVLC matches nothing."""
+    return not (caption.get("text") or "").strip()
 
 
 def make_loader(stream: PlipStream, num_workers: int, pin_memory: bool = False) -> DataLoader:
