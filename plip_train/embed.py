@@ -16,7 +16,6 @@ Embeddings are ``x / (||x|| + 1e-12)``, computed in eval mode under ``torch.no_g
 """
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from plip_runtime.device import autocast, resolve_device, resolve_precision, tun
 from PIL import Image
 
 from plip_runtime.runs import checkpoint_step, read_run_file, resolve_checkpoint
+from synth_pedes.imaging import open_rgb, to_rgb
 
 from .checkpoint import load_module
 from .config import PlipConfig, load_config
@@ -79,13 +79,12 @@ class Embedder:
     def _decode(self, item: ImageItem, where: str) -> Image.Image:
         try:
             if isinstance(item, Image.Image):
-                return item.convert("RGB")
+                return to_rgb(item)
             if isinstance(item, (str, os.PathLike)):
                 with open(item, "rb") as f:  # the same decoder as for bytes: identical tensors
                     item = f.read()
             if isinstance(item, (bytes, bytearray, memoryview)):
-                with Image.open(io.BytesIO(item)) as img:
-                    return img.convert("RGB")
+                return open_rgb(item)
         except OSError as e:
             raise ValueError(f"image {where} could not be read: {e}") from e
         raise TypeError(f"image {where}: expected a file path, bytes or a PIL image, got {type(item).__name__}")

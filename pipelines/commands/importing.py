@@ -13,16 +13,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     images = sub.add_parser("images", help="a folder of person images (flat, or one folder per identity)",
                             description="Import a folder of person images: flat (LUPerson; identity -1) or one "
                                         "folder per identity (LUPerson-NL; identity from the folder name). "
-                                        "Unreadable files become status=error rows.")
+                                        "Unreadable files, dangling symlinks and symlinks leading outside SRC "
+                                        "become status=error rows; other paths left out are counted by reason "
+                                        "(docs/formats.md#image-folders).")
     images.add_argument("src", type=Path, help="the image folder")
     images.add_argument("--out", type=Path, required=True, help="output dataset directory (new, or an unfinished write)")
     images.add_argument("--name", default=None, help="dataset name (default: the folder name)")
     images.add_argument("--source", default=None, help="source name used in keys (default: the folder name)")
     images.add_argument("--split", default="train", help="split recorded on every row (default: train)")
     images.add_argument("--max-pixels", type=int, default=None, help="reject images with more pixels (bomb guard)")
+    add_allow_outside_root(images)
     add_shard_arguments(images)
     add_cluster_arguments(images)
     _add_entry_importers(sub)
+
+
+def add_allow_outside_root(parser: argparse.ArgumentParser) -> None:
+    """The one definition of ``--allow-outside-root`` (every importer has it; see
+    ``synth_pedes.sources.images.resolve_inside``)."""
+    parser.add_argument("--allow-outside-root", action="store_true",
+                        help="follow symlinks that lead outside SRC (refused by default)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,32 +45,38 @@ def run(args: argparse.Namespace) -> int:
 
 def import_images(args: argparse.Namespace) -> int:
     from synth_pedes import write_dataset
-    from synth_pedes.sources.images import MAX_PIXELS, ImageFolderSource, scan_image_folder
+    from synth_pedes.sources.images import MAX_PIXELS, ImageFolderSource, scan_image_folder, stored_path
 
     from ..cluster import dask_client
     from ..progress import ShardProgress
 
     t0 = time.perf_counter()
-    layout, items = scan_image_folder(args.src)
-    name = args.name or args.src.resolve().name
+    scan = scan_image_folder(args.src, args.allow_outside_root)
+    items = scan.items
+    src = stored_path(str(args.src.resolve()))  # as the manifest can store it (docs/formats.md#file-names)
+    name = args.name or src.rsplit("/", 1)[-1]
     source = ImageFolderSource(root=str(args.src.resolve()), source=args.source or name, split=args.split,
-                               max_pixels=args.max_pixels or MAX_PIXELS)
+                               max_pixels=args.max_pixels or MAX_PIXELS, allow_outside_root=args.allow_outside_root)
     shard_rows, shard_bytes = shard_sizes(args)
-    producer = {"stage": "import-images", "config": {"src": str(args.src.resolve()), "layout": layout,
-                                                     "source": source.source, "split": args.split,
-                                                     "max_pixels": source.max_pixels,
-                                                     "shard_rows": shard_rows, "shard_bytes": shard_bytes}}
+    producer = {"stage": "import-images",
+                "config": {"src": src, "layout": scan.layout, "source": source.source,
+                           "split": args.split, "max_pixels": source.max_pixels,
+                           "allow_outside_root": args.allow_outside_root, "identity_map": scan.identity_map,
+                           "shard_rows": shard_rows, "shard_bytes": shard_bytes},
+                "counts": {"files": len(items), "skipped": scan.skipped}}
     progress = ShardProgress(f"import {name}")
     with dask_client(args.workers, args.scheduler) as client:
         manifest = write_dataset(items, args.out, name=name, kind="images", transform=source,
                                  shard_rows=shard_rows, shard_bytes=shard_bytes, size_of=lambda it: it.size,
                                  producer=producer, client=client, on_progress=progress,
-                                 description=f"Person images imported from {args.src} ({layout} layout).")
+                                 description=f"Person images imported from {stored_path(str(args.src))} "
+                                             f"({scan.layout} layout).")
     progress.close()
     seconds = time.perf_counter() - t0
-    print_summary(f"imported {len(items)} files from {args.src} ({layout} layout)", [
+    print_summary(f"imported {len(items)} files from {stored_path(str(args.src))} ({scan.layout} layout)", [
         ("dataset", args.out), ("id", manifest.id), ("rows", manifest.num_rows),
         ("status", ", ".join(f"{k}={v}" for k, v in manifest.status_counts.items())),
+        ("skipped", ", ".join(f"{k}={v}" for k, v in scan.skipped.items()) or "none"),
         ("shards", len(manifest.shards)), ("size", f"{manifest.num_bytes / 2**20:.1f} MiB"),
         ("time", f"{seconds:.1f} s ({len(items) / seconds:.0f} images/s)"),
     ])

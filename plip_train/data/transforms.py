@@ -4,11 +4,11 @@ for TIC; captions tokenized with the attribute-phrase spans stored in the shards
 IAP."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
 from PIL import Image
+
+from synth_pedes.imaging import open_rgb
 
 SYNTH_PEDES_MEAN = (0.357, 0.323, 0.328)
 SYNTH_PEDES_STD = (0.252, 0.242, 0.239)
@@ -23,10 +23,8 @@ class ImageTransform:
         self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
 
     def load(self, data: bytes, key: str = "") -> Image.Image:
-        try:
-            img = Image.open(io.BytesIO(data))
-            img.draft("RGB", (self.width, self.height))  # JPEG: decode at a reduced scale when much larger
-            return img.convert("RGB").resize((self.width, self.height), Image.BICUBIC)
+        try:  # JPEG: decode at a reduced scale when much larger
+            return open_rgb(data, draft=(self.width, self.height)).resize((self.width, self.height), Image.BICUBIC)
         except Exception as e:  # the shard was verified, so this is a codec problem worth naming
             raise ValueError(f"image of row {key!r} could not be decoded: {e}") from e
 

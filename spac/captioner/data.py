@@ -18,7 +18,6 @@ with any number of loader workers.
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 import random
@@ -47,12 +46,13 @@ def open_image(src):
     """A PIL RGB image from bytes, a path or a PIL image; raises ValueError saying why it failed."""
     from PIL import Image, UnidentifiedImageError
 
+    from synth_pedes.imaging import open_rgb, to_rgb
+
     if isinstance(src, Image.Image):
-        img = src
+        img = to_rgb(src)
     else:
         try:
-            img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
-            img.load()
+            img = open_rgb(src)
         except FileNotFoundError:
             raise ValueError(f"no such file: {src}") from None
         except UnidentifiedImageError:
@@ -61,7 +61,7 @@ def open_image(src):
             raise ValueError(f"cannot decode image: {e}") from None
     if img.width < 1 or img.height < 1:
         raise ValueError(f"empty image ({img.width}x{img.height})")
-    return img.convert("RGB")
+    return img
 
 
 def image_tensor(src, image_size: tuple[int, int], flip: bool = False) -> torch.Tensor:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import abc
-import io
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -52,16 +51,16 @@ def decode_image(row: dict):
     ``row["image"]``). Raises ``ValueError`` saying why a row has no readable image."""
     from PIL import Image
 
+    from synth_pedes.imaging import open_rgb, to_rgb
+
     img = row.get("image") if isinstance(row, dict) else None
     if isinstance(img, Image.Image):
-        return img.convert("RGB")
+        return to_rgb(img)
     data = img.get("bytes") if isinstance(img, dict) else None
     if not data:
         raise ValueError("no image bytes")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return im.convert("RGB")
+        return open_rgb(data)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot decode image: {type(e).__name__}: {e}") from e
 

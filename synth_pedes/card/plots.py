@@ -6,7 +6,6 @@ the file it wrote, or None when the dataset has nothing to show for it (e.g. no 
 """
 from __future__ import annotations
 
-import io
 import textwrap
 from pathlib import Path
 
@@ -181,7 +180,7 @@ def status_reasons(stats: dict, out: Path) -> str | None:
 
 def sample_grid(samples: list[dict], out: Path, columns: int = 4) -> str | None:
     """Images with their captions (and attributes) under them: what a reader should look at first."""
-    from PIL import Image
+    from ..imaging import open_rgb
 
     samples = [s for s in samples if s.get("image")]
     if not samples:
@@ -193,7 +192,7 @@ def sample_grid(samples: list[dict], out: Path, columns: int = 4) -> str | None:
         r, c = divmod(i, columns)
         ax = fig.add_subplot(grid[2 * r, c])
         try:
-            ax.imshow(Image.open(io.BytesIO(s["image"])).convert("RGB"))
+            ax.imshow(open_rgb(s["image"]))
         except (OSError, ValueError) as e:  # an unverified dataset may hold anything: show it, do not fail
             ax.text(0.5, 0.5, textwrap.fill(f"image does not decode: {e}", 24), ha="center", va="center",
                     fontsize=7, color="#e03131")

@@ -1,13 +1,13 @@
 """A contact sheet: a grid of images, each with its six attribute phrases underneath, for a person to look at."""
 from __future__ import annotations
 
-import io
 import json
 import logging
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..imaging import open_rgb
 from ..schema import SLOTS, UNKNOWN
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def contact_sheet(records, png_path, columns: int = 8, max_images: int = 32, sca
             break
         if not rec.get("image") or rec["image"].get("bytes") is None:
             continue
-        img = Image.open(io.BytesIO(rec["image"]["bytes"])).convert("RGB")
+        img = open_rgb(rec["image"]["bytes"])
         if scale != 1.0:
             img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
                              Image.Resampling.LANCZOS)
