@@ -168,7 +168,9 @@ def import_entries(args: argparse.Namespace) -> int:
     print_summary(f"imported {counts['entries']} entries from {args.src} as {manifest.kind} dataset {name!r}", [
         ("dataset", args.out), ("id", manifest.id), ("rows", manifest.num_rows),
         ("splits", ", ".join(f"{k}={v}" for k, v in manifest.splits.items()) or "-"),
-        ("identities", scan.identities), ("captions", scan.captions),
+        ("identities", scan.identities),
+        ("captions", f"{scan.captions}" + (f" (blank, dropped: {counts['blank_captions']})"
+                                           if "blank_captions" in counts else "")),
         ("status", ", ".join(f"{k}={v}" for k, v in manifest.status_counts.items()) or "-"),
         ("bad entries", f"{counts['bad']} (kept as error rows: {counts['kept_as_error']}, skipped: "
                         f"{counts['skipped']}; --on-bad-files {args.on_bad_files})"
