@@ -33,7 +33,7 @@ import stat
 from dataclasses import replace
 from pathlib import Path
 
-from .benchmarks import EntryItem, EntrySource, ScanResult, check_on_bad, resolve_bad_entries
+from .benchmarks import MAX_ID, EntryItem, EntrySource, ScanResult, check_on_bad, check_text, resolve_bad_entries
 
 _log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ def parse_name(name: str) -> dict:
     if m is None:
         raise ValueError(f"unexpected file name: {name!r} is not PPPP_cXsY_FFFFFF_NN.jpg")
     pid = int(m.group(1))
+    if pid > MAX_ID:
+        raise ValueError(f"unexpected file name: {name!r}: person id {pid} is larger than the schema stores ({MAX_ID})")
     return {"identity": pid, "camera": f"c{int(m.group(2))}", "sequence": int(m.group(3)),
             "frame": int(m.group(4)), "bbox": int(m.group(5)), "junk": pid == -1, "distractor": pid == 0}
 
@@ -67,6 +69,26 @@ def _list_files(folder: Path) -> tuple[list[tuple[str, int]], int]:
     return sorted(files), ignored
 
 
+def _market_item(index: int, folder: str, name: str, size: int) -> EntryItem:
+    """One file as an item; a name that is not ``PPPP_cXsY_FFFFFF_NN.jpg`` (or not UTF-8) sets ``error``."""
+    relpath = f"{folder}/{name}"
+    item = EntryItem(index=index, key=f"{SOURCE}/{relpath}", relpath=relpath, size=size, split=FOLDERS[folder],
+                     extra=(("folder", folder),))
+    try:
+        check_text(name, "the file name")
+    except ValueError:  # os.scandir hands non-UTF-8 bytes over as surrogates, which no key can hold
+        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return replace(item, key=f"{SOURCE}/{folder}/#entry-{index}", relpath=f"{folder}/{shown}",
+                       error=f"unexpected file name: {shown!r} is not UTF-8 text; rename the file")
+    try:
+        info = parse_name(name)
+    except ValueError as e:
+        return replace(item, error=str(e))
+    extra = (("folder", folder), ("sequence", info["sequence"]), ("frame", info["frame"]),
+             ("bbox", info["bbox"]), ("junk", info["junk"]), ("distractor", info["distractor"]))
+    return replace(item, identity=info["identity"], camera=info["camera"], extra=extra)
+
+
 def scan_market1501(src: str | os.PathLike, on_bad: str = "error") -> tuple[ScanResult, EntrySource]:
     """List and parse the three folders under ``src`` (see the module docstring)."""
     check_on_bad(on_bad)
@@ -82,18 +104,7 @@ def scan_market1501(src: str | os.PathLike, on_bad: str = "error") -> tuple[Scan
     for folder in sorted(FOLDERS):
         files, n_ignored = _list_files(src / folder)
         ignored += n_ignored
-        for name, size in files:
-            relpath = f"{folder}/{name}"
-            item = EntryItem(index=len(items), key=f"{SOURCE}/{relpath}", relpath=relpath, size=size,
-                             split=FOLDERS[folder], extra=(("folder", folder),))
-            try:
-                info = parse_name(name)
-            except ValueError as e:
-                items.append(replace(item, error=str(e)))
-                continue
-            extra = (("folder", folder), ("sequence", info["sequence"]), ("frame", info["frame"]),
-                     ("bbox", info["bbox"]), ("junk", info["junk"]), ("distractor", info["distractor"]))
-            items.append(replace(item, identity=info["identity"], camera=info["camera"], extra=extra))
+        items += [_market_item(len(items) + k, folder, name, size) for k, (name, size) in enumerate(files)]
     if ignored:
         _log.info("%s: ignored %d hidden or Thumbs.db files", src, ignored)
     result = resolve_bad_entries(items, on_bad, str(src))
