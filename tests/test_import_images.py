@@ -8,7 +8,7 @@ from PIL import Image
 
 from pipelines.cli import main
 from synth_pedes import open_dataset
-from synth_pedes.sources.images import scan_image_folder
+from synth_pedes.sources.images import resolve_inside, scan_image_folder
 
 
 def _bad_files(root):
@@ -99,3 +99,22 @@ def test_every_command_has_help(cmd, capsys):
         main([*cmd, "--help"])
     assert e.value.code == 0
     assert "usage: plip" in capsys.readouterr().out
+
+
+def test_resolve_inside_refuses_paths_that_leave_the_root_unless_allowed(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "secret.jpg"
+    (root / "sub").mkdir(parents=True)
+    outside.write_bytes(b"secret")
+    (root / "sub" / "in.jpg").write_bytes(b"x")
+    (root / "out.jpg").symlink_to(outside)
+    (root / "in-link.jpg").symlink_to(root / "sub" / "in.jpg")
+    (root / "linked-dir").symlink_to(root / "sub", target_is_directory=True)
+    assert resolve_inside(root, "in-link.jpg") == (root / "sub" / "in.jpg").resolve()
+    assert resolve_inside(root, "linked-dir/in.jpg") == (root / "sub" / "in.jpg").resolve()
+    with pytest.raises(ValueError, match="resolves outside the source root via a symlink: 'out.jpg' leads to .*"
+                                         "secret.jpg.*pass --allow-outside-root"):
+        resolve_inside(root, "out.jpg")
+    assert resolve_inside(root, "out.jpg", allow_outside=True) == outside.resolve()
+    for bad in ("../secret.jpg", "/etc/passwd", "sub//in.jpg", ""):
+        with pytest.raises(ValueError, match="not a relative path inside the source root"):
+            resolve_inside(root, bad, allow_outside=True)

@@ -81,6 +81,40 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[str, list[ImageItem]]:
     return "identity-folders", items
 
 
+OUTSIDE_ROOT = "resolves outside the source root via a symlink"  # the reason (before ':') refused paths get
+
+
+def stored_path(path: str) -> str:
+    """A file name as keys, rows and messages store it (docs/formats.md#file-names): itself when its bytes are
+    UTF-8, else each byte that is not UTF-8 as ``%XX`` (``os.walk`` hands such bytes over as lone surrogates,
+    which Arrow and JSON cannot encode). The original bytes are ``os.fsencode(path)``."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        pass
+    text = os.fsencode(path).decode("utf-8", "surrogateescape")  # each bad byte b -> chr(0xDC00 + b)
+    return "".join(f"%{ord(c) - 0xDC00:02X}" if "\udc80" <= c <= "\udcff" else c for c in text)
+
+
+def resolve_inside(root: str | os.PathLike, relpath: str, allow_outside: bool = False) -> Path:
+    """The file ``relpath`` names under ``root``, resolved through any symlinks; ValueError with the reason
+    (naming the path and the fix) when it is absolute, has ``..``, or resolves outside ``root``, unless
+    ``allow_outside`` (``--allow-outside-root``). Checks names only: nothing outside the root is read."""
+    parts = relpath.split("/")
+    if not relpath or relpath.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"not a relative path inside the source root: {stored_path(relpath)!r}")
+    root = Path(root).resolve()
+    try:
+        path = (root / relpath).resolve()  # a dangling link resolves to its (missing) target
+    except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise ValueError(f"unresolvable path: {stored_path(relpath)!r}: {stored_path(str(e))}") from None
+    if not allow_outside and root not in path.parents:
+        raise ValueError(f"{OUTSIDE_ROOT}: {stored_path(relpath)!r} leads to {stored_path(str(path))!r}; "
+                         "pass --allow-outside-root to import it")
+    return path
+
+
 def _side_table(root: Path, path: Path) -> bool:
     """The ground-truth table `plip render` writes at the top of a folder: data about the images, not an image
     (importing it would make an error row that looks like a broken file)."""
