@@ -282,3 +282,32 @@ def test_ids_below_the_dataset_base_are_malformed(tmp_path, kind, json_name, fir
         assert item.error.startswith(f"malformed entry: 'id' is {entries[item.index]['id']}, not an integer from "
                                      f"{first} to ")
         assert f"ids are {first}-based; -1 is reserved for no identity" in item.error
+
+
+def test_symlinks_out_of_imgs_are_refused_unread_unless_allowed(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "p3_s1.jpg").write_bytes(jpeg_bytes(7))
+    entries = CUHK + [dict(CUHK[0], file_path="CUHK01/inside.png")]
+    src = _write_benchmark(tmp_path / "CUHK-PEDES", "reid_raw.json", entries, skip_images={"CUHK01/inside.png"})
+    (src / "imgs" / CUHK[3]["file_path"]).unlink()
+    (src / "imgs" / CUHK[3]["file_path"]).symlink_to(outside / "p3_s1.jpg")  # a file link out of imgs/
+    (src / "imgs" / "cam_a").rename(outside / "cam_a")
+    (src / "imgs" / "cam_a").symlink_to(outside / "cam_a")  # a folder link out of imgs/
+    (src / "imgs" / "CUHK01" / "inside.png").symlink_to(src / "imgs" / CUHK[0]["file_path"])  # stays inside: fine
+    out = tmp_path / "cuhk"
+    assert main(["import", "cuhk-pedes", str(src), "--out", str(out), "--workers", "0", "--on-bad-files", "warn"]) == 0
+    ds, rows = _rows(out)
+    assert [r["status"] for r in rows] == ["ok", "ok", "error", "error", "ok"]
+    targets = {2: outside / "cam_a/001_45.bmp", 3: outside / "p3_s1.jpg"}
+    for i, target in targets.items():
+        assert rows[i]["error"] == (f"resolves outside the source root via a symlink: {entries[i]['file_path']!r} "
+                                    f"leads to {str(target)!r}; pass --allow-outside-root to import it")
+        assert rows[i]["image_sha256"] is None  # the target was never read
+    assert ds.manifest.producer["counts"]["bad_reasons"] == {"resolves outside the source root via a symlink": 2}
+    allowed = tmp_path / "allowed"
+    assert main(["import", "cuhk-pedes", str(src), "--out", str(allowed), "--workers", "0",
+                 "--allow-outside-root"]) == 0
+    ds, rows = _rows(allowed)
+    assert ds.manifest.status_counts == {"ok": 5} and ds.manifest.producer["config"]["allow_outside_root"] is True
+    assert rows[3]["image"]["bytes"] == jpeg_bytes(7)

@@ -248,3 +248,15 @@ def test_an_entry_without_a_caption_is_malformed(tmp_path, capsys, captions, pro
     assert main(["import", "synth-pedes-json", str(src), "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
     assert f"1 bad entry of 5: entry 1 (Part1/7/1.jpg): malformed entry: 'captions' {problem}" \
            in capsys.readouterr().err
+
+
+def test_a_symlink_out_of_src_is_a_bad_entry_never_read(tmp_path, capsys):
+    src = _write_release(tmp_path / "SYNTH-PEDES", RELEASE)
+    (src / RELEASE[1]["file_path"]).unlink()
+    (src / RELEASE[1]["file_path"]).symlink_to("/etc/passwd")
+    assert main(["import", "synth-pedes-json", str(src), "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
+    assert ("entry 1 (Part1/7/1.jpg): resolves outside the source root via a symlink: 'Part1/7/1.jpg' leads to "
+            "'/etc/passwd'; pass --allow-outside-root to import it") in capsys.readouterr().err
+    assert main(["import", "synth-pedes-json", str(src), "--out", str(tmp_path / "o"), "--workers", "0",
+                 "--on-bad-files", "skip"]) == 0
+    assert len(open_dataset(tmp_path / "o")) == 4

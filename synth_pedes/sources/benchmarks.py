@@ -35,13 +35,13 @@ import logging
 import os
 import stat
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from ..errors import SynthPedesError
 from ..schema import RECORD_SCHEMA, SLOTS, make_record
 from ..writer import PER_ITEM, class_fingerprint
-from .images import MAX_FILE_BYTES, MAX_PIXELS, read_image_file
+from .images import MAX_FILE_BYTES, MAX_PIXELS, read_image_file, resolve_inside
 
 _log = logging.getLogger(__name__)
 
@@ -139,16 +139,6 @@ def check_on_bad(on_bad: str) -> None:
         raise ValueError(f"on_bad={on_bad!r} is not one of {ON_BAD_FILES}")
 
 
-def safe_relpath(value: Any) -> str:
-    """A source's image path, checked: a non-empty relative POSIX path that stays inside the image root."""
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"image path {value!r} is not a non-empty string")
-    p = PurePosixPath(value)
-    if p.is_absolute() or "\\" in value or any(part in ("..", "") for part in value.split("/")):
-        raise ValueError(f"image path {value!r} is not a relative path inside the image folder")
-    return value
-
-
 def file_size(path: Path) -> int | None:
     """The size of a regular file, or None when it is missing (or not a file)."""
     try:
@@ -164,6 +154,13 @@ def existing_image_size(path: Path) -> int:
     if size is None:
         raise ValueError(f"missing image: {path} does not exist")
     return size
+
+
+def entry_image_size(root: Path, relpath: str, allow_outside: bool) -> int:
+    """The size of the image file ``relpath`` names under ``root``; ValueError (a bad entry) when the path
+    leaves ``root`` (``..``, absolute, or a symlink leading outside unless ``allow_outside``: ``resolve_inside``)
+    or the file is missing. Nothing outside ``root`` is read: only names and the size are looked at."""
+    return existing_image_size(resolve_inside(root, relpath, allow_outside))
 
 
 def resolve_bad_entries(items: list[EntryItem], on_bad: str, where: str) -> ScanResult:
@@ -295,15 +292,6 @@ def check_some_caption(value: Any, name: str) -> None:
                          "image at least one description, or leave the entry out")
 
 
-def check_relpath(value: Any, name: str) -> str:
-    """An entry's image path: valid text (``check_text``) and a relative path inside the image root."""
-    text = check_text(value, name)
-    try:
-        return safe_relpath(text)
-    except ValueError as e:
-        raise ValueError(f"malformed entry: {name}: {e}") from None
-
-
 def valid_or(default: Any, check, *args) -> Any:
     """``check(*args)``, or ``default`` when it raises ValueError: the best-effort value a bad entry's
     error row keeps (only values the writer can store)."""
@@ -344,8 +332,8 @@ def load_split_file(path: Path) -> dict[str, str]:
     return mapping
 
 
-def _benchmark_item(index: int, entry: Any, fmt: BenchmarkFormat, images: Path,
-                    split_of: dict[str, str] | None) -> tuple[EntryItem, int]:
+def _benchmark_item(index: int, entry: Any, fmt: BenchmarkFormat, images: Path, split_of: dict[str, str] | None,
+                    allow_outside: bool) -> tuple[EntryItem, int]:
     """One annotation entry as an item, and how many blank captions it had (dropped). A malformed entry or
     a missing image sets ``error``; the item then keeps only the values that passed their checks."""
     raw = entry if isinstance(entry, dict) else {}
@@ -365,7 +353,7 @@ def _benchmark_item(index: int, entry: Any, fmt: BenchmarkFormat, images: Path,
     try:
         if not isinstance(entry, dict):
             raise ValueError(f"malformed entry: a {type(entry).__name__}, not an object")
-        check_relpath(entry.get(fmt.path_field), path_name)
+        check_text(entry.get(fmt.path_field), path_name)
         check_id(entry.get("id"), "'id'", fmt.id_base)
         if split_of is not None and relpath not in split_of:
             raise ValueError(f"malformed entry: {relpath} is not in the split file")
@@ -374,18 +362,20 @@ def _benchmark_item(index: int, entry: Any, fmt: BenchmarkFormat, images: Path,
         if split not in BENCHMARK_SPLITS:
             raise ValueError(f"malformed entry: split {split!r} is not one of {BENCHMARK_SPLITS}")
         check_some_caption(entry.get("captions"), "'captions'")
-        size = existing_image_size(images / relpath)
+        size = entry_image_size(images, relpath, allow_outside)
     except ValueError as e:
         return replace(item, error=str(e)), blank
     return replace(item, size=size), blank
 
 
 def scan_benchmark(src: str | os.PathLike, name: str, on_bad: str = "error",
-                   split_file: str | os.PathLike | None = None) -> tuple[ScanResult, EntrySource]:
+                   split_file: str | os.PathLike | None = None,
+                   allow_outside: bool = False) -> tuple[ScanResult, EntrySource]:
     """Read a benchmark's annotation JSON under ``src`` (``name`` in FORMATS) and check every entry.
 
-    Returns the items to write (JSON order) with their counts, and the transform that reads their
-    images. Raises FileNotFoundError naming the expected files, ValueError for an unreadable JSON or a
+    An image that resolves outside ``src/imgs/`` (through a symlink) is a bad entry, never read, unless
+    ``allow_outside``. Returns the items to write (JSON order) with their counts, and the transform that
+    reads their images. Raises FileNotFoundError naming the expected files, ValueError for an unreadable JSON or a
     CUHK-PEDES ``caption_all.json`` without ``split`` and no ``split_file``, and BadEntriesError for bad
     entries when ``on_bad="error"``.
     """
@@ -404,7 +394,7 @@ def scan_benchmark(src: str | os.PathLike, name: str, on_bad: str = "error",
             raise ValueError(f"{annotations}: no entry has a 'split' (copies named caption_all.json often lack "
                              "it). Pass --split-file FILE: a JSON {file_path: split}, {split: [file_path, ...]} "
                              "or the official reid_raw.json.")
-    scanned = [_benchmark_item(i, e, fmt, images, split_of) for i, e in enumerate(entries)]
+    scanned = [_benchmark_item(i, e, fmt, images, split_of, allow_outside) for i, e in enumerate(entries)]
     del entries
     result = resolve_bad_entries(mark_duplicates([item for item, _ in scanned], fmt.source), on_bad, str(annotations))
     result.counts["blank_captions"] = sum(blank for _, blank in scanned)

@@ -48,8 +48,8 @@ from typing import Any, Callable
 
 from ..errors import DatasetExistsError
 from ..schema import SLOTS, UNKNOWN
-from .benchmarks import (EntryItem, EntrySource, ScanResult, check_captions, check_id, check_on_bad, check_relpath,
-                         check_some_caption, check_text, existing_image_size, find_annotations, load_json_list,
+from .benchmarks import (EntryItem, EntrySource, ScanResult, check_captions, check_id, check_on_bad,
+                         check_some_caption, check_text, entry_image_size, find_annotations, load_json_list,
                          mark_duplicates, resolve_bad_entries, valid_or)
 
 _log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def format_attributes(attributes: dict | None) -> tuple[str, bool]:
 ID_BASE = 0  # the release's ids start at 0 (and an export numbers identities from 0)
 
 
-def _entry_item(index: int, entry: Any, root: Path, split: str) -> tuple[EntryItem, int]:
+def _entry_item(index: int, entry: Any, root: Path, split: str, allow_outside: bool) -> tuple[EntryItem, int]:
     """One entry as an item, and how many blank captions it had (dropped). A malformed entry or a missing
     image sets ``error``; the item then keeps only the values that passed their checks."""
     raw = entry if isinstance(entry, dict) else {}
@@ -112,12 +112,12 @@ def _entry_item(index: int, entry: Any, root: Path, split: str) -> tuple[EntryIt
     try:
         if not isinstance(entry, dict):
             raise ValueError(f"malformed entry: a {type(entry).__name__}, not an object")
-        check_relpath(entry.get("file_path"), "'file_path'")
+        check_text(entry.get("file_path"), "'file_path'")
         check_id(entry.get("id"), "'id'", ID_BASE)
         check_some_caption(entry.get("captions"), "'captions'")
         check_captions(entry.get("prompt_caption", []), "'prompt_caption'")
         item = replace(item, attributes=parse_attributes(entry.get("attributes")))
-        size = existing_image_size(root / relpath)
+        size = entry_image_size(root, relpath, allow_outside)
     except ValueError as e:
         return replace(item, error=str(e)), blank + blank_prompts
     return replace(item, size=size), blank + blank_prompts
@@ -127,9 +127,10 @@ def find_synth_pedes_json(src: Path) -> Path:
     return find_annotations(src, ANNOTATION_NAMES, "SYNTH-PEDES (Part1..Part11/ + annotation JSON)")
 
 
-def scan_synth_pedes_json(src: str | os.PathLike, on_bad: str = "error",
-                          split: str = "train") -> tuple[ScanResult, EntrySource]:
-    """Read ``synthpedes-dataset.json`` under ``src`` and check every entry (see the module docstring).
+def scan_synth_pedes_json(src: str | os.PathLike, on_bad: str = "error", split: str = "train",
+                          allow_outside: bool = False) -> tuple[ScanResult, EntrySource]:
+    """Read ``synthpedes-dataset.json`` under ``src`` and check every entry (see the module docstring). An
+    image that resolves outside ``src`` (through a symlink) is a bad entry, never read, unless ``allow_outside``.
 
     Returns the items (JSON order) with their counts and the transform that reads their images.
     """
@@ -137,7 +138,7 @@ def scan_synth_pedes_json(src: str | os.PathLike, on_bad: str = "error",
     src = Path(src)
     annotations = find_synth_pedes_json(src)
     entries = load_json_list(annotations, "SYNTH-PEDES")
-    scanned = [_entry_item(i, e, src, split) for i, e in enumerate(entries)]
+    scanned = [_entry_item(i, e, src, split, allow_outside) for i, e in enumerate(entries)]
     del entries
     result = resolve_bad_entries(mark_duplicates([item for item, _ in scanned], SOURCE), on_bad, str(annotations))
     result.counts["blank_captions"] = sum(blank for _, blank in scanned)
