@@ -14,8 +14,9 @@ One entry becomes one row, in the JSON's order: key ``<source>/<file_path>``, ``
 dataset's **own** id, unchanged (1-based for CUHK-PEDES, 0-based for the others: subtract nothing,
 add nothing; identities are compared within one dataset only; a smaller id is malformed), ``split`` as
 given, and one caption ``{"text", "style": <source>, "kind": "human", "spans": []}`` per non-blank
-description (blank ones are dropped and counted; spans are filled by a later stage). ``extra`` keeps the original entry: its index in the JSON, ``id``, ``split`` and the
-image path under the dataset's own field name (``file_path``, or ``img_path`` for RSTPReid).
+description (blank ones are dropped and counted; spans are filled by a later stage). ``extra`` keeps the
+original entry: its index in the JSON, ``id``, ``split`` and the image path under the dataset's own
+field name (``file_path``, or ``img_path`` for RSTPReid).
 
 Bad entries (a missing image file, a malformed entry: docs/formats.md#malformed-entries, a duplicate image
 path) follow ``on_bad``: ``"error"`` raises ``BadEntriesError`` before anything is written, naming the
