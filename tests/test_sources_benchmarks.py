@@ -61,7 +61,8 @@ def test_cuhk_pedes_keeps_one_based_ids_splits_and_captions(tmp_path, capsys):
     producer = ds.manifest.producer
     assert producer["stage"] == "import-cuhk-pedes" and producer["config"]["on_bad_files"] == "error"
     assert producer["config"]["annotations"].endswith("reid_raw.json")
-    assert producer["counts"] == {"entries": 4, "bad": 0, "kept_as_error": 0, "skipped": 0, "bad_reasons": {}}
+    assert producer["counts"] == {"entries": 4, "bad": 0, "kept_as_error": 0, "skipped": 0, "bad_reasons": {},
+                                  "blank_captions": 0}
 
 
 def test_icfg_pedes_keeps_zero_based_ids(tmp_path):
@@ -210,3 +211,103 @@ def test_import_kinds_have_help(kind, capsys):
     with pytest.raises(SystemExit) as e:
         main(["import", kind, "--help"])
     assert e.value.code == 0 and "--on-bad-files" in capsys.readouterr().out
+
+
+def _entries_with(*changes):
+    """CUHK entries (a copy) with ``(index, field, value)`` changes."""
+    entries = [dict(e) for e in CUHK]
+    for index, name, value in changes:
+        entries[index][name] = value
+    return entries
+
+
+UNSTORABLE = [(0, "captions", ["A woman in a red coat.", "lone \ud800 surrogate"]), (1, "id", 2**70),
+              (2, "file_path", "cam_a/\udcff.bmp"), (3, "split", "te\ud800st")]
+
+
+@pytest.mark.parametrize("mode", ["error", "warn", "skip"])
+def test_values_the_writer_cannot_store_are_malformed_entries(tmp_path, capsys, mode):
+    src = _write_benchmark(tmp_path / "CUHK-PEDES", "reid_raw.json", _entries_with(*UNSTORABLE),
+                           skip_images={"cam_a/\udcff.bmp"})
+    out = tmp_path / "cuhk"
+    code = main(["import", "cuhk-pedes", str(src), "--out", str(out), "--workers", "0", "--on-bad-files", mode])
+    err = capsys.readouterr().err
+    if mode == "error":
+        assert code == 2 and not out.exists() and "4 bad entries of 4" in err and "Traceback" not in err
+        assert "entry 0 (CUHK01/0363004.png): malformed entry: 'captions'[1] is not valid text" in err
+        assert "entry 1 (CUHK01/0363002.png): malformed entry: 'id' is 1180591620717411303424, not an integer " \
+               "from 1 to 9223372036854775807" in err
+        assert "entry 2 (no image path): malformed entry: 'file_path' is not valid text" in err
+        assert "entry 3 (test_query/p3_s1.jpg): malformed entry: 'split' is not valid text" in err
+        return
+    assert code == 0
+    ds, rows = _rows(out)  # the writer stored every row it was given
+    if mode == "skip":
+        assert rows == [] and ds.manifest.producer["counts"]["skipped"] == 4
+        return
+    assert [r["status"] for r in rows] == ["error"] * 4
+    assert [r["key"] for r in rows] == ["cuhk-pedes/CUHK01/0363004.png", "cuhk-pedes/CUHK01/0363002.png",
+                                        "cuhk-pedes/#entry-2", "cuhk-pedes/test_query/p3_s1.jpg"]
+    assert "'captions'[1]" in rows[0]["error"] and rows[0]["captions"] == []  # only storable values are kept
+    assert rows[1]["identity"] == -1 and json.loads(rows[1]["extra"])["id"] == 2**70  # the original, as JSON
+    assert json.loads(rows[2]["extra"])["file_path"] == "cam_a/\udcff.bmp" and rows[3]["split"] == "unknown"
+
+
+def test_blank_captions_are_dropped_and_counted_and_none_left_is_malformed(tmp_path, capsys):
+    entries = _entries_with((0, "captions", ["", "A woman in a red coat.", " \t\n"]), (1, "captions", ["", "  "]),
+                            (2, "captions", []))
+    entries.append({k: v for k, v in CUHK[3].items() if k != "captions"} | {"file_path": "test_query/p4.jpg"})
+    src = _write_benchmark(tmp_path / "CUHK-PEDES", "reid_raw.json", entries)
+    out = tmp_path / "cuhk"
+    assert main(["import", "cuhk-pedes", str(src), "--out", str(out), "--workers", "0", "--on-bad-files", "warn"]) == 0
+    assert "captions     2 (blank, dropped: 4)" in capsys.readouterr().out
+    ds, rows = _rows(out)
+    assert [c["text"] for c in rows[0]["captions"]] == ["A woman in a red coat."] and rows[0]["status"] == "ok"
+    assert [r["status"] for r in rows] == ["ok", "error", "error", "ok", "error"]
+    assert rows[1]["error"] == ("malformed entry: 'captions' holds only blank text; give the image at least one "
+                                "description, or leave the entry out")
+    assert rows[2]["error"].startswith("malformed entry: 'captions' is empty;")  # [] as bad as ["", "  "] ...
+    assert rows[4]["error"].startswith("malformed entry: 'captions' is missing,")  # ... and as no 'captions'
+    assert ds.manifest.producer["counts"]["blank_captions"] == 4
+
+
+@pytest.mark.parametrize("kind, json_name, first", [("cuhk-pedes", "reid_raw.json", 1),
+                                                    ("icfg-pedes", "ICFG_PEDES.json", 0)])
+def test_ids_below_the_dataset_base_are_malformed(tmp_path, kind, json_name, first):
+    entries = _entries_with((0, "id", first), (1, "id", first - 1), (2, "id", -1), (3, "id", -5))
+    src = _write_benchmark(tmp_path / kind, json_name, entries)
+    result, _ = scan_benchmark(src, kind, on_bad="warn")
+    assert [i.identity for i in result.items] == [first, -1, -1, -1]
+    for item in result.items[1:]:
+        assert item.error.startswith(f"malformed entry: 'id' is {entries[item.index]['id']}, not an integer from "
+                                     f"{first} to ")
+        assert f"ids are {first}-based; -1 is reserved for no identity" in item.error
+
+
+def test_symlinks_out_of_imgs_are_refused_unread_unless_allowed(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "p3_s1.jpg").write_bytes(jpeg_bytes(7))
+    entries = CUHK + [dict(CUHK[0], file_path="CUHK01/inside.png")]
+    src = _write_benchmark(tmp_path / "CUHK-PEDES", "reid_raw.json", entries, skip_images={"CUHK01/inside.png"})
+    (src / "imgs" / CUHK[3]["file_path"]).unlink()
+    (src / "imgs" / CUHK[3]["file_path"]).symlink_to(outside / "p3_s1.jpg")  # a file link out of imgs/
+    (src / "imgs" / "cam_a").rename(outside / "cam_a")
+    (src / "imgs" / "cam_a").symlink_to(outside / "cam_a")  # a folder link out of imgs/
+    (src / "imgs" / "CUHK01" / "inside.png").symlink_to(src / "imgs" / CUHK[0]["file_path"])  # stays inside: fine
+    out = tmp_path / "cuhk"
+    assert main(["import", "cuhk-pedes", str(src), "--out", str(out), "--workers", "0", "--on-bad-files", "warn"]) == 0
+    ds, rows = _rows(out)
+    assert [r["status"] for r in rows] == ["ok", "ok", "error", "error", "ok"]
+    targets = {2: outside / "cam_a/001_45.bmp", 3: outside / "p3_s1.jpg"}
+    for i, target in targets.items():
+        assert rows[i]["error"] == (f"resolves outside the source root via a symlink: {entries[i]['file_path']!r} "
+                                    f"leads to {str(target)!r}; pass --allow-outside-root to import it")
+        assert rows[i]["image_sha256"] is None  # the target was never read
+    assert ds.manifest.producer["counts"]["bad_reasons"] == {"resolves outside the source root via a symlink": 2}
+    allowed = tmp_path / "allowed"
+    assert main(["import", "cuhk-pedes", str(src), "--out", str(allowed), "--workers", "0",
+                 "--allow-outside-root"]) == 0
+    ds, rows = _rows(allowed)
+    assert ds.manifest.status_counts == {"ok": 5} and ds.manifest.producer["config"]["allow_outside_root"] is True
+    assert rows[3]["image"]["bytes"] == jpeg_bytes(7)

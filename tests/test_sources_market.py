@@ -1,5 +1,6 @@
 """Market-1501 importer: splits, identity and camera from file names, junk and distractors, bad names."""
 import json
+import os
 
 import pytest
 from _fixtures import jpeg_bytes
@@ -91,3 +92,36 @@ def test_missing_folders_are_named(tmp_path, capsys):
     assert main(["import", "market1501", str(tmp_path / "m"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no bounding_box_train/, bounding_box_test/ here" in err and not (tmp_path / "o").exists()
+
+
+def test_names_no_row_can_hold_are_bad_entries(tmp_path, capsys):
+    too_big = f"{2**63}_c1s1_000451_03.jpg"  # a person id past the schema's int64
+    src = _write_market(tmp_path / "m", extra_files=[f"query/{too_big}"])
+    (src / "query").joinpath(os.fsdecode(b"0001_c1s1_\xff.jpg")).write_bytes(jpeg_bytes(3))  # not UTF-8
+    out = tmp_path / "market"
+    assert main(["import", "market1501", str(src), "--out", str(out), "--workers", "0", "--on-bad-files", "warn"]) == 0
+    assert "bad entries         2 (kept as error rows: 2" in capsys.readouterr().out
+    rows = {r["key"]: r for r in open_dataset(out).iter_records()}
+    assert rows[f"market1501/query/{too_big}"]["error"] == (
+        f"unexpected file name: {too_big!r}: person id {2**63} is larger than the schema stores ({2**63 - 1})")
+    bad_utf8 = rows["market1501/query/0001_c1s1_%FF.jpg#entry-8"]  # the name as stored: docs/formats.md#file-names
+    assert bad_utf8["error"] == "unexpected file name: '0001_c1s1_%FF.jpg' is not UTF-8 text; rename the file"
+
+
+def test_symlinks_out_of_src_are_bad_entries_unless_allowed(tmp_path, capsys):
+    src = _write_market(tmp_path / "m")
+    (tmp_path / "elsewhere.jpg").write_bytes(jpeg_bytes(5))
+    (src / "query" / "0009_c1s1_000001_00.jpg").symlink_to(tmp_path / "elsewhere.jpg")
+    (src / "query" / "0010_c1s1_000001_00.jpg").symlink_to(tmp_path / "gone.jpg")  # dangling: no crash
+    out = tmp_path / "market"
+    assert main(["import", "market1501", str(src), "--out", str(out), "--workers", "0", "--on-bad-files", "warn"]) == 0
+    rows = {r["key"]: r for r in open_dataset(out).iter_records()}
+    linked = rows["market1501/query/0009_c1s1_000001_00.jpg"]
+    assert linked["error"].startswith("resolves outside the source root via a symlink: 'query/0009_c1s1_000001_00.jpg'")
+    assert "--allow-outside-root" in linked["error"] and linked["image_sha256"] is None  # never read
+    assert rows["market1501/query/0010_c1s1_000001_00.jpg"]["status"] == "error"
+    allowed = tmp_path / "allowed"
+    assert main(["import", "market1501", str(src), "--out", str(allowed), "--workers", "0", "--on-bad-files", "skip",
+                 "--allow-outside-root"]) == 0
+    row = next(r for r in open_dataset(allowed).iter_records() if r["key"].endswith("0009_c1s1_000001_00.jpg"))
+    assert row["status"] == "ok" and row["image"]["bytes"] == jpeg_bytes(5)

@@ -209,3 +209,54 @@ def test_export_has_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([*cmd, "--help"])
     assert e.value.code == 0 and "usage: plip export" in capsys.readouterr().out
+
+
+def test_unstorable_values_bad_ids_and_blank_captions_are_checked_per_field(tmp_path, capsys):
+    entries = [dict(e) for e in RELEASE]
+    entries[0]["prompt_caption"] = ["A person 7 \ud800."]
+    entries[1]["attributes"] = ["man,black \udfff hair,black shirt,pink shorts,black shoes,unknown"]
+    entries[2]["id"] = 2**63  # one past the schema's int64
+    entries[3]["id"] = -1  # reserved for "no identity"
+    entries[4]["captions"] = [" ", "Caption 0 of person 40000 image 1.", ""]
+    entries[4]["prompt_caption"] = [""]
+    src = _write_release(tmp_path / "SYNTH-PEDES", entries)
+    out = tmp_path / "synth"
+    assert main(["import", "synth-pedes-json", str(src), "--out", str(out), "--workers", "0",
+                 "--on-bad-files", "warn"]) == 0
+    assert "captions     11 (blank, dropped: 3)" in capsys.readouterr().out  # error rows keep their good captions
+    ds = open_dataset(out)
+    rows = list(ds.iter_records())
+    assert [r["status"] for r in rows] == ["error"] * 4 + ["ok"]
+    assert "malformed entry: 'prompt_caption'[0] is not valid text" in rows[0]["error"]
+    assert "malformed entry: 'attributes' is not valid text" in rows[1]["error"] and rows[1]["attributes"] is None
+    assert rows[2]["error"].startswith(f"malformed entry: 'id' is {2**63}, not an integer from 0 to {2**63 - 1}")
+    assert rows[3]["error"].startswith("malformed entry: 'id' is -1, not an integer from 0 ")
+    assert [(c["text"], c["kind"]) for c in rows[4]["captions"]] == [("Caption 0 of person 40000 image 1.",
+                                                                      "generated")]
+    assert ds.manifest.producer["counts"]["blank_captions"] == 3
+
+
+@pytest.mark.parametrize("captions, problem", [([], "is empty"), (["", "\t"], "holds only blank text"),
+                                               (None, "is missing")])
+def test_an_entry_without_a_caption_is_malformed(tmp_path, capsys, captions, problem):
+    entries = [dict(e) for e in RELEASE]
+    if captions is None:
+        del entries[1]["captions"]
+    else:
+        entries[1]["captions"] = captions
+    src = _write_release(tmp_path / "SYNTH-PEDES", entries)
+    assert main(["import", "synth-pedes-json", str(src), "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
+    assert f"1 bad entry of 5: entry 1 (Part1/7/1.jpg): malformed entry: 'captions' {problem}" \
+           in capsys.readouterr().err
+
+
+def test_a_symlink_out_of_src_is_a_bad_entry_never_read(tmp_path, capsys):
+    src = _write_release(tmp_path / "SYNTH-PEDES", RELEASE)
+    (src / RELEASE[1]["file_path"]).unlink()
+    (src / RELEASE[1]["file_path"]).symlink_to("/etc/passwd")
+    assert main(["import", "synth-pedes-json", str(src), "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
+    assert ("entry 1 (Part1/7/1.jpg): resolves outside the source root via a symlink: 'Part1/7/1.jpg' leads to "
+            "'/etc/passwd'; pass --allow-outside-root to import it") in capsys.readouterr().err
+    assert main(["import", "synth-pedes-json", str(src), "--out", str(tmp_path / "o"), "--workers", "0",
+                 "--on-bad-files", "skip"]) == 0
+    assert len(open_dataset(tmp_path / "o")) == 4

@@ -108,6 +108,7 @@ ENTRY_IMPORTERS = {
                    "images are kept and flagged in 'extra' (junk: true / distractor: true)."),
 }
 DEFAULT_SOURCES = {"synth-pedes-json": "synth-pedes"}
+BENCHMARK_KINDS = ("cuhk-pedes", "icfg-pedes", "rstpreid")  # image paths relative to SRC/imgs/
 
 
 def _add_entry_importers(sub) -> None:
@@ -129,6 +130,10 @@ def _add_entry_importers(sub) -> None:
         if kind == "synth-pedes-json":
             p.add_argument("--split", default="train", help="split recorded on every row (default: train)")
         p.add_argument("--max-pixels", type=int, default=None, help="reject images with more pixels (bomb guard)")
+        images_root = "SRC/imgs/" if kind in BENCHMARK_KINDS else "SRC"
+        p.add_argument("--allow-outside-root", action="store_true",
+                       help=f"follow symlinks that lead outside {images_root} (refused by default: such a file is "
+                            "a bad entry under --on-bad-files and is never read)")
         add_shard_arguments(p)
         add_cluster_arguments(p)
 
@@ -137,14 +142,16 @@ def _scan(args: argparse.Namespace):
     if args.kind == "synth-pedes-json":
         from synth_pedes.sources.synth_pedes_json import scan_synth_pedes_json
 
-        return scan_synth_pedes_json(args.src, args.on_bad_files, split=args.split)
+        return scan_synth_pedes_json(args.src, args.on_bad_files, split=args.split,
+                                     allow_outside=args.allow_outside_root)
     if args.kind == "market1501":
         from synth_pedes.sources.market1501 import scan_market1501
 
-        return scan_market1501(args.src, args.on_bad_files)
+        return scan_market1501(args.src, args.on_bad_files, allow_outside=args.allow_outside_root)
     from synth_pedes.sources.benchmarks import scan_benchmark
 
-    return scan_benchmark(args.src, args.kind, args.on_bad_files, split_file=getattr(args, "split_file", None))
+    return scan_benchmark(args.src, args.kind, args.on_bad_files, split_file=getattr(args, "split_file", None),
+                          allow_outside=args.allow_outside_root)
 
 
 def import_entries(args: argparse.Namespace) -> int:
@@ -164,7 +171,8 @@ def import_entries(args: argparse.Namespace) -> int:
     shard_rows, shard_bytes = shard_sizes(args)
     producer = {"stage": f"import-{args.kind}",
                 "config": {"src": str(args.src.resolve()), **scan.files, "source": source.source,
-                           "on_bad_files": args.on_bad_files, "max_pixels": source.max_pixels,
+                           "on_bad_files": args.on_bad_files, "allow_outside_root": args.allow_outside_root,
+                           "max_pixels": source.max_pixels,
                            **({"split": args.split} if args.kind == "synth-pedes-json" else {}),
                            "shard_rows": shard_rows, "shard_bytes": shard_bytes},
                 "counts": {**scan.counts, "bad_reasons": scan.bad_reasons}}
@@ -184,7 +192,9 @@ def import_entries(args: argparse.Namespace) -> int:
     print_summary(f"imported {counts['entries']} entries from {args.src} as {manifest.kind} dataset {name!r}", [
         ("dataset", args.out), ("id", manifest.id), ("rows", manifest.num_rows),
         ("splits", ", ".join(f"{k}={v}" for k, v in manifest.splits.items()) or "-"),
-        ("identities", scan.identities), ("captions", scan.captions),
+        ("identities", scan.identities),
+        ("captions", f"{scan.captions}" + (f" (blank, dropped: {counts['blank_captions']})"
+                                           if "blank_captions" in counts else "")),
         ("status", ", ".join(f"{k}={v}" for k, v in manifest.status_counts.items()) or "-"),
         ("bad entries", f"{counts['bad']} (kept as error rows: {counts['kept_as_error']}, skipped: "
                         f"{counts['skipped']}; --on-bad-files {args.on_bad_files})"

@@ -12,13 +12,14 @@ Each benchmark is distributed as one annotation JSON next to an ``imgs/`` folder
 
 One entry becomes one row, in the JSON's order: key ``<source>/<file_path>``, ``identity`` = the
 dataset's **own** id, unchanged (1-based for CUHK-PEDES, 0-based for the others: subtract nothing,
-add nothing; identities are compared within one dataset only), ``split`` as given, and one caption
-``{"text", "style": <source>, "kind": "human", "spans": []}`` per description (spans are filled by a
-later stage). ``extra`` keeps the original entry: its index in the JSON, ``id``, ``split`` and the
-image path under the dataset's own field name (``file_path``, or ``img_path`` for RSTPReid).
+add nothing; identities are compared within one dataset only; a smaller id is malformed), ``split`` as
+given, and one caption ``{"text", "style": <source>, "kind": "human", "spans": []}`` per non-blank
+description (blank ones are dropped and counted; spans are filled by a later stage). ``extra`` keeps the
+original entry: its index in the JSON, ``id``, ``split`` and the image path under the dataset's own
+field name (``file_path``, or ``img_path`` for RSTPReid).
 
-Bad entries (a missing image file, an entry that is not a well-formed object, a duplicate image path)
-follow ``on_bad``: ``"error"`` raises ``BadEntriesError`` before anything is written, naming the
+Bad entries (a missing image file, a malformed entry: docs/formats.md#malformed-entries, a duplicate image
+path) follow ``on_bad``: ``"error"`` raises ``BadEntriesError`` before anything is written, naming the
 entry, the file and the fix; ``"warn"`` keeps each as a ``status=error`` row with the reason and logs
 a warning with the count; ``"skip"`` leaves them out. Either way they are counted (``ScanResult.counts``)
 so nothing is dropped silently. Image files that exist but cannot be decoded are always error rows,
@@ -35,19 +36,20 @@ import logging
 import os
 import stat
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from ..errors import SynthPedesError
-from ..schema import SLOTS, make_record
+from ..schema import RECORD_SCHEMA, SLOTS, make_record
 from ..writer import PER_ITEM, class_fingerprint
-from .images import MAX_FILE_BYTES, MAX_PIXELS, read_image_file
+from .images import MAX_FILE_BYTES, MAX_PIXELS, read_image_file, resolve_inside
 
 _log = logging.getLogger(__name__)
 
 ON_BAD_FILES = ("error", "warn", "skip")
 BENCHMARK_SPLITS = ("train", "val", "test")
 MAX_LISTED = 5  # bad entries named in an error message (all are counted)
+MAX_ID = 2 ** (RECORD_SCHEMA.field("identity").type.bit_width - 1) - 1  # the largest id the schema stores
 
 
 class BadEntriesError(SynthPedesError, ValueError):
@@ -61,7 +63,7 @@ class BenchmarkFormat:
     annotations: tuple[str, ...]  # accepted annotation file names, preferred first
     path_field: str  # the entry field holding the image path relative to images_dir
     images_dir: str = "imgs"
-    id_base: int = 0  # the smallest id of the official release (documentation only: ids are kept)
+    id_base: int = 0  # the smallest valid id (ids are kept unchanged; smaller ones are malformed entries)
 
 
 FORMATS = {
@@ -138,16 +140,6 @@ def check_on_bad(on_bad: str) -> None:
         raise ValueError(f"on_bad={on_bad!r} is not one of {ON_BAD_FILES}")
 
 
-def safe_relpath(value: Any) -> str:
-    """A source's image path, checked: a non-empty relative POSIX path that stays inside the image root."""
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"image path {value!r} is not a non-empty string")
-    p = PurePosixPath(value)
-    if p.is_absolute() or "\\" in value or any(part in ("..", "") for part in value.split("/")):
-        raise ValueError(f"image path {value!r} is not a relative path inside the image folder")
-    return value
-
-
 def file_size(path: Path) -> int | None:
     """The size of a regular file, or None when it is missing (or not a file)."""
     try:
@@ -163,6 +155,13 @@ def existing_image_size(path: Path) -> int:
     if size is None:
         raise ValueError(f"missing image: {path} does not exist")
     return size
+
+
+def entry_image_size(root: Path, relpath: str, allow_outside: bool) -> int:
+    """The size of the image file ``relpath`` names under ``root``; ValueError (a bad entry) when the path
+    leaves ``root`` (``..``, absolute, or a symlink leading outside unless ``allow_outside``: ``resolve_inside``)
+    or the file is missing. Nothing outside ``root`` is read: only names and the size are looked at."""
+    return existing_image_size(resolve_inside(root, relpath, allow_outside))
 
 
 def resolve_bad_entries(items: list[EntryItem], on_bad: str, where: str) -> ScanResult:
@@ -187,7 +186,8 @@ def resolve_bad_entries(items: list[EntryItem], on_bad: str, where: str) -> Scan
         counts["kept_as_error" if on_bad == "warn" else "skipped"] = len(bad)
         _log.warning("%s: %d bad entries %s (%s); first: entry %d (%s): %s", where, len(bad),
                      "kept as status=error rows" if on_bad == "warn" else "left out",
-                     ", ".join(f"{r}={n}" for r, n in reasons.most_common()), bad[0].index, bad[0].relpath,
+                     ", ".join(f"{r}={n}" for r, n in reasons.most_common()), bad[0].index,
+                     bad[0].relpath or "no image path",
                      bad[0].error)
     if on_bad == "skip":
         items = [i for i in items if not i.error]
@@ -244,6 +244,64 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _shown(value: Any) -> str:
+    """A bad value as a message shows it: ``missing`` for None (JSON null or no such field), else its repr
+    (which escapes what cannot be printed), cut short."""
+    text = "missing" if value is None else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_text(value: Any, name: str) -> str:
+    """An entry's text field, checked to be a string the writer can store (UTF-8: JSON can hold a lone
+    surrogate such as ``"\\ud800"``, Parquet cannot); ValueError naming ``name`` (the field) otherwise."""
+    if not isinstance(value, str):
+        raise ValueError(f"malformed entry: {name} is {_shown(value)}, not a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"malformed entry: {name} is not valid text ({e.reason}: {value[e.start:e.end]!r} at "
+                         f"character {e.start}); fix it in the source (e.g. a JSON \\ud800 escape missing the "
+                         "other half of its pair)") from None
+    return value
+
+
+def check_id(value: Any, name: str, first: int) -> int:
+    """An entry's identity, checked to be an integer from ``first`` (the dataset's id base) up to what the
+    schema stores (-1 is reserved for "no identity", docs/formats.md#the-record); ValueError otherwise."""
+    if not is_int(value) or not first <= value <= MAX_ID:
+        raise ValueError(f"malformed entry: {name} is {_shown(value)}, not an integer from {first} to {MAX_ID} "
+                         f"(this dataset's ids are {first}-based; -1 is reserved for no identity)")
+    return value
+
+
+def check_captions(value: Any, name: str) -> tuple[list[str], int]:
+    """An entry's list of captions, checked (``check_text`` each): the non-blank ones, in order, and how
+    many were blank (empty or whitespace: dropped, like a missing caption, and counted by the caller)."""
+    if not isinstance(value, list):
+        raise ValueError(f"malformed entry: {name} is {_shown(value)}, not a list of strings")
+    texts = [check_text(c, f"{name}[{k}]") for k, c in enumerate(value)]
+    kept = [t for t in texts if t.strip()]
+    return kept, len(texts) - len(kept)
+
+
+def check_some_caption(value: Any, name: str) -> None:
+    """An entry's captions hold at least one that is not blank: one with none is as malformed as one
+    without ``captions`` (an image with no description cannot be trained or queried on)."""
+    kept, blank = check_captions(value, name)
+    if not kept:
+        raise ValueError(f"malformed entry: {name} {'holds only blank text' if blank else 'is empty'}; give the "
+                         "image at least one description, or leave the entry out")
+
+
+def valid_or(default: Any, check, *args) -> Any:
+    """``check(*args)``, or ``default`` when it raises ValueError: the best-effort value a bad entry's
+    error row keeps (only values the writer can store)."""
+    try:
+        return check(*args)
+    except ValueError:
+        return default
+
+
 def load_split_file(path: Path) -> dict[str, str]:
     """A split assignment for entries without ``split``: ``{file_path: split}``, ``{split: [file_path,
     ...]}`` or a list of entries with ``file_path`` and ``split`` (e.g. an official ``reid_raw.json``)."""
@@ -275,54 +333,50 @@ def load_split_file(path: Path) -> dict[str, str]:
     return mapping
 
 
-def _benchmark_item(index: int, entry: Any, fmt: BenchmarkFormat, images: Path,
-                    split_of: dict[str, str] | None) -> EntryItem:
-    """One annotation entry as an item; a malformed entry or a missing image sets ``error``."""
+def _benchmark_item(index: int, entry: Any, fmt: BenchmarkFormat, images: Path, split_of: dict[str, str] | None,
+                    allow_outside: bool) -> tuple[EntryItem, int]:
+    """One annotation entry as an item, and how many blank captions it had (dropped). A malformed entry or
+    a missing image sets ``error``; the item then keeps only the values that passed their checks."""
     raw = entry if isinstance(entry, dict) else {}
-    relpath = raw.get(fmt.path_field) if isinstance(raw.get(fmt.path_field), str) else ""
+    path_name = f"'{fmt.path_field}'"
+    relpath = valid_or("", check_text, raw.get(fmt.path_field), path_name)
     key = f"{fmt.source}/{relpath}" if relpath else f"{fmt.source}/#entry-{index}"
-    split = raw.get("split") if isinstance(raw.get("split"), str) else "unknown"
-    identity = raw["id"] if is_int(raw.get("id")) else -1
+    split = valid_or("unknown", check_text, raw.get("split"), "'split'")
     extra = [("index", index), (fmt.path_field, raw.get(fmt.path_field)), ("id", raw.get("id"))]
     if "split" in raw:
         extra.append(("split", raw.get("split")))
     if split_of is not None:
         split = split_of.get(relpath, "unknown")
-    captions = raw.get("captions")
-    captions = tuple((c, fmt.source, "human") for c in captions) \
-        if isinstance(captions, list) and all(isinstance(c, str) for c in captions) else ()
-    item = EntryItem(index=index, key=key, relpath=relpath, size=0, identity=identity, split=split,
-                     captions=captions, extra=tuple(extra))
+    captions, blank = valid_or(([], 0), check_captions, raw.get("captions"), "'captions'")
+    item = EntryItem(index=index, key=key, relpath=relpath, size=0, split=split,
+                     identity=valid_or(-1, check_id, raw.get("id"), "'id'", fmt.id_base),
+                     captions=tuple((c, fmt.source, "human") for c in captions), extra=tuple(extra))
     try:
         if not isinstance(entry, dict):
             raise ValueError(f"malformed entry: a {type(entry).__name__}, not an object")
-        try:
-            safe_relpath(entry.get(fmt.path_field))
-        except ValueError as e:
-            raise ValueError(f"malformed entry: '{fmt.path_field}': {e}") from None
-        if not is_int(entry.get("id")):
-            raise ValueError(f"malformed entry: 'id' is {entry.get('id')!r}, not an integer")
+        check_text(entry.get(fmt.path_field), path_name)
+        check_id(entry.get("id"), "'id'", fmt.id_base)
         if split_of is not None and relpath not in split_of:
             raise ValueError(f"malformed entry: {relpath} is not in the split file")
-        if split_of is None and not isinstance(entry.get("split"), str):
-            raise ValueError("malformed entry: no 'split'")
+        if split_of is None:
+            check_text(entry.get("split"), "'split'")
         if split not in BENCHMARK_SPLITS:
             raise ValueError(f"malformed entry: split {split!r} is not one of {BENCHMARK_SPLITS}")
-        caps = entry.get("captions")
-        if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
-            raise ValueError("malformed entry: 'captions' is not a list of strings")
-        size = existing_image_size(images / relpath)
+        check_some_caption(entry.get("captions"), "'captions'")
+        size = entry_image_size(images, relpath, allow_outside)
     except ValueError as e:
-        return replace(item, error=str(e))
-    return replace(item, size=size)
+        return replace(item, error=str(e)), blank
+    return replace(item, size=size), blank
 
 
 def scan_benchmark(src: str | os.PathLike, name: str, on_bad: str = "error",
-                   split_file: str | os.PathLike | None = None) -> tuple[ScanResult, EntrySource]:
+                   split_file: str | os.PathLike | None = None,
+                   allow_outside: bool = False) -> tuple[ScanResult, EntrySource]:
     """Read a benchmark's annotation JSON under ``src`` (``name`` in FORMATS) and check every entry.
 
-    Returns the items to write (JSON order) with their counts, and the transform that reads their
-    images. Raises FileNotFoundError naming the expected files, ValueError for an unreadable JSON or a
+    An image that resolves outside ``src/imgs/`` (through a symlink) is a bad entry, never read, unless
+    ``allow_outside``. Returns the items to write (JSON order) with their counts, and the transform that
+    reads their images. Raises FileNotFoundError naming the expected files, ValueError for an unreadable JSON or a
     CUHK-PEDES ``caption_all.json`` without ``split`` and no ``split_file``, and BadEntriesError for bad
     entries when ``on_bad="error"``.
     """
@@ -341,9 +395,10 @@ def scan_benchmark(src: str | os.PathLike, name: str, on_bad: str = "error",
             raise ValueError(f"{annotations}: no entry has a 'split' (copies named caption_all.json often lack "
                              "it). Pass --split-file FILE: a JSON {file_path: split}, {split: [file_path, ...]} "
                              "or the official reid_raw.json.")
-    items = [_benchmark_item(i, e, fmt, images, split_of) for i, e in enumerate(entries)]
+    scanned = [_benchmark_item(i, e, fmt, images, split_of, allow_outside) for i, e in enumerate(entries)]
     del entries
-    result = resolve_bad_entries(mark_duplicates(items, fmt.source), on_bad, str(annotations))
+    result = resolve_bad_entries(mark_duplicates([item for item, _ in scanned], fmt.source), on_bad, str(annotations))
+    result.counts["blank_captions"] = sum(blank for _, blank in scanned)
     result.files = {"annotations": str(annotations), "images": str(images),
                     "split_file": None if split_file is None else str(Path(split_file).resolve())}
     return result, EntrySource(root=str(images.resolve()), source=fmt.source)

@@ -22,18 +22,20 @@ matches, and keeps distractors.
 Files whose name does not follow the pattern are bad entries under the ``on_bad`` policy of
 ``benchmarks.resolve_bad_entries``; hidden files and ``Thumbs.db`` (which some copies of the archive
 carry) are ignored and counted (``counts["ignored_files"]``). Subfolders inside the three folders are
-not scanned. Images that exist but cannot be decoded are ``status=error`` rows.
+not scanned. A file that resolves outside ``SRC`` through a symlink is a bad entry, never read, unless
+``allow_outside`` (``--allow-outside-root``). Images that exist but cannot be decoded are ``status=error`` rows.
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
-import stat
 from dataclasses import replace
 from pathlib import Path
 
-from .benchmarks import EntryItem, EntrySource, ScanResult, check_on_bad, resolve_bad_entries
+from .benchmarks import (MAX_ID, EntryItem, EntrySource, ScanResult, check_on_bad, check_text, entry_image_size,
+                         resolve_bad_entries)
+from .images import stored_path
 
 _log = logging.getLogger(__name__)
 
@@ -49,26 +51,52 @@ def parse_name(name: str) -> dict:
     if m is None:
         raise ValueError(f"unexpected file name: {name!r} is not PPPP_cXsY_FFFFFF_NN.jpg")
     pid = int(m.group(1))
+    if pid > MAX_ID:
+        raise ValueError(f"unexpected file name: {name!r}: person id {pid} is larger than the schema stores ({MAX_ID})")
     return {"identity": pid, "camera": f"c{int(m.group(2))}", "sequence": int(m.group(3)),
             "frame": int(m.group(4)), "bbox": int(m.group(5)), "junk": pid == -1, "distractor": pid == 0}
 
 
-def _list_files(folder: Path) -> tuple[list[tuple[str, int]], int]:
-    """(name, size) of the regular files in ``folder``, sorted, and how many were ignored."""
-    files, ignored = [], 0
+def _list_files(folder: Path) -> tuple[list[str], int]:
+    """The names of the files (and of symlinks not to a folder) in ``folder``, sorted, and how many were
+    ignored. A symlink's target is not looked at here: ``entry_image_size`` checks it stays inside SRC."""
+    names, ignored = [], 0
     with os.scandir(folder) as it:
         for entry in it:
             if entry.name.startswith(".") or entry.name in IGNORED_NAMES:
                 ignored += entry.is_file()
                 continue
-            st = entry.stat()
-            if stat.S_ISREG(st.st_mode):
-                files.append((entry.name, st.st_size))
-    return sorted(files), ignored
+            if entry.is_file(follow_symlinks=False) or (entry.is_symlink() and not entry.is_dir()):
+                names.append(entry.name)
+    return sorted(names), ignored
 
 
-def scan_market1501(src: str | os.PathLike, on_bad: str = "error") -> tuple[ScanResult, EntrySource]:
-    """List and parse the three folders under ``src`` (see the module docstring)."""
+def _market_item(index: int, src: Path, folder: str, name: str, allow_outside: bool) -> EntryItem:
+    """One file as an item; a name that is not ``PPPP_cXsY_FFFFFF_NN.jpg`` (or not UTF-8), or a symlink
+    leading outside ``src`` (unless ``allow_outside``), sets ``error``."""
+    relpath = f"{folder}/{name}"
+    item = EntryItem(index=index, key=f"{SOURCE}/{relpath}", relpath=relpath, size=0, split=FOLDERS[folder],
+                     extra=(("folder", folder),))
+    try:
+        check_text(name, "the file name")
+    except ValueError:  # os.scandir hands non-UTF-8 bytes over as surrogates, which no key can hold
+        shown = stored_path(relpath)
+        return replace(item, key=f"{SOURCE}/{shown}#entry-{index}", relpath=shown,
+                       error=f"unexpected file name: {stored_path(name)!r} is not UTF-8 text; rename the file")
+    try:
+        item = replace(item, size=entry_image_size(src, relpath, allow_outside))
+        info = parse_name(name)
+    except ValueError as e:
+        return replace(item, error=str(e))
+    extra = (("folder", folder), ("sequence", info["sequence"]), ("frame", info["frame"]),
+             ("bbox", info["bbox"]), ("junk", info["junk"]), ("distractor", info["distractor"]))
+    return replace(item, identity=info["identity"], camera=info["camera"], extra=extra)
+
+
+def scan_market1501(src: str | os.PathLike, on_bad: str = "error",
+                    allow_outside: bool = False) -> tuple[ScanResult, EntrySource]:
+    """List and parse the three folders under ``src`` (see the module docstring). A file that resolves
+    outside ``src`` (through a symlink) is a bad entry, never read, unless ``allow_outside``."""
     check_on_bad(on_bad)
     src = Path(src)
     if not src.is_dir():
@@ -80,20 +108,9 @@ def scan_market1501(src: str | os.PathLike, on_bad: str = "error") -> tuple[Scan
                                 f"{', '.join(f + '/' for f in FOLDERS)} (as in Market-1501-v15.09.15.zip)")
     items, ignored = [], 0
     for folder in sorted(FOLDERS):
-        files, n_ignored = _list_files(src / folder)
+        names, n_ignored = _list_files(src / folder)
         ignored += n_ignored
-        for name, size in files:
-            relpath = f"{folder}/{name}"
-            item = EntryItem(index=len(items), key=f"{SOURCE}/{relpath}", relpath=relpath, size=size,
-                             split=FOLDERS[folder], extra=(("folder", folder),))
-            try:
-                info = parse_name(name)
-            except ValueError as e:
-                items.append(replace(item, error=str(e)))
-                continue
-            extra = (("folder", folder), ("sequence", info["sequence"]), ("frame", info["frame"]),
-                     ("bbox", info["bbox"]), ("junk", info["junk"]), ("distractor", info["distractor"]))
-            items.append(replace(item, identity=info["identity"], camera=info["camera"], extra=extra))
+        items += [_market_item(len(items) + k, src, folder, name, allow_outside) for k, name in enumerate(names)]
     if ignored:
         _log.info("%s: ignored %d hidden or Thumbs.db files", src, ignored)
     result = resolve_bad_entries(items, on_bad, str(src))

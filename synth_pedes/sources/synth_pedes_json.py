@@ -14,9 +14,9 @@ Import (``scan_synth_pedes_json``): one row per entry in JSON order, key ``synth
 head, upper, lower, shoes, belongings; an empty part reads as ``unknown``); ``captions`` become kind
 ``generated`` with styles ``spac-0``, ``spac-1``, ... by position; ``prompt_caption`` becomes kind
 ``prompt``, style ``prompt`` (a missing ``prompt_caption`` reads as none). ``extra`` keeps ``index``, ``id``
-and ``file_path``. Bad entries (a missing image, an entry without an integer ``id``, a string
-``file_path`` or a list of string ``captions``, an attribute string that is not six comma-separated
-parts, a duplicate ``file_path``) follow the ``on_bad`` policy of ``benchmarks.resolve_bad_entries``.
+and ``file_path``. Bad entries (a missing image, a malformed entry: docs/formats.md#malformed-entries,
+with ids 0-based; an attribute string that is not six comma-separated parts, a duplicate ``file_path``)
+follow the ``on_bad`` policy of ``benchmarks.resolve_bad_entries``; blank captions are dropped and counted.
 
 Export (``export_synth_pedes_json``): the ``status == "ok"`` rows of a dataset, in the dataset's order,
 written as that layout: images to ``Part<k>/<id>/<n>.jpg`` with ``n`` counting from 0 within an identity
@@ -48,8 +48,9 @@ from typing import Any, Callable
 
 from ..errors import DatasetExistsError
 from ..schema import SLOTS, UNKNOWN
-from .benchmarks import (EntryItem, EntrySource, ScanResult, check_on_bad, existing_image_size, find_annotations,
-                         is_int, load_json_list, mark_duplicates, resolve_bad_entries, safe_relpath)
+from .benchmarks import (EntryItem, EntrySource, ScanResult, check_captions, check_id, check_on_bad,
+                         check_some_caption, check_text, entry_image_size, find_annotations, load_json_list,
+                         mark_duplicates, resolve_bad_entries, valid_or)
 
 _log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def parse_attributes(value: Any) -> tuple[str, ...]:
         value = value[0]
     if not isinstance(value, str):
         raise ValueError(f"malformed entry: 'attributes' is {value!r}, not a list holding one comma-joined string")
+    check_text(value, "'attributes'")
     parts = [p.strip() for p in value.split(",")]
     if len(parts) != len(SLOTS):
         raise ValueError(f"malformed entry: attributes {value!r} has {len(parts)} comma-separated parts, not "
@@ -91,48 +93,44 @@ def format_attributes(attributes: dict | None) -> tuple[str, bool]:
     return ",".join(values), rewritten
 
 
-def _str_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+ID_BASE = 0  # the release's ids start at 0 (and an export numbers identities from 0)
 
 
-def _entry_item(index: int, entry: Any, root: Path, split: str) -> EntryItem:
+def _entry_item(index: int, entry: Any, root: Path, split: str, allow_outside: bool) -> tuple[EntryItem, int]:
+    """One entry as an item, and how many blank captions it had (dropped). A malformed entry or a missing
+    image sets ``error``; the item then keeps only the values that passed their checks."""
     raw = entry if isinstance(entry, dict) else {}
-    relpath = raw.get("file_path") if isinstance(raw.get("file_path"), str) else ""
-    caps = raw.get("captions") if _str_list(raw.get("captions")) else []
-    prompts = raw.get("prompt_caption", []) if _str_list(raw.get("prompt_caption", [])) else []
+    relpath = valid_or("", check_text, raw.get("file_path"), "'file_path'")
+    caps, blank = valid_or(([], 0), check_captions, raw.get("captions"), "'captions'")
+    prompts, blank_prompts = valid_or(([], 0), check_captions, raw.get("prompt_caption", []), "'prompt_caption'")
     item = EntryItem(
         index=index, key=f"{SOURCE}/{relpath}" if relpath else f"{SOURCE}/#entry-{index}", relpath=relpath, size=0,
-        identity=raw["id"] if is_int(raw.get("id")) else -1, split=split,
+        identity=valid_or(-1, check_id, raw.get("id"), "'id'", ID_BASE), split=split,
         captions=tuple((t, caption_style(k), "generated") for k, t in enumerate(caps))
         + tuple((t, "prompt", "prompt") for t in prompts),
         extra=(("index", index), ("id", raw.get("id")), ("file_path", raw.get("file_path"))))
     try:
         if not isinstance(entry, dict):
             raise ValueError(f"malformed entry: a {type(entry).__name__}, not an object")
-        try:
-            safe_relpath(entry.get("file_path"))
-        except ValueError as e:
-            raise ValueError(f"malformed entry: 'file_path': {e}") from None
-        if not is_int(entry.get("id")):
-            raise ValueError(f"malformed entry: 'id' is {entry.get('id')!r}, not an integer")
-        if not _str_list(entry.get("captions")):
-            raise ValueError("malformed entry: 'captions' is not a list of strings")
-        if not _str_list(entry.get("prompt_caption", [])):
-            raise ValueError("malformed entry: 'prompt_caption' is not a list of strings")
+        check_text(entry.get("file_path"), "'file_path'")
+        check_id(entry.get("id"), "'id'", ID_BASE)
+        check_some_caption(entry.get("captions"), "'captions'")
+        check_captions(entry.get("prompt_caption", []), "'prompt_caption'")
         item = replace(item, attributes=parse_attributes(entry.get("attributes")))
-        size = existing_image_size(root / relpath)
+        size = entry_image_size(root, relpath, allow_outside)
     except ValueError as e:
-        return replace(item, error=str(e))
-    return replace(item, size=size)
+        return replace(item, error=str(e)), blank + blank_prompts
+    return replace(item, size=size), blank + blank_prompts
 
 
 def find_synth_pedes_json(src: Path) -> Path:
     return find_annotations(src, ANNOTATION_NAMES, "SYNTH-PEDES (Part1..Part11/ + annotation JSON)")
 
 
-def scan_synth_pedes_json(src: str | os.PathLike, on_bad: str = "error",
-                          split: str = "train") -> tuple[ScanResult, EntrySource]:
-    """Read ``synthpedes-dataset.json`` under ``src`` and check every entry (see the module docstring).
+def scan_synth_pedes_json(src: str | os.PathLike, on_bad: str = "error", split: str = "train",
+                          allow_outside: bool = False) -> tuple[ScanResult, EntrySource]:
+    """Read ``synthpedes-dataset.json`` under ``src`` and check every entry (see the module docstring). An
+    image that resolves outside ``src`` (through a symlink) is a bad entry, never read, unless ``allow_outside``.
 
     Returns the items (JSON order) with their counts and the transform that reads their images.
     """
@@ -140,9 +138,10 @@ def scan_synth_pedes_json(src: str | os.PathLike, on_bad: str = "error",
     src = Path(src)
     annotations = find_synth_pedes_json(src)
     entries = load_json_list(annotations, "SYNTH-PEDES")
-    items = [_entry_item(i, e, src, split) for i, e in enumerate(entries)]
+    scanned = [_entry_item(i, e, src, split, allow_outside) for i, e in enumerate(entries)]
     del entries
-    result = resolve_bad_entries(mark_duplicates(items, SOURCE), on_bad, str(annotations))
+    result = resolve_bad_entries(mark_duplicates([item for item, _ in scanned], SOURCE), on_bad, str(annotations))
+    result.counts["blank_captions"] = sum(blank for _, blank in scanned)
     result.files = {"annotations": str(annotations), "images": str(src)}
     return result, EntrySource(root=str(src.resolve()), source=SOURCE)
 
