@@ -28,11 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_entry_importers(sub)
 
 
-def add_allow_outside_root(parser: argparse.ArgumentParser) -> None:
+def add_allow_outside_root(parser: argparse.ArgumentParser, root: str = "SRC") -> None:
     """The one definition of ``--allow-outside-root`` (every importer has it; see
-    ``synth_pedes.sources.images.resolve_inside``)."""
+    ``synth_pedes.sources.images.resolve_inside``); ``root`` is the folder the files are looked up in."""
     parser.add_argument("--allow-outside-root", action="store_true",
-                        help="follow symlinks that lead outside SRC (refused by default)")
+                        help=f"follow symlinks that lead outside {root} (refused by default: such a file is never "
+                             "read)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,10 +131,7 @@ def _add_entry_importers(sub) -> None:
         if kind == "synth-pedes-json":
             p.add_argument("--split", default="train", help="split recorded on every row (default: train)")
         p.add_argument("--max-pixels", type=int, default=None, help="reject images with more pixels (bomb guard)")
-        images_root = "SRC/imgs/" if kind in BENCHMARK_KINDS else "SRC"
-        p.add_argument("--allow-outside-root", action="store_true",
-                       help=f"follow symlinks that lead outside {images_root} (refused by default: such a file is "
-                            "a bad entry under --on-bad-files and is never read)")
+        add_allow_outside_root(p, "SRC/imgs/" if kind in BENCHMARK_KINDS else "SRC")
         add_shard_arguments(p)
         add_cluster_arguments(p)
 

@@ -183,11 +183,10 @@ def _is_jpeg(data: bytes) -> bool:
 
 
 def _to_jpeg(data: bytes) -> bytes:
-    from PIL import Image
+    from ..imaging import open_rgb
 
-    with Image.open(io.BytesIO(data)) as img:
-        buf = io.BytesIO()
-        img.convert("RGB").save(buf, "JPEG", quality=95)
+    buf = io.BytesIO()
+    open_rgb(data).save(buf, "JPEG", quality=95)  # upright, high bit depths scaled (docs/formats.md#image-decoding)
     return buf.getvalue()
 
 
