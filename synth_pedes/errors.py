@@ -28,3 +28,7 @@ class DatasetExistsError(SynthPedesError):
 
 class ShardWriteError(SynthPedesError):
     """A shard could not be written after its bounded retries."""
+
+
+class DuplicateKeyError(SynthPedesError):
+    """Two rows of one dataset have the same key (keys are unique: docs/formats.md#columns)."""

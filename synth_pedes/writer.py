@@ -40,7 +40,8 @@ import pyarrow.parquet as pq
 
 from plip_runtime.version import package_version
 
-from .errors import DatasetExistsError, ShardWriteError
+from .errors import DatasetExistsError, DuplicateKeyError, ShardWriteError
+from .keys import describe_repeats, repeated_keys
 from .manifest import MANIFEST_NAME, Manifest, ShardInfo, read_manifest
 from .schema import RECORD_SCHEMA, check_schema
 
@@ -296,11 +297,12 @@ def write_shard(records: Iterable, directory: str | os.PathLike, index: int) -> 
     final = directory / shard_name(index)
     tmp = directory / f".{final.name}.{uuid.uuid4().hex}.tmp"
     status, splits, reasons = collections.Counter(), collections.Counter(), collections.Counter()
-    errors, rows = [], 0
+    errors, rows, row_of_key = [], 0, {}
     try:
         with _parquet_writer(tmp) as writer:
             for table in _record_batches(records):
                 check_schema(table.schema, f"shard {index} of {directory}")
+                _check_new_keys(table.column("key").to_pylist(), row_of_key, rows, f"shard {index} of {directory}")
                 writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
                 rows += table.num_rows
                 _count_into(status, table.column("status"))
@@ -322,6 +324,16 @@ def write_shard(records: Iterable, directory: str | os.PathLike, index: int) -> 
     stats.seconds = round(time.perf_counter() - t0, 4)
     _atomic_write_text(directory / STATS_DIR / f"{final.stem}.json", json.dumps(stats.__dict__, indent=1))
     return stats
+
+
+def _check_new_keys(keys: list[str], row_of_key: dict[str, int], first_row: int, where: str) -> None:
+    """Refuse a key the shard already holds, before its rows are written (_finish checks across shards)."""
+    for row, key in enumerate(keys, first_row):
+        earlier = row_of_key.setdefault(key, row)
+        if earlier != row:
+            raise DuplicateKeyError(f"{where}: key {key!r} is repeated (rows {earlier} and {row} of the shard); every "
+                                    "key must be unique (docs/formats.md#columns): the input lists an item twice, "
+                                    "or the transform gives two items one key")
 
 
 def _apply(transform: Transform | None, items: list) -> Iterator:
@@ -512,6 +524,13 @@ def _run_tasks(tasks: list, indices: list[int], client: Any, retries: int, done:
 
 
 def _finish(directory: Path, shard_stats: list[ShardStats], plan_doc: dict, description: str) -> Manifest:
+    repeats = repeated_keys(directory, [s.path for s in shard_stats])  # within a shard, write_shard refused them
+    if repeats:
+        raise DuplicateKeyError(
+            f"{directory}: {describe_repeats(repeats)}; every key must be unique (docs/formats.md#columns). The "
+            "input lists an item twice (an input manifest listing a shard twice, a list naming a file twice), or "
+            "the transform gives two items one key. The shards are kept but no manifest was written: fix the input "
+            f"and write it to a new directory (or delete {directory}).")
     splits, statuses = collections.Counter(), collections.Counter()
     for s in shard_stats:
         splits.update(s.splits)

@@ -12,7 +12,7 @@ import pytest
 from _fixtures import Records
 
 from synth_pedes import open_dataset, plan_shards, write_dataset
-from synth_pedes.errors import DatasetExistsError, ShardWriteError
+from synth_pedes.errors import DatasetExistsError, DuplicateKeyError, ShardWriteError
 from synth_pedes.writer import BATCHED, EXPANDING, PER_ITEM, transform_fingerprint, transform_kind
 
 TESTS = Path(__file__).parent
@@ -106,6 +106,21 @@ def test_failed_shards_are_retried_then_reported_and_resumable(tmp_path):
                       retries=1)
     assert sorted(p.name for p in (tmp_path / "b").glob("part-*")) == ["part-00000.parquet", "part-00002.parquet"]
     assert not list((tmp_path / "b").glob(".*tmp"))  # no half-written shard left behind
+
+
+def test_a_repeated_key_is_never_written(tmp_path):
+    """Issue 18: an input naming an item twice gave a dataset with a repeated key, which validated."""
+    with pytest.raises(DuplicateKeyError, match=r"2 keys appear more than once, e.g. 'test/00000.jpg' in "
+                                                r"part-00000.parquet row 0 and part-00001.parquet row 0; "
+                                                r"'test/00001.jpg' in part-00000.parquet row 1 and "
+                                                r"part-00001.parquet row 2.*no manifest was written"):
+        write_dataset([0, 1, 2, 0, 3, 1], tmp_path / "a", name="t", kind="images", transform=Records(), shard_rows=3)
+    assert not (tmp_path / "a" / "manifest.json").exists()
+    assert len(list((tmp_path / "a" / "_stats").glob("part-*.json"))) == 2  # found at the finish: shards kept
+    with pytest.raises(ShardWriteError, match=r"shard 0: DuplicateKeyError: shard 0 of .*: key 'test/00001.jpg' is "
+                                              r"repeated \(rows 1 and 2 of the shard\)"):
+        write_dataset([0, 1, 1], tmp_path / "b", name="t", kind="images", transform=Records(), shard_rows=3,
+                      retries=0)  # found as the rows are written
 
 
 def test_bag_and_dataframe_sources_one_shard_per_partition(tmp_path):
