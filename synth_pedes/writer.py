@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from plip_runtime.version import package_version
 
-from .errors import DatasetExistsError, DuplicateKeyError, ShardWriteError
+from .errors import DatasetExistsError, DuplicateKeyError, ShardWriteError, SynthPedesError
 from .keys import describe_repeats, repeated_keys
 from .manifest import MANIFEST_NAME, Manifest, ShardInfo, read_manifest
 from .schema import RECORD_SCHEMA, check_schema
@@ -51,6 +51,12 @@ PLAN_NAME = "plan.json"
 ROW_GROUP_ROWS = 256  # rows per Parquet row group: the unit the readers split across workers
 ROW_GROUP_BYTES = 64 << 20  # ...or fewer rows when their image bytes pass this, to bound memory
 MAX_ERRORS_KEPT = 20  # error examples kept per shard (all are counted)
+MAX_FAILURES_LISTED = 5  # failed shards named in a ShardWriteError (all are counted)
+# Exceptions a shard's own code or data raise: the same input fails the same way on every attempt. Anything else
+# (OSError, MemoryError, a lost worker, a type not known here) may pass on a re-run.
+_RECURRING = (ValueError, TypeError, LookupError, AttributeError, AssertionError, ArithmeticError, NotImplementedError,
+              SynthPedesError)
+_TRANSIENT = (OSError, MemoryError)
 _NO_DICTIONARY = {"image.bytes", "key", "image_sha256", "image.path", "extra"}  # unique per row
 
 
@@ -458,10 +464,46 @@ def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind:
     todo = [i for i in range(n) if i not in done]
     failures = _run_tasks([make_task(i) for i in todo], todo, client, retries, done, n, on_progress)
     if failures:
-        lines = "; ".join(f"shard {i}: {e}" for i, e in sorted(failures.items())[:5])
-        raise ShardWriteError(f"{directory}: {len(failures)} of {n} shards failed after {retries} retries "
-                              f"({lines}). Finished shards are kept: re-run the same command to retry the rest.")
+        raise ShardWriteError(_failure_message(directory, failures, n, retries))
     return _finish(directory, [done[i] for i in range(n)], plan_doc, description)
+
+
+def _failure_message(directory: Path, failures: dict[int, str], n: int, retries: int) -> str:
+    """Which shards failed and why, and whether a re-run can help: advertising a retry for a failure that will
+    recur only sends the user round the loop again."""
+    recurring = {i: e for i, e in failures.items() if _recurs(e)}
+    transient = {i: e for i, e in failures.items() if i not in recurring}
+    advice = []
+    if recurring:
+        advice.append((recurring, "this is not a transient failure: re-running will fail the same way; fix the input "
+                                  "(a changed input is a new plan: write it to a new directory), or report the bug in "
+                                  "the transform if the input is right"))
+    if transient:
+        advice.append((transient, f"re-run the same command to retry {'it' if len(transient) == 1 else 'them'}"))
+    text = f"{directory}: {len(failures)} of {n} shards failed after {retries} retries"
+    if len(advice) == 1:
+        (listed, what), = advice
+        return f"{text} ({_listed(listed)}). {what[0].upper()}{what[1:]}. Finished shards are kept."
+    return f"{text}. " + " ".join(f"({_listed(listed)}): {what}." for listed, what in advice) + \
+        " Finished shards are kept."
+
+
+def _listed(failures: dict[int, str]) -> str:
+    more = len(failures) - MAX_FAILURES_LISTED
+    return "; ".join(f"shard {i}: {e}" for i, e in sorted(failures.items())[:MAX_FAILURES_LISTED]) + \
+        (f" (and {more} more)" if more > 0 else "")
+
+
+def _recurs(failure: str) -> bool:
+    """Whether a shard's failure, ``"Type: message"`` as _run_tasks reports it, will recur on a re-run: its type
+    is one of _RECURRING's (or a subclass, by name) and not one of _TRANSIENT's."""
+    name, classes = failure.split(":", 1)[0], list(_RECURRING)
+    while classes:
+        cls = classes.pop()
+        if cls.__name__ == name and not issubclass(cls, _TRANSIENT):
+            return True
+        classes += cls.__subclasses__()
+    return False
 
 
 def _check_directory(directory: Path, plan_doc: dict) -> Manifest | None:

@@ -123,6 +123,29 @@ def test_a_repeated_key_is_never_written(tmp_path):
                       retries=0)  # found as the rows are written
 
 
+class _BadItem(_AlwaysFail):
+    """Fails on item 3 because of the item itself: every attempt fails the same way."""
+
+    def __call__(self, i):
+        if i == 3:
+            raise ValueError("item 3 has no image")
+        return Records()(i)
+
+
+def test_a_failure_that_will_recur_is_not_advertised_as_retryable(tmp_path):
+    with pytest.raises(ShardWriteError) as failed:
+        write_dataset(range(6), tmp_path / "a", name="t", kind="images", transform=_BadItem(), shard_rows=2,
+                      retries=1)
+    message = str(failed.value).lower()
+    assert "shard 1: valueerror: item 3 has no image" in message
+    assert "this is not a transient failure: re-running will fail the same way" in message
+    assert "fix the input" in message and "re-run the same command" not in message
+    with pytest.raises(ShardWriteError, match="(?i)shard 1: RuntimeError.*re-run the same command to retry") as failed:
+        write_dataset(range(6), tmp_path / "b", name="t", kind="images", transform=_AlwaysFail(), shard_rows=2,
+                      retries=0)  # a type that may be transient keeps the advice to re-run
+    assert "not a transient failure" not in str(failed.value)
+
+
 def test_bag_and_dataframe_sources_one_shard_per_partition(tmp_path):
     records = [Records()(i) for i in range(10)]
     bag = db.from_sequence(records, npartitions=3)
