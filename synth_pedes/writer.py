@@ -376,19 +376,26 @@ def _write_partition_shard(partition: Any, directory: str, index: int) -> ShardS
 
 
 def _finished_stats(directory: Path, index: int) -> ShardStats | None:
-    """The stats of a shard that a previous run finished, or None if it must be (re)done."""
+    """The stats of a shard that a previous run finished, or None if it must be (re)done: a shard is kept only
+    when its marker and file agree on size, row count and sha256 (a byte flipped since would otherwise pass
+    into the manifest). Logs why a shard that looked finished is redone."""
     marker = directory / STATS_DIR / f"part-{index:05d}.json"
     shard = directory / shard_name(index)
     if not marker.is_file() or not shard.is_file():
-        return None
+        return None  # not finished (a shard renamed but not yet marked is redone, never trusted)
     try:
         stats = ShardStats(**json.loads(marker.read_text()))
         if shard.stat().st_size != stats.bytes or pq.ParquetFile(shard).metadata.num_rows != stats.rows:
-            return None
-    except (OSError, ValueError, TypeError, pa.ArrowException):
-        return None
-    stats.skipped = True
-    return stats
+            problem = "its size or row count does not match its completion marker"
+        elif file_sha256(shard) != stats.sha256:
+            problem = "its sha256 does not match its completion marker (the file changed after it was written)"
+        else:
+            stats.skipped = True
+            return stats
+    except (OSError, ValueError, TypeError, pa.ArrowException) as e:
+        problem = f"its marker or file is unreadable ({type(e).__name__}: {e})"
+    _log.warning("%s: redoing %s: %s", directory, shard.name, problem)
+    return None
 
 
 def _plan(source: Any, transform: Transform | None, shard_rows: int | None, shard_bytes: int | None,

@@ -9,7 +9,7 @@ from pathlib import Path
 import dask.bag as db
 import pyarrow.parquet as pq
 import pytest
-from _fixtures import Records
+from _fixtures import Records, make_writable
 
 from synth_pedes import open_dataset, plan_shards, write_dataset
 from synth_pedes.errors import DatasetExistsError, DuplicateKeyError, ShardWriteError
@@ -184,7 +184,7 @@ def test_on_a_dask_cluster(tmp_path):
 
 _WRITER = """
 import sys
-from _fixtures import Records
+from _fixtures import Records, make_writable
 from synth_pedes import write_dataset
 write_dataset(range(40), sys.argv[1], name="t", kind="images", transform=Records(delay=float(sys.argv[2])),
               shard_rows=4)
@@ -215,6 +215,31 @@ def test_kill_9_mid_write_then_resume_gives_exactly_the_uninterrupted_rows(tmp_p
                       shard_rows=4)
     assert _rows(out) == _rows(tmp_path / "ref")
     assert not list(out.glob(".*.tmp"))
+
+
+def _as_killed_before_the_finish(out):
+    """Turn a finished dataset back into a write killed just before its manifest: shards writable, no manifest."""
+    for path in out.glob("*"):
+        make_writable(path)
+    (out / "manifest.json").unlink()
+
+
+def test_a_resume_redoes_a_kept_shard_whose_checksum_no_longer_matches(tmp_path, caplog):
+    """Issue 18: a byte flipped in a shard finished before the crash passed the resume (size and row count still
+    agree), and only the next validate failed."""
+    out = tmp_path / "d"
+    reference = write_dataset(range(12), out, name="t", kind="images", transform=Records(), shard_rows=4)
+    _as_killed_before_the_finish(out)
+    data = bytearray((out / "part-00001.parquet").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (out / "part-00001.parquet").write_bytes(bytes(data))
+    skipped = {}
+    with caplog.at_level("WARNING", logger="synth_pedes.writer"):
+        m = write_dataset(range(12), out, name="t", kind="images", transform=Records(), shard_rows=4,
+                          on_progress=lambda s, done, total: skipped.__setitem__(s.index, s.skipped))
+    assert skipped == {0: True, 1: False, 2: True}
+    assert f"{out}: redoing part-00001.parquet: its sha256 does not match its completion marker" in caplog.text
+    assert m.id == reference.id and open_dataset(out).id == reference.id  # verified: every checksum agrees
 
 
 class _BatchedRecords:
