@@ -57,6 +57,8 @@ MAX_FAILURES_LISTED = 5  # failed shards named in a ShardWriteError (all are cou
 _RECURRING = (ValueError, TypeError, LookupError, AttributeError, AssertionError, ArithmeticError, NotImplementedError,
               SynthPedesError)
 _TRANSIENT = (OSError, MemoryError)
+_READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH  # finished datasets are immutable
+_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 _NO_DICTIONARY = {"image.bytes", "key", "image_sha256", "image.path", "extra"}  # unique per row
 
 
@@ -237,11 +239,15 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _row_size(record: dict) -> int:
@@ -457,12 +463,21 @@ def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind:
     producer.setdefault("package_version", package_version())
     plan_doc = {"fingerprint": fingerprint, "num_shards": n, "name": name, "kind": kind, "version": version,
                 "parents": list(parents), "producer": producer}
-    existing = _check_directory(directory, plan_doc)
-    if existing is not None:
-        return existing
+    finished = _check_directory(directory, plan_doc)
+    if finished is None:
+        finished = _write_shards(directory, n, make_task, client, retries, on_progress, plan_doc, description)
+    elif sealed := _seal(directory, finished):
+        _log.info("%s: a run finished this dataset but was stopped before sealing it; done now (%s)", directory,
+                  ", ".join(sealed))
+    return finished
+
+
+def _write_shards(directory: Path, n: int, make_task: Callable[[int], Any], client: Any, retries: int,
+                  on_progress: Callable | None, plan_doc: dict, description: str) -> Manifest:
+    """Write the shards a previous run did not finish, then the manifest."""
     done = {i: s for i in range(n) if (s := _finished_stats(directory, i)) is not None}
-    for stale in directory.glob(".part-*.tmp"):  # left by a killed run: never part of the dataset
-        stale.unlink()
+    for leftover in _leftovers(directory):  # left by a killed run: never part of the dataset
+        leftover.unlink(missing_ok=True)
     for k, stats in enumerate(done.values(), 1):
         if on_progress:
             on_progress(stats, k, n)
@@ -472,7 +487,9 @@ def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind:
     failures = _run_tasks([make_task(i) for i in todo], todo, client, retries, done, n, on_progress)
     if failures:
         raise ShardWriteError(_failure_message(directory, failures, n, retries))
-    return _finish(directory, [done[i] for i in range(n)], plan_doc, description)
+    manifest = _finish(directory, [done[i] for i in range(n)], plan_doc, description)
+    _seal(directory, manifest)
+    return manifest
 
 
 def _failure_message(directory: Path, failures: dict[int, str], n: int, retries: int) -> str:
@@ -590,8 +607,26 @@ def _finish(directory: Path, shard_stats: list[ShardStats], plan_doc: dict, desc
                         status_counts=dict(sorted(statuses.items())), description=description,
                         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     _atomic_write_text(directory / MANIFEST_NAME, manifest.to_json())
-    read_only = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH  # finished datasets are immutable
-    for path in [directory / MANIFEST_NAME, *(directory / s.path for s in shard_stats)]:
-        os.chmod(path, read_only)
     _log.info("%s: finished %s, %d rows in %d shards", directory, manifest.id, manifest.num_rows, len(shard_stats))
     return manifest
+
+
+def _leftovers(directory: Path) -> list[Path]:
+    """Temporary files of killed writes (shards, markers, the plan, the manifest): never part of a dataset."""
+    return [*directory.glob(".part-*.tmp"), *directory.glob(f".{MANIFEST_NAME}.*.tmp"),
+            *(directory / STATS_DIR).glob(".*.tmp")]
+
+
+def _seal(directory: Path, manifest: Manifest) -> list[str]:
+    """Make a finished dataset immutable (read-only manifest and shards) and remove the leftovers of killed
+    writes, e.g. a worker killed mid-shard after a retry elsewhere finished it; returns what it changed. Also
+    completes a finish that a kill interrupted between the manifest's rename and the chmod."""
+    changed = []
+    for path in [directory / MANIFEST_NAME, *(directory / s.path for s in manifest.shards)]:
+        if path.is_file() and path.stat().st_mode & _WRITE_BITS:
+            os.chmod(path, _READ_ONLY)
+            changed.append(f"made {path.name} read-only")
+    for leftover in _leftovers(directory):
+        leftover.unlink(missing_ok=True)
+        changed.append(f"removed {leftover.relative_to(directory)}")
+    return changed

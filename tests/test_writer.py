@@ -242,6 +242,44 @@ def test_a_resume_redoes_a_kept_shard_whose_checksum_no_longer_matches(tmp_path,
     assert m.id == reference.id and open_dataset(out).id == reference.id  # verified: every checksum agrees
 
 
+def _temporary_files(out):
+    return sorted(p.name for p in [*out.glob(".*.tmp"), *(out / "_stats").glob(".*.tmp")])
+
+
+def _record_leaving_a_stray_shard(directory, i):
+    """As if a worker killed mid-shard had left its temporary file after a retry elsewhere finished the shard."""
+    if i == 5:
+        (Path(directory) / ".part-00000.parquet.0123abcd.tmp").write_bytes(b"PAR1 half a shard")
+    return Records()(i)
+
+
+def test_temporary_files_of_killed_workers_are_removed_at_the_finish(tmp_path):
+    import functools
+
+    out = tmp_path / "d"
+    write_dataset(range(8), out, name="t", kind="images", transform=functools.partial(_record_leaving_a_stray_shard,
+                                                                                        str(out)), shard_rows=4)
+    assert _temporary_files(out) == []
+
+
+def test_the_next_run_finishes_an_interrupted_finish(tmp_path):
+    """Issue 18: a kill between the manifest's rename and the chmod left a writable finished dataset that the next
+    run called finished; a kill while writing the manifest left its temporary file inside it."""
+    out = tmp_path / "d"
+    reference = write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4)
+    for path in out.glob("*"):
+        make_writable(path)
+    (out / ".manifest.json.0123abcd.tmp").write_text("{")
+    (out / "_stats" / ".part-00000.json.0123abcd.tmp").write_text("{")
+    assert write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4).id == reference.id
+    assert _temporary_files(out) == []
+    assert [oct(p.stat().st_mode & 0o777) for p in sorted(out.glob("*.*"))] == ["0o444"] * 3  # manifest, 2 shards
+    _as_killed_before_the_finish(out)
+    (out / ".manifest.json.4567cdef.tmp").write_text("{")
+    assert write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4).id == reference.id
+    assert _temporary_files(out) == []
+
+
 class _BatchedRecords:
     """A batched transform, as model inference is: lists of items in, one record per item out."""
     transform_kind = BATCHED
