@@ -32,3 +32,7 @@ class ShardWriteError(SynthPedesError):
 
 class DuplicateKeyError(SynthPedesError):
     """Two rows of one dataset have the same key (keys are unique: docs/formats.md#columns)."""
+
+
+class WriteInProgressError(DatasetExistsError):
+    """Another process is writing the same output directory."""

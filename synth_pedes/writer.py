@@ -6,12 +6,13 @@ Layout of a dataset directory::
     part-00000.parquet ...     the shards, one per planned unit of work
     _stats/plan.json           the shard plan's fingerprint (written first)
     _stats/part-00000.json     per-shard stats: rows, bytes, sha256, status counts, errors, timing
+    _stats/lock                held (flock) by the process writing: a second writer is refused, naming it
 
 Each shard is written to a temporary name in the same directory, hashed, and renamed into place; its
 stats file is written (atomically) after the rename and is the completion marker. A re-run with the
 same plan skips shards whose marker and file agree and redoes the rest, so a write killed at any
-moment (kill -9 included) finishes with exactly the rows of an uninterrupted run. Shards run as Dask
-tasks on whatever cluster the caller's ``client`` points at, or in-process without one.
+moment (kill -9 included) finishes with exactly the rows of an uninterrupted run. No key is written twice.
+Shards run as Dask tasks on whatever cluster the caller's ``client`` points at, or in-process without one.
 
 A sequence of work items becomes records through a *transform* of one of three declared kinds
 (:class:`PerItemTransform`, :class:`BatchedTransform`, :class:`ExpandingTransform`; a plain function is
@@ -20,12 +21,17 @@ a per-item transform without declaring anything). Its :meth:`fingerprint` is par
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
 import logging
 import os
+import shlex
+import socket
 import stat
+import sys
 import time
 import types
 import uuid
@@ -40,7 +46,7 @@ import pyarrow.parquet as pq
 
 from plip_runtime.version import package_version
 
-from .errors import DatasetExistsError, DuplicateKeyError, ShardWriteError, SynthPedesError
+from .errors import DatasetExistsError, DuplicateKeyError, ShardWriteError, SynthPedesError, WriteInProgressError
 from .keys import describe_repeats, repeated_keys
 from .manifest import MANIFEST_NAME, Manifest, ShardInfo, read_manifest
 from .schema import RECORD_SCHEMA, check_schema
@@ -48,6 +54,7 @@ from .schema import RECORD_SCHEMA, check_schema
 _log = logging.getLogger(__name__)
 STATS_DIR = "_stats"
 PLAN_NAME = "plan.json"
+LOCK_NAME = "lock"  # in STATS_DIR: held (flock) by the process writing the directory, which it names
 ROW_GROUP_ROWS = 256  # rows per Parquet row group: the unit the readers split across workers
 ROW_GROUP_BYTES = 64 << 20  # ...or fewer rows when their image bytes pass this, to bound memory
 MAX_ERRORS_KEPT = 20  # error examples kept per shard (all are counted)
@@ -463,18 +470,25 @@ def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind:
     producer.setdefault("package_version", package_version())
     plan_doc = {"fingerprint": fingerprint, "num_shards": n, "name": name, "kind": kind, "version": version,
                 "parents": list(parents), "producer": producer}
-    finished = _check_directory(directory, plan_doc)
-    if finished is None:
-        finished = _write_shards(directory, n, make_task, client, retries, on_progress, plan_doc, description)
-    elif sealed := _seal(directory, finished):
-        _log.info("%s: a run finished this dataset but was stopped before sealing it; done now (%s)", directory,
-                  ", ".join(sealed))
+    finished = _existing_write(directory, plan_doc)
+    if finished is not None and not _unsealed(directory, finished):
+        _log.info("%s: already finished (%s); nothing to do", directory, finished.id)
+        return finished  # nothing to write, so no lock: whoever re-runs it may not own the directory
+    with _write_lock(directory):
+        finished = _existing_write(directory, plan_doc)  # again: another writer may have finished meanwhile
+        if finished is None:
+            finished = _write_shards(directory, n, make_task, client, retries, on_progress, plan_doc, description)
+        elif sealed := _seal(directory, finished):
+            _log.info("%s: a run finished this dataset but was stopped before sealing it; done now (%s)",
+                      directory, ", ".join(sealed))
     return finished
 
 
 def _write_shards(directory: Path, n: int, make_task: Callable[[int], Any], client: Any, retries: int,
                   on_progress: Callable | None, plan_doc: dict, description: str) -> Manifest:
     """Write the shards a previous run did not finish, then the manifest."""
+    if not (directory / STATS_DIR / PLAN_NAME).is_file():
+        _atomic_write_text(directory / STATS_DIR / PLAN_NAME, json.dumps(plan_doc, indent=1, sort_keys=True))
     done = {i: s for i in range(n) if (s := _finished_stats(directory, i)) is not None}
     for leftover in _leftovers(directory):  # left by a killed run: never part of the dataset
         leftover.unlink(missing_ok=True)
@@ -530,13 +544,13 @@ def _recurs(failure: str) -> bool:
     return False
 
 
-def _check_directory(directory: Path, plan_doc: dict) -> Manifest | None:
-    """Create or check the output directory; return the manifest if this exact write already finished."""
+def _existing_write(directory: Path, plan_doc: dict) -> Manifest | None:
+    """What the output directory holds (read only): the manifest if this exact write finished, None if it is new
+    or holds an unfinished write of this plan; DatasetExistsError if it holds anything else."""
     plan_path = directory / STATS_DIR / PLAN_NAME
     if (directory / MANIFEST_NAME).exists():
         manifest = read_manifest(directory)
         if plan_path.is_file() and json.loads(plan_path.read_text()).get("fingerprint") == plan_doc["fingerprint"]:
-            _log.info("%s: already finished (%s); nothing to do", directory, manifest.id)
             return manifest
         raise DatasetExistsError(f"{directory} already holds the finished dataset {manifest.name!r} ({manifest.id}). "
                                  "Finished datasets are immutable: write the new one to a new directory.")
@@ -551,9 +565,35 @@ def _check_directory(directory: Path, plan_doc: dict) -> Manifest | None:
     if directory.exists() and any(p.name != STATS_DIR for p in directory.iterdir()):
         raise DatasetExistsError(f"{directory} is not empty and is not a synth-pedes write; choose a new output "
                                  "directory so nothing of yours is overwritten.")
-    (directory / STATS_DIR).mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(plan_path, json.dumps(plan_doc, indent=1, sort_keys=True))
     return None
+
+
+@contextlib.contextmanager
+def _write_lock(directory: Path) -> Iterator[None]:
+    """Hold ``_stats/lock`` while writing ``directory``: a second writer is refused, naming the first. An flock
+    goes with its process, so a killed writer (kill -9 included) never leaves a stale lock behind."""
+    (directory / STATS_DIR).mkdir(parents=True, exist_ok=True)
+    with open(directory / STATS_DIR / LOCK_NAME, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise WriteInProgressError(_held_by(directory, lock.read())) from None
+        lock.truncate(0)
+        lock.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join(sys.argv),
+                               "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}) + "\n")
+        lock.flush()
+        yield  # closing the file releases the lock
+
+
+def _held_by(directory: Path, holder_text: str) -> str:
+    try:
+        holder = json.loads(holder_text)
+    except ValueError:  # the holder took the lock but has not yet said who it is
+        holder = {}
+    return (f"{directory} is being written by pid {holder.get('pid', '?')} on host {holder.get('host', '?')} since "
+            f"{holder.get('since', '?')} (command: {holder.get('command', '?')}): wait for it to finish or stop it "
+            "(a stopped write resumes when its command is re-run).")
 
 
 def _run_tasks(tasks: list, indices: list[int], client: Any, retries: int, done: dict, n: int,
@@ -617,16 +657,22 @@ def _leftovers(directory: Path) -> list[Path]:
             *(directory / STATS_DIR).glob(".*.tmp")]
 
 
+def _unsealed(directory: Path, manifest: Manifest) -> list[Path]:
+    """What keeps a finished dataset from being sealed: writable manifest or shards, leftover temporary files."""
+    files = [directory / MANIFEST_NAME, *(directory / s.path for s in manifest.shards)]
+    return [p for p in files if p.is_file() and p.stat().st_mode & _WRITE_BITS] + _leftovers(directory)
+
+
 def _seal(directory: Path, manifest: Manifest) -> list[str]:
     """Make a finished dataset immutable (read-only manifest and shards) and remove the leftovers of killed
     writes, e.g. a worker killed mid-shard after a retry elsewhere finished it; returns what it changed. Also
     completes a finish that a kill interrupted between the manifest's rename and the chmod."""
     changed = []
-    for path in [directory / MANIFEST_NAME, *(directory / s.path for s in manifest.shards)]:
-        if path.is_file() and path.stat().st_mode & _WRITE_BITS:
+    for path in _unsealed(directory, manifest):
+        if path.name.endswith(".tmp"):
+            path.unlink(missing_ok=True)
+            changed.append(f"removed {path.relative_to(directory)}")
+        else:
             os.chmod(path, _READ_ONLY)
             changed.append(f"made {path.name} read-only")
-    for leftover in _leftovers(directory):
-        leftover.unlink(missing_ok=True)
-        changed.append(f"removed {leftover.relative_to(directory)}")
     return changed

@@ -12,7 +12,7 @@ import pytest
 from _fixtures import Records, make_writable
 
 from synth_pedes import open_dataset, plan_shards, write_dataset
-from synth_pedes.errors import DatasetExistsError, DuplicateKeyError, ShardWriteError
+from synth_pedes.errors import DatasetExistsError, DuplicateKeyError, ShardWriteError, WriteInProgressError
 from synth_pedes.writer import BATCHED, EXPANDING, PER_ITEM, transform_fingerprint, transform_kind
 
 TESTS = Path(__file__).parent
@@ -278,6 +278,29 @@ def test_the_next_run_finishes_an_interrupted_finish(tmp_path):
     (out / ".manifest.json.4567cdef.tmp").write_text("{")
     assert write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4).id == reference.id
     assert _temporary_files(out) == []
+
+
+def test_a_second_writer_is_refused_naming_the_first_and_a_killed_one_never_blocks(tmp_path):
+    """Issue 18: two writers of one directory with one configuration both did all the work."""
+    import socket
+
+    out = tmp_path / "d"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(out), "0.05"], env=dict(os.environ, PYTHONPATH=str(TESTS)))
+    lock, deadline = out / "_stats" / "lock", time.time() + 60
+    while time.time() < deadline and f'"pid": {proc.pid},' not in (lock.read_text() if lock.exists() else ""):
+        time.sleep(0.02)
+    try:
+        with pytest.raises(WriteInProgressError, match=rf"{out} is being written by pid {proc.pid} on host "
+                                                       rf"{socket.gethostname()} since .* \(command: .*\): wait for "
+                                                       "it to finish or stop it"):
+            write_dataset(range(40), out, name="t", kind="images", transform=Records(delay=0.05), shard_rows=4)
+        assert proc.poll() is None, "the first writer should still be at work"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (out / "manifest.json").exists()
+    m = write_dataset(range(40), out, name="t", kind="images", transform=Records(delay=0.05), shard_rows=4)
+    assert m.num_rows == 40  # the killed writer's lock went with it
 
 
 class _BatchedRecords:
