@@ -36,3 +36,7 @@ class DuplicateKeyError(SynthPedesError):
 
 class WriteInProgressError(DatasetExistsError):
     """Another process is writing the same output directory."""
+
+
+class OutputDirectoryError(SynthPedesError):
+    """The output directory cannot be written: no space left, no permission, a read-only file system."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
@@ -46,7 +47,8 @@ import pyarrow.parquet as pq
 
 from plip_runtime.version import package_version
 
-from .errors import DatasetExistsError, DuplicateKeyError, ShardWriteError, SynthPedesError, WriteInProgressError
+from .errors import (DatasetExistsError, DuplicateKeyError, OutputDirectoryError, ShardWriteError, SynthPedesError,
+                     WriteInProgressError)
 from .keys import describe_repeats, repeated_keys
 from .manifest import MANIFEST_NAME, Manifest, ShardInfo, read_manifest
 from .schema import RECORD_SCHEMA, check_schema
@@ -478,20 +480,24 @@ def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind:
         finished = _existing_write(directory, plan_doc)  # again: another writer may have finished meanwhile
         if finished is None:
             finished = _write_shards(directory, n, make_task, client, retries, on_progress, plan_doc, description)
-        elif sealed := _seal(directory, finished):
-            _log.info("%s: a run finished this dataset but was stopped before sealing it; done now (%s)",
-                      directory, ", ".join(sealed))
+        else:
+            with _writing(directory, "sealing the finished dataset"):
+                sealed = _seal(directory, finished)
+            if sealed:  # else another writer sealed it meanwhile
+                _log.info("%s: a run finished this dataset but was stopped before sealing it; done now (%s)",
+                          directory, ", ".join(sealed))
     return finished
 
 
 def _write_shards(directory: Path, n: int, make_task: Callable[[int], Any], client: Any, retries: int,
                   on_progress: Callable | None, plan_doc: dict, description: str) -> Manifest:
     """Write the shards a previous run did not finish, then the manifest."""
-    if not (directory / STATS_DIR / PLAN_NAME).is_file():
-        _atomic_write_text(directory / STATS_DIR / PLAN_NAME, json.dumps(plan_doc, indent=1, sort_keys=True))
+    with _writing(directory, "starting the write"):
+        if not (directory / STATS_DIR / PLAN_NAME).is_file():
+            _atomic_write_text(directory / STATS_DIR / PLAN_NAME, json.dumps(plan_doc, indent=1, sort_keys=True))
+        for leftover in _leftovers(directory):  # left by a killed run: never part of the dataset
+            leftover.unlink(missing_ok=True)
     done = {i: s for i in range(n) if (s := _finished_stats(directory, i)) is not None}
-    for leftover in _leftovers(directory):  # left by a killed run: never part of the dataset
-        leftover.unlink(missing_ok=True)
     for k, stats in enumerate(done.values(), 1):
         if on_progress:
             on_progress(stats, k, n)
@@ -501,8 +507,9 @@ def _write_shards(directory: Path, n: int, make_task: Callable[[int], Any], clie
     failures = _run_tasks([make_task(i) for i in todo], todo, client, retries, done, n, on_progress)
     if failures:
         raise ShardWriteError(_failure_message(directory, failures, n, retries))
-    manifest = _finish(directory, [done[i] for i in range(n)], plan_doc, description)
-    _seal(directory, manifest)
+    with _writing(directory, "writing the manifest"):
+        manifest = _finish(directory, [done[i] for i in range(n)], plan_doc, description)
+        _seal(directory, manifest)
     return manifest
 
 
@@ -572,18 +579,43 @@ def _existing_write(directory: Path, plan_doc: dict) -> Manifest | None:
 def _write_lock(directory: Path) -> Iterator[None]:
     """Hold ``_stats/lock`` while writing ``directory``: a second writer is refused, naming the first. An flock
     goes with its process, so a killed writer (kill -9 included) never leaves a stale lock behind."""
-    (directory / STATS_DIR).mkdir(parents=True, exist_ok=True)
-    with open(directory / STATS_DIR / LOCK_NAME, "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            raise WriteInProgressError(_held_by(directory, lock.read())) from None
-        lock.truncate(0)
-        lock.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join(sys.argv),
-                               "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}) + "\n")
-        lock.flush()
-        yield  # closing the file releases the lock
+    with _writing(directory, "starting the write"):
+        (directory / STATS_DIR).mkdir(parents=True, exist_ok=True)
+        lock = open(directory / STATS_DIR / LOCK_NAME, "a+")
+    with lock:  # closing the file releases the lock
+        with _writing(directory, "starting the write"):
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                raise WriteInProgressError(_held_by(directory, lock.read())) from None
+            lock.truncate(0)
+            lock.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join(sys.argv),
+                                   "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}) + "\n")
+            lock.flush()
+        yield
+
+
+@contextlib.contextmanager
+def _writing(directory: Path, doing: str) -> Iterator[None]:
+    """An OSError of the writer's own files (a full disk, a read-only directory) as a sentence naming the
+    directory, the problem and the fix; finished shards stay, so the re-run resumes. Not around the shard tasks:
+    their failures are reported by shard (and a lost scheduler's connection error is an OSError too)."""
+    try:
+        yield
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise OutputDirectoryError(f"{directory}: {e.strerror or e} while {doing}{where}: "
+                                   f"{_output_fix(e.errno)}.") from e
+
+
+def _output_fix(err_no: int | None) -> str:
+    if err_no in (errno.ENOSPC, errno.EDQUOT):
+        return ("free space on its file system (or choose another output directory) and re-run the same command; "
+                "finished shards are kept, so it resumes")
+    if err_no in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "choose a writable output directory (--out), or make this one writable and re-run the same command"
+    return "fix that and re-run the same command; finished shards are kept, so it resumes"
 
 
 def _held_by(directory: Path, holder_text: str) -> str:

@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import signal
@@ -12,7 +13,8 @@ import pytest
 from _fixtures import Records, make_writable
 
 from synth_pedes import open_dataset, plan_shards, write_dataset
-from synth_pedes.errors import DatasetExistsError, DuplicateKeyError, ShardWriteError, WriteInProgressError
+from synth_pedes.errors import (DatasetExistsError, DuplicateKeyError, OutputDirectoryError, ShardWriteError,
+                               WriteInProgressError)
 from synth_pedes.writer import BATCHED, EXPANDING, PER_ITEM, transform_fingerprint, transform_kind
 
 TESTS = Path(__file__).parent
@@ -301,6 +303,46 @@ def test_a_second_writer_is_refused_naming_the_first_and_a_killed_one_never_bloc
     assert not (out / "manifest.json").exists()
     m = write_dataset(range(40), out, name="t", kind="images", transform=Records(delay=0.05), shard_rows=4)
     assert m.num_rows == 40  # the killed writer's lock went with it
+
+
+@pytest.mark.parametrize("error", [errno.EROFS, errno.EACCES])
+def test_an_output_directory_that_cannot_be_written_is_named_with_the_fix(tmp_path, monkeypatch, error):
+    """Issue 18: a read-only output directory gave a raw traceback. (Faked at mkdir: root may write anywhere.)"""
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self.is_relative_to(tmp_path / "read-only"):
+            raise OSError(error, os.strerror(error), str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    out = tmp_path / "read-only" / "d"
+    with pytest.raises(OutputDirectoryError, match=rf"{out}: {os.strerror(error)} while starting the write \({out}/_stats\): "
+                                                   r"choose a writable output directory \(--out\)"):
+        write_dataset(range(4), out, name="t", kind="images", transform=Records(), shard_rows=2)
+
+
+def test_a_full_disk_while_writing_the_manifest_is_a_sentence_and_the_re_run_resumes(tmp_path, monkeypatch):
+    """Issue 18: ENOSPC while writing the manifest gave a raw traceback (and left its temporary file)."""
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if ".manifest.json." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "d"
+    with pytest.raises(OutputDirectoryError, match=rf"{out}: No space left on device while writing the manifest: free "
+                                                   r"space on its file system .* re-run the same command; finished "
+                                                   "shards are kept, so it resumes"):
+        write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4)
+    monkeypatch.undo()
+    assert _temporary_files(out) == [] and not (out / "manifest.json").exists()
+    skipped = []
+    m = write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4,
+                      on_progress=lambda s, done, total: skipped.append(s.skipped))
+    assert skipped == [True, True] and m.num_rows == 8
 
 
 class _BatchedRecords:
