@@ -12,7 +12,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import IntegrityError, ManifestError, SchemaMismatchError
-from .manifest import Manifest, read_manifest
+from .keys import describe_repeats, repeated_keys
+from .manifest import Manifest, ShardInfo, read_manifest
 from .schema import check_schema
 from .writer import file_sha256
 
@@ -34,7 +35,8 @@ class ValidationReport:
 
 def validate_dataset(directory: str | os.PathLike, level: str = "full") -> ValidationReport:
     """Check the manifest (format, id), then every shard: inside the directory, present, size, schema,
-    row count and (``level="full"``) sha256. Collects every problem instead of stopping at the first."""
+    row count and (``level="full"``) sha256, then (``"full"``) that no key is repeated. Collects every
+    problem instead of stopping at the first."""
     if level not in VERIFY_LEVELS:
         raise ValueError(f"verify level {level!r} is not one of {VERIFY_LEVELS}")
     report = ValidationReport(directory=str(directory), checked_checksums=level == "full")
@@ -46,37 +48,55 @@ def validate_dataset(directory: str | os.PathLike, level: str = "full") -> Valid
     if level == "none":
         return report
     root = Path(directory).resolve()
+    sound = []  # shards without a problem, whose keys are then checked
     for shard in report.manifest.shards:
-        path = (root / shard.path).resolve()
-        where = f"shard {shard.path}"
-        if root not in path.parents:  # e.g. through a symlink: read_manifest already refused '..'
-            report.problems.append(f"{where}: resolves to {path}, outside the dataset directory")
-            continue
-        if not path.is_file():
-            report.problems.append(f"{where}: missing (listed in the manifest with {shard.rows} rows); "
-                                   "restore the file or re-create the dataset")
-            continue
-        size = path.stat().st_size
-        if size != shard.bytes:
-            report.problems.append(f"{where}: {size} bytes but the manifest says {shard.bytes}; the file was "
-                                   "altered or truncated")
-            continue
-        try:
-            meta = pq.ParquetFile(path).metadata
-            check_schema(meta.schema.to_arrow_schema(), where)
-            if meta.num_rows != shard.rows:
-                report.problems.append(f"{where}: {meta.num_rows} rows but the manifest says {shard.rows}")
-        except SchemaMismatchError as e:
-            report.problems.append(str(e))
-        except (OSError, pa.ArrowException) as e:
-            report.problems.append(f"{where}: not a readable Parquet file ({e})")
-            continue
-        if level == "full":
-            digest = file_sha256(path)
-            if digest != shard.sha256:
-                report.problems.append(f"{where}: sha256 {digest[:16]}... does not match the manifest's "
-                                       f"{shard.sha256[:16]}...; the file was altered after it was written")
+        problems = _shard_problems(root, shard, level)
+        report.problems += problems
+        if not problems:
+            sound.append(shard.path)
+    if level == "full":
+        report.problems += _repeated_key_problems(root, sound)
     return report
+
+
+def _shard_problems(root: Path, shard: ShardInfo, level: str) -> list[str]:
+    path = (root / shard.path).resolve()
+    where = f"shard {shard.path}"
+    if root not in path.parents:  # e.g. through a symlink: read_manifest already refused '..'
+        return [f"{where}: resolves to {path}, outside the dataset directory"]
+    if not path.is_file():
+        return [f"{where}: missing (listed in the manifest with {shard.rows} rows); restore the file or re-create "
+                "the dataset"]
+    size = path.stat().st_size
+    if size != shard.bytes:
+        return [f"{where}: {size} bytes but the manifest says {shard.bytes}; the file was altered or truncated"]
+    problems = []
+    try:
+        meta = pq.ParquetFile(path).metadata
+        check_schema(meta.schema.to_arrow_schema(), where)
+        if meta.num_rows != shard.rows:
+            problems.append(f"{where}: {meta.num_rows} rows but the manifest says {shard.rows}")
+    except SchemaMismatchError as e:
+        problems.append(str(e))
+    except (OSError, pa.ArrowException) as e:
+        return [f"{where}: not a readable Parquet file ({e})"]
+    if level == "full":
+        digest = file_sha256(path)
+        if digest != shard.sha256:
+            problems.append(f"{where}: sha256 {digest[:16]}... does not match the manifest's {shard.sha256[:16]}...; "
+                            "the file was altered after it was written")
+    return problems
+
+
+def _repeated_key_problems(root: Path, shards: list[str]) -> list[str]:
+    try:
+        repeats = repeated_keys(root, shards)
+    except (OSError, pa.ArrowException) as e:
+        return [f"cannot read the key column of the shards ({e})"]
+    if not repeats:
+        return []
+    return [f"{describe_repeats(repeats)}; every key must be unique (docs/formats.md#columns). Rows were written "
+            "twice (e.g. from an input that listed them twice): re-create the dataset from a fixed input."]
 
 
 class Dataset:

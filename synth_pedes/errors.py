@@ -28,3 +28,15 @@ class DatasetExistsError(SynthPedesError):
 
 class ShardWriteError(SynthPedesError):
     """A shard could not be written after its bounded retries."""
+
+
+class DuplicateKeyError(SynthPedesError):
+    """Two rows of one dataset have the same key (keys are unique: docs/formats.md#columns)."""
+
+
+class WriteInProgressError(DatasetExistsError):
+    """Another process is writing the same output directory."""
+
+
+class OutputDirectoryError(SynthPedesError):
+    """The output directory cannot be written: no space left, no permission, a read-only file system."""

@@ -54,6 +54,7 @@ class Manifest:
             raise ManifestError("a manifest needs a non-empty name")
         for shard in self.shards:
             check_shard_path(shard.path)
+        check_shards_listed_once(self.shards)
 
     @property
     def num_rows(self) -> int:
@@ -92,6 +93,8 @@ class Manifest:
             kwargs = {k: doc[k] for k in fields if k in doc}
             kwargs["parents"] = tuple(kwargs.get("parents", ()))
             manifest = cls(shards=shards, **kwargs)
+        except ManifestError as e:  # raised by the checks in __post_init__: say which file
+            raise type(e)(f"{where}: {e}") from None
         except (KeyError, TypeError) as e:
             raise ManifestError(f"{where}: malformed manifest ({type(e).__name__}: {e}). "
                                 "The file was edited or truncated; re-create the dataset.") from e
@@ -117,6 +120,18 @@ def check_shard_path(path: str) -> None:
             or path.startswith("~"):
         raise ShardPathError(f"shard path {path!r} leaves the dataset directory; shard paths must be relative "
                              "paths inside it (the manifest is corrupt or was crafted).")
+
+
+def check_shards_listed_once(shards: tuple[ShardInfo, ...]) -> None:
+    """Refuse a shard listed twice (``./a`` and ``a`` are one file): readers would see its rows twice."""
+    entries: dict[PurePosixPath, list[int]] = {}
+    for i, shard in enumerate(shards):
+        entries.setdefault(PurePosixPath(shard.path), []).append(i)
+    for path, where in entries.items():
+        if len(where) > 1:
+            raise ManifestError(f"shard path {str(path)!r} is listed {len(where)} times (entries "
+                                f"{', '.join(map(str, where[:-1]))} and {where[-1]}); each shard must be listed "
+                                "once. The manifest was edited or crafted: restore it or re-create the dataset.")
 
 
 def read_manifest(directory: str | os.PathLike) -> Manifest:

@@ -6,12 +6,13 @@ Layout of a dataset directory::
     part-00000.parquet ...     the shards, one per planned unit of work
     _stats/plan.json           the shard plan's fingerprint (written first)
     _stats/part-00000.json     per-shard stats: rows, bytes, sha256, status counts, errors, timing
+    _stats/lock                held (flock) by the process writing: a second writer is refused, naming it
 
 Each shard is written to a temporary name in the same directory, hashed, and renamed into place; its
 stats file is written (atomically) after the rename and is the completion marker. A re-run with the
 same plan skips shards whose marker and file agree and redoes the rest, so a write killed at any
-moment (kill -9 included) finishes with exactly the rows of an uninterrupted run. Shards run as Dask
-tasks on whatever cluster the caller's ``client`` points at, or in-process without one.
+moment (kill -9 included) finishes with exactly the rows of an uninterrupted run. No key is written twice.
+Shards run as Dask tasks on whatever cluster the caller's ``client`` points at, or in-process without one.
 
 A sequence of work items becomes records through a *transform* of one of three declared kinds
 (:class:`PerItemTransform`, :class:`BatchedTransform`, :class:`ExpandingTransform`; a plain function is
@@ -20,12 +21,18 @@ a per-item transform without declaring anything). Its :meth:`fingerprint` is par
 from __future__ import annotations
 
 import collections
+import contextlib
+import errno
+import fcntl
 import functools
 import hashlib
 import json
 import logging
 import os
+import shlex
+import socket
 import stat
+import sys
 import time
 import types
 import uuid
@@ -40,16 +47,27 @@ import pyarrow.parquet as pq
 
 from plip_runtime.version import package_version
 
-from .errors import DatasetExistsError, ShardWriteError
+from .errors import (DatasetExistsError, DuplicateKeyError, OutputDirectoryError, ShardWriteError, SynthPedesError,
+                     WriteInProgressError)
+from .keys import describe_repeats, repeated_keys
 from .manifest import MANIFEST_NAME, Manifest, ShardInfo, read_manifest
 from .schema import RECORD_SCHEMA, check_schema
 
 _log = logging.getLogger(__name__)
 STATS_DIR = "_stats"
 PLAN_NAME = "plan.json"
+LOCK_NAME = "lock"  # in STATS_DIR: held (flock) by the process writing the directory, which it names
 ROW_GROUP_ROWS = 256  # rows per Parquet row group: the unit the readers split across workers
 ROW_GROUP_BYTES = 64 << 20  # ...or fewer rows when their image bytes pass this, to bound memory
 MAX_ERRORS_KEPT = 20  # error examples kept per shard (all are counted)
+MAX_FAILURES_LISTED = 5  # failed shards named in a ShardWriteError (all are counted)
+# Exceptions a shard's own code or data raise: the same input fails the same way on every attempt. Anything else
+# (OSError, MemoryError, a lost worker, a type not known here) may pass on a re-run.
+_RECURRING = (ValueError, TypeError, LookupError, AttributeError, AssertionError, ArithmeticError, NotImplementedError,
+              SynthPedesError)
+_TRANSIENT = (OSError, MemoryError)
+_READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH  # finished datasets are immutable
+_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 _NO_DICTIONARY = {"image.bytes", "key", "image_sha256", "image.path", "extra"}  # unique per row
 
 
@@ -230,11 +248,15 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _row_size(record: dict) -> int:
@@ -296,11 +318,12 @@ def write_shard(records: Iterable, directory: str | os.PathLike, index: int) -> 
     final = directory / shard_name(index)
     tmp = directory / f".{final.name}.{uuid.uuid4().hex}.tmp"
     status, splits, reasons = collections.Counter(), collections.Counter(), collections.Counter()
-    errors, rows = [], 0
+    errors, rows, row_of_key = [], 0, {}
     try:
         with _parquet_writer(tmp) as writer:
             for table in _record_batches(records):
                 check_schema(table.schema, f"shard {index} of {directory}")
+                _check_new_keys(table.column("key").to_pylist(), row_of_key, rows, f"shard {index} of {directory}")
                 writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
                 rows += table.num_rows
                 _count_into(status, table.column("status"))
@@ -322,6 +345,16 @@ def write_shard(records: Iterable, directory: str | os.PathLike, index: int) -> 
     stats.seconds = round(time.perf_counter() - t0, 4)
     _atomic_write_text(directory / STATS_DIR / f"{final.stem}.json", json.dumps(stats.__dict__, indent=1))
     return stats
+
+
+def _check_new_keys(keys: list[str], row_of_key: dict[str, int], first_row: int, where: str) -> None:
+    """Refuse a key the shard already holds, before its rows are written (_finish checks across shards)."""
+    for row, key in enumerate(keys, first_row):
+        earlier = row_of_key.setdefault(key, row)
+        if earlier != row:
+            raise DuplicateKeyError(f"{where}: key {key!r} is repeated (rows {earlier} and {row} of the shard); every "
+                                    "key must be unique (docs/formats.md#columns): the input lists an item twice, "
+                                    "or the transform gives two items one key")
 
 
 def _apply(transform: Transform | None, items: list) -> Iterator:
@@ -358,19 +391,26 @@ def _write_partition_shard(partition: Any, directory: str, index: int) -> ShardS
 
 
 def _finished_stats(directory: Path, index: int) -> ShardStats | None:
-    """The stats of a shard that a previous run finished, or None if it must be (re)done."""
+    """The stats of a shard that a previous run finished, or None if it must be (re)done: a shard is kept only
+    when its marker and file agree on size, row count and sha256 (a byte flipped since would otherwise pass
+    into the manifest). Logs why a shard that looked finished is redone."""
     marker = directory / STATS_DIR / f"part-{index:05d}.json"
     shard = directory / shard_name(index)
     if not marker.is_file() or not shard.is_file():
-        return None
+        return None  # not finished (a shard renamed but not yet marked is redone, never trusted)
     try:
         stats = ShardStats(**json.loads(marker.read_text()))
         if shard.stat().st_size != stats.bytes or pq.ParquetFile(shard).metadata.num_rows != stats.rows:
-            return None
-    except (OSError, ValueError, TypeError, pa.ArrowException):
-        return None
-    stats.skipped = True
-    return stats
+            problem = "its size or row count does not match its completion marker"
+        elif file_sha256(shard) != stats.sha256:
+            problem = "its sha256 does not match its completion marker (the file changed after it was written)"
+        else:
+            stats.skipped = True
+            return stats
+    except (OSError, ValueError, TypeError, pa.ArrowException) as e:
+        problem = f"its marker or file is unreadable ({type(e).__name__}: {e})"
+    _log.warning("%s: redoing %s: %s", directory, shard.name, problem)
+    return None
 
 
 def _plan(source: Any, transform: Transform | None, shard_rows: int | None, shard_bytes: int | None,
@@ -432,12 +472,32 @@ def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind:
     producer.setdefault("package_version", package_version())
     plan_doc = {"fingerprint": fingerprint, "num_shards": n, "name": name, "kind": kind, "version": version,
                 "parents": list(parents), "producer": producer}
-    existing = _check_directory(directory, plan_doc)
-    if existing is not None:
-        return existing
+    finished = _existing_write(directory, plan_doc)
+    if finished is not None and not _unsealed(directory, finished):
+        _log.info("%s: already finished (%s); nothing to do", directory, finished.id)
+        return finished  # nothing to write, so no lock: whoever re-runs it may not own the directory
+    with _write_lock(directory):
+        finished = _existing_write(directory, plan_doc)  # again: another writer may have finished meanwhile
+        if finished is None:
+            finished = _write_shards(directory, n, make_task, client, retries, on_progress, plan_doc, description)
+        else:
+            with _writing(directory, "sealing the finished dataset"):
+                sealed = _seal(directory, finished)
+            if sealed:  # else another writer sealed it meanwhile
+                _log.info("%s: a run finished this dataset but was stopped before sealing it; done now (%s)",
+                          directory, ", ".join(sealed))
+    return finished
+
+
+def _write_shards(directory: Path, n: int, make_task: Callable[[int], Any], client: Any, retries: int,
+                  on_progress: Callable | None, plan_doc: dict, description: str) -> Manifest:
+    """Write the shards a previous run did not finish, then the manifest."""
+    with _writing(directory, "starting the write"):
+        if not (directory / STATS_DIR / PLAN_NAME).is_file():
+            _atomic_write_text(directory / STATS_DIR / PLAN_NAME, json.dumps(plan_doc, indent=1, sort_keys=True))
+        for leftover in _leftovers(directory):  # left by a killed run: never part of the dataset
+            leftover.unlink(missing_ok=True)
     done = {i: s for i in range(n) if (s := _finished_stats(directory, i)) is not None}
-    for stale in directory.glob(".part-*.tmp"):  # left by a killed run: never part of the dataset
-        stale.unlink()
     for k, stats in enumerate(done.values(), 1):
         if on_progress:
             on_progress(stats, k, n)
@@ -446,19 +506,58 @@ def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind:
     todo = [i for i in range(n) if i not in done]
     failures = _run_tasks([make_task(i) for i in todo], todo, client, retries, done, n, on_progress)
     if failures:
-        lines = "; ".join(f"shard {i}: {e}" for i, e in sorted(failures.items())[:5])
-        raise ShardWriteError(f"{directory}: {len(failures)} of {n} shards failed after {retries} retries "
-                              f"({lines}). Finished shards are kept: re-run the same command to retry the rest.")
-    return _finish(directory, [done[i] for i in range(n)], plan_doc, description)
+        raise ShardWriteError(_failure_message(directory, failures, n, retries))
+    with _writing(directory, "writing the manifest"):
+        manifest = _finish(directory, [done[i] for i in range(n)], plan_doc, description)
+        _seal(directory, manifest)
+    return manifest
 
 
-def _check_directory(directory: Path, plan_doc: dict) -> Manifest | None:
-    """Create or check the output directory; return the manifest if this exact write already finished."""
+def _failure_message(directory: Path, failures: dict[int, str], n: int, retries: int) -> str:
+    """Which shards failed and why, and whether a re-run can help: advertising a retry for a failure that will
+    recur only sends the user round the loop again."""
+    recurring = {i: e for i, e in failures.items() if _recurs(e)}
+    transient = {i: e for i, e in failures.items() if i not in recurring}
+    advice = []
+    if recurring:
+        advice.append((recurring, "this is not a transient failure: re-running will fail the same way; fix the input "
+                                  "(a changed input is a new plan: write it to a new directory), or report the bug in "
+                                  "the transform if the input is right"))
+    if transient:
+        advice.append((transient, f"re-run the same command to retry {'it' if len(transient) == 1 else 'them'}"))
+    text = f"{directory}: {len(failures)} of {n} shards failed after {retries} retries"
+    if len(advice) == 1:
+        (listed, what), = advice
+        return f"{text} ({_listed(listed)}). {what[0].upper()}{what[1:]}. Finished shards are kept."
+    return f"{text}. " + " ".join(f"({_listed(listed)}): {what}." for listed, what in advice) + \
+        " Finished shards are kept."
+
+
+def _listed(failures: dict[int, str]) -> str:
+    more = len(failures) - MAX_FAILURES_LISTED
+    return "; ".join(f"shard {i}: {e}" for i, e in sorted(failures.items())[:MAX_FAILURES_LISTED]) + \
+        (f" (and {more} more)" if more > 0 else "")
+
+
+def _recurs(failure: str) -> bool:
+    """Whether a shard's failure, ``"Type: message"`` as _run_tasks reports it, will recur on a re-run: its type
+    is one of _RECURRING's (or a subclass, by name) and not one of _TRANSIENT's."""
+    name, classes = failure.split(":", 1)[0], list(_RECURRING)
+    while classes:
+        cls = classes.pop()
+        if cls.__name__ == name and not issubclass(cls, _TRANSIENT):
+            return True
+        classes += cls.__subclasses__()
+    return False
+
+
+def _existing_write(directory: Path, plan_doc: dict) -> Manifest | None:
+    """What the output directory holds (read only): the manifest if this exact write finished, None if it is new
+    or holds an unfinished write of this plan; DatasetExistsError if it holds anything else."""
     plan_path = directory / STATS_DIR / PLAN_NAME
     if (directory / MANIFEST_NAME).exists():
         manifest = read_manifest(directory)
         if plan_path.is_file() and json.loads(plan_path.read_text()).get("fingerprint") == plan_doc["fingerprint"]:
-            _log.info("%s: already finished (%s); nothing to do", directory, manifest.id)
             return manifest
         raise DatasetExistsError(f"{directory} already holds the finished dataset {manifest.name!r} ({manifest.id}). "
                                  "Finished datasets are immutable: write the new one to a new directory.")
@@ -473,9 +572,60 @@ def _check_directory(directory: Path, plan_doc: dict) -> Manifest | None:
     if directory.exists() and any(p.name != STATS_DIR for p in directory.iterdir()):
         raise DatasetExistsError(f"{directory} is not empty and is not a synth-pedes write; choose a new output "
                                  "directory so nothing of yours is overwritten.")
-    (directory / STATS_DIR).mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(plan_path, json.dumps(plan_doc, indent=1, sort_keys=True))
     return None
+
+
+@contextlib.contextmanager
+def _write_lock(directory: Path) -> Iterator[None]:
+    """Hold ``_stats/lock`` while writing ``directory``: a second writer is refused, naming the first. An flock
+    goes with its process, so a killed writer (kill -9 included) never leaves a stale lock behind."""
+    with _writing(directory, "starting the write"):
+        (directory / STATS_DIR).mkdir(parents=True, exist_ok=True)
+        lock = open(directory / STATS_DIR / LOCK_NAME, "a+")
+    with lock:  # closing the file releases the lock
+        with _writing(directory, "starting the write"):
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                raise WriteInProgressError(_held_by(directory, lock.read())) from None
+            lock.truncate(0)
+            lock.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join(sys.argv),
+                                   "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}) + "\n")
+            lock.flush()
+        yield
+
+
+@contextlib.contextmanager
+def _writing(directory: Path, doing: str) -> Iterator[None]:
+    """An OSError of the writer's own files (a full disk, a read-only directory) as a sentence naming the
+    directory, the problem and the fix; finished shards stay, so the re-run resumes. Not around the shard tasks:
+    their failures are reported by shard (and a lost scheduler's connection error is an OSError too)."""
+    try:
+        yield
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise OutputDirectoryError(f"{directory}: {e.strerror or e} while {doing}{where}: "
+                                   f"{_output_fix(e.errno)}.") from e
+
+
+def _output_fix(err_no: int | None) -> str:
+    if err_no in (errno.ENOSPC, errno.EDQUOT):
+        return ("free space on its file system (or choose another output directory) and re-run the same command; "
+                "finished shards are kept, so it resumes")
+    if err_no in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "choose a writable output directory (--out), or make this one writable and re-run the same command"
+    return "fix that and re-run the same command; finished shards are kept, so it resumes"
+
+
+def _held_by(directory: Path, holder_text: str) -> str:
+    try:
+        holder = json.loads(holder_text)
+    except ValueError:  # the holder took the lock but has not yet said who it is
+        holder = {}
+    return (f"{directory} is being written by pid {holder.get('pid', '?')} on host {holder.get('host', '?')} since "
+            f"{holder.get('since', '?')} (command: {holder.get('command', '?')}): wait for it to finish or stop it "
+            "(a stopped write resumes when its command is re-run).")
 
 
 def _run_tasks(tasks: list, indices: list[int], client: Any, retries: int, done: dict, n: int,
@@ -512,6 +662,13 @@ def _run_tasks(tasks: list, indices: list[int], client: Any, retries: int, done:
 
 
 def _finish(directory: Path, shard_stats: list[ShardStats], plan_doc: dict, description: str) -> Manifest:
+    repeats = repeated_keys(directory, [s.path for s in shard_stats])  # within a shard, write_shard refused them
+    if repeats:
+        raise DuplicateKeyError(
+            f"{directory}: {describe_repeats(repeats)}; every key must be unique (docs/formats.md#columns). The "
+            "input lists an item twice (an input manifest listing a shard twice, a list naming a file twice), or "
+            "the transform gives two items one key. The shards are kept but no manifest was written: fix the input "
+            f"and write it to a new directory (or delete {directory}).")
     splits, statuses = collections.Counter(), collections.Counter()
     for s in shard_stats:
         splits.update(s.splits)
@@ -522,8 +679,32 @@ def _finish(directory: Path, shard_stats: list[ShardStats], plan_doc: dict, desc
                         status_counts=dict(sorted(statuses.items())), description=description,
                         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     _atomic_write_text(directory / MANIFEST_NAME, manifest.to_json())
-    read_only = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH  # finished datasets are immutable
-    for path in [directory / MANIFEST_NAME, *(directory / s.path for s in shard_stats)]:
-        os.chmod(path, read_only)
     _log.info("%s: finished %s, %d rows in %d shards", directory, manifest.id, manifest.num_rows, len(shard_stats))
     return manifest
+
+
+def _leftovers(directory: Path) -> list[Path]:
+    """Temporary files of killed writes (shards, markers, the plan, the manifest): never part of a dataset."""
+    return [*directory.glob(".part-*.tmp"), *directory.glob(f".{MANIFEST_NAME}.*.tmp"),
+            *(directory / STATS_DIR).glob(".*.tmp")]
+
+
+def _unsealed(directory: Path, manifest: Manifest) -> list[Path]:
+    """What keeps a finished dataset from being sealed: writable manifest or shards, leftover temporary files."""
+    files = [directory / MANIFEST_NAME, *(directory / s.path for s in manifest.shards)]
+    return [p for p in files if p.is_file() and p.stat().st_mode & _WRITE_BITS] + _leftovers(directory)
+
+
+def _seal(directory: Path, manifest: Manifest) -> list[str]:
+    """Make a finished dataset immutable (read-only manifest and shards) and remove the leftovers of killed
+    writes, e.g. a worker killed mid-shard after a retry elsewhere finished it; returns what it changed. Also
+    completes a finish that a kill interrupted between the manifest's rename and the chmod."""
+    changed = []
+    for path in _unsealed(directory, manifest):
+        if path.name.endswith(".tmp"):
+            path.unlink(missing_ok=True)
+            changed.append(f"removed {path.relative_to(directory)}")
+        else:
+            os.chmod(path, _READ_ONLY)
+            changed.append(f"made {path.name} read-only")
+    return changed

@@ -57,28 +57,46 @@ def test_missing_truncated_and_replaced_shards(dataset_dir):
         open_dataset(dataset_dir, verify="quick")
 
 
+def _forge_manifest(dataset_dir):
+    """Rewrite the manifest to agree with the shards as they now are (sizes, checksums, id), so that only what
+    the test changed inside them is wrong."""
+    from synth_pedes.manifest import Manifest, ShardInfo
+    from synth_pedes.writer import file_sha256
+
+    manifest_path = dataset_dir / "manifest.json"
+    doc = json.loads(manifest_path.read_text())
+    fields = {k: v for k, v in doc.items() if k not in ("id", "num_rows", "num_bytes", "created_at")}
+    fields["shards"] = tuple(ShardInfo(**dict(s, bytes=(dataset_dir / s["path"]).stat().st_size,
+                                              sha256=file_sha256(dataset_dir / s["path"]))) for s in doc["shards"])
+    fields["parents"] = tuple(fields["parents"])
+    make_writable(manifest_path)
+    manifest_path.write_text(Manifest(**fields).to_json())
+
+
 def test_schema_mismatch_is_named(dataset_dir, tmp_path):
     shard = dataset_dir / "part-00003.parquet"
     table = pq.read_table(shard).drop_columns(["extra"])
     make_writable(shard)
     pq.write_table(table, shard)
-    manifest_path = dataset_dir / "manifest.json"
-    doc = json.loads(manifest_path.read_text())
-    # forge a consistent manifest so that only the schema is wrong
-    from synth_pedes.manifest import Manifest
-    from synth_pedes.writer import file_sha256
-
-    doc["shards"][3].update(bytes=shard.stat().st_size, sha256=file_sha256(shard))
-    doc.pop("num_bytes")
-    fields = {k: v for k, v in doc.items() if k not in ("id", "num_rows", "created_at")}
-    from synth_pedes.manifest import ShardInfo
-
-    fields["shards"] = tuple(ShardInfo(**s) for s in fields["shards"])
-    fields["parents"] = tuple(fields["parents"])
-    make_writable(manifest_path)
-    manifest_path.write_text(Manifest(**fields).to_json())
+    _forge_manifest(dataset_dir)
     with pytest.raises(SchemaMismatchError, match=r"part-00003.parquet.*missing columns \['extra'\]"):
         open_dataset(dataset_dir)
+
+
+def test_repeated_keys_are_reported_with_examples_and_a_count(dataset_dir):
+    """Issue 18: rows repeated under one key (here shard 0's rows copied over shard 1's) validated."""
+    make_writable(dataset_dir / "part-00001.parquet")
+    (dataset_dir / "part-00001.parquet").write_bytes((dataset_dir / "part-00000.parquet").read_bytes())
+    _forge_manifest(dataset_dir)
+    assert validate_dataset(dataset_dir, "quick").ok  # sizes, schema and rows agree: only the keys are wrong
+    problems = validate_dataset(dataset_dir).problems
+    assert len(problems) == 1 and problems[0].startswith("12 keys appear more than once, e.g. 'test/00000.jpg' in "
+                                                         "part-00000.parquet row 0 and part-00001.parquet row 0;")
+    assert "(and 9 more)" in problems[0] and "re-create the dataset" in problems[0]
+    with pytest.raises(IntegrityError, match="12 keys appear more than once"):
+        open_dataset(dataset_dir)
+    proc = _plip("validate", dataset_dir)
+    assert proc.returncode == 1 and "12 keys appear more than once" in proc.stderr
 
 
 def test_tampered_manifest_and_escaping_paths(dataset_dir):

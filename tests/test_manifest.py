@@ -49,3 +49,23 @@ def test_missing_and_garbled_manifests(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match="cannot read the manifest"):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("again", ["part-00000.parquet", "./part-00000.parquet"])
+def test_a_shard_listed_twice_is_refused_naming_the_file(tmp_path, again):
+    """A manifest listing one shard twice (id recomputed, so the edit is not caught by the id) would make every
+    reader see its rows twice: reading it fails, naming the manifest, the path and the fix."""
+    shards = (ShardInfo("part-00000.parquet", 3, 100, "ab" * 32), ShardInfo(again, 3, 100, "ab" * 32))
+    with pytest.raises(ManifestError, match="shard path 'part-00000.parquet' is listed 2 times"):
+        Manifest(name="m", kind="images", shards=shards)
+    doc = json.loads(_manifest().to_json())
+    doc["shards"].append(dict(doc["shards"][0], path=again))
+    doc["num_rows"], doc["num_bytes"] = 6, 200
+    body = {k: v for k, v in doc.items() if k not in ("id", "created_at")}
+    from synth_pedes.manifest import content_id
+
+    doc["id"] = content_id(body)  # recomputed: only the repeat is wrong
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match=rf"{tmp_path}/manifest.json: shard path 'part-00000.parquet' is listed "
+                                            r"2 times \(entries 0 and 1\).*re-create the dataset"):
+        read_manifest(tmp_path)

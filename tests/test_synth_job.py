@@ -72,6 +72,29 @@ def test_synth_writes_a_caption_dataset_with_lineage_and_spans(setup, tmp_path, 
         assert scores[-1] in (1.0, None)  # a prompt caption is filled from the attributes it is scored against
 
 
+def test_an_input_manifest_listing_a_shard_twice_is_refused_before_any_work(setup, tmp_path, capsys):
+    """Issue 18: a manifest listing one shard twice (id recomputed) gave a caption dataset with repeated keys."""
+    import shutil
+
+    from _fixtures import make_writable
+    from synth_pedes.manifest import content_id
+
+    images = tmp_path / "images"
+    shutil.copytree(setup / "images", images)
+    make_writable(images / "manifest.json")
+    doc = json.loads((images / "manifest.json").read_text())
+    doc["shards"].append(doc["shards"][0])
+    doc["num_rows"] += doc["shards"][0]["rows"]
+    doc["num_bytes"] += doc["shards"][0]["bytes"]
+    doc["id"] = content_id({k: v for k, v in doc.items() if k not in ("id", "created_at")})
+    (images / "manifest.json").write_text(json.dumps(doc))
+    assert main(["synth", "--images", str(images), "--captioner", str(setup / "captioner"), "--out",
+                 str(tmp_path / "out"), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{images}/manifest.json: shard path 'part-00000.parquet' is listed 2 times" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_models_load_once_per_process_across_shards(setup, tmp_path):
     from spac.annotator import MODELS
 

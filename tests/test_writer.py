@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import signal
@@ -9,10 +10,11 @@ from pathlib import Path
 import dask.bag as db
 import pyarrow.parquet as pq
 import pytest
-from _fixtures import Records
+from _fixtures import Records, make_writable
 
 from synth_pedes import open_dataset, plan_shards, write_dataset
-from synth_pedes.errors import DatasetExistsError, ShardWriteError
+from synth_pedes.errors import (DatasetExistsError, DuplicateKeyError, OutputDirectoryError, ShardWriteError,
+                               WriteInProgressError)
 from synth_pedes.writer import BATCHED, EXPANDING, PER_ITEM, transform_fingerprint, transform_kind
 
 TESTS = Path(__file__).parent
@@ -108,6 +110,44 @@ def test_failed_shards_are_retried_then_reported_and_resumable(tmp_path):
     assert not list((tmp_path / "b").glob(".*tmp"))  # no half-written shard left behind
 
 
+def test_a_repeated_key_is_never_written(tmp_path):
+    """Issue 18: an input naming an item twice gave a dataset with a repeated key, which validated."""
+    with pytest.raises(DuplicateKeyError, match=r"2 keys appear more than once, e.g. 'test/00000.jpg' in "
+                                                r"part-00000.parquet row 0 and part-00001.parquet row 0; "
+                                                r"'test/00001.jpg' in part-00000.parquet row 1 and "
+                                                r"part-00001.parquet row 2.*no manifest was written"):
+        write_dataset([0, 1, 2, 0, 3, 1], tmp_path / "a", name="t", kind="images", transform=Records(), shard_rows=3)
+    assert not (tmp_path / "a" / "manifest.json").exists()
+    assert len(list((tmp_path / "a" / "_stats").glob("part-*.json"))) == 2  # found at the finish: shards kept
+    with pytest.raises(ShardWriteError, match=r"shard 0: DuplicateKeyError: shard 0 of .*: key 'test/00001.jpg' is "
+                                              r"repeated \(rows 1 and 2 of the shard\)"):
+        write_dataset([0, 1, 1], tmp_path / "b", name="t", kind="images", transform=Records(), shard_rows=3,
+                      retries=0)  # found as the rows are written
+
+
+class _BadItem(_AlwaysFail):
+    """Fails on item 3 because of the item itself: every attempt fails the same way."""
+
+    def __call__(self, i):
+        if i == 3:
+            raise ValueError("item 3 has no image")
+        return Records()(i)
+
+
+def test_a_failure_that_will_recur_is_not_advertised_as_retryable(tmp_path):
+    with pytest.raises(ShardWriteError) as failed:
+        write_dataset(range(6), tmp_path / "a", name="t", kind="images", transform=_BadItem(), shard_rows=2,
+                      retries=1)
+    message = str(failed.value).lower()
+    assert "shard 1: valueerror: item 3 has no image" in message
+    assert "this is not a transient failure: re-running will fail the same way" in message
+    assert "fix the input" in message and "re-run the same command" not in message
+    with pytest.raises(ShardWriteError, match="(?i)shard 1: RuntimeError.*re-run the same command to retry") as failed:
+        write_dataset(range(6), tmp_path / "b", name="t", kind="images", transform=_AlwaysFail(), shard_rows=2,
+                      retries=0)  # a type that may be transient keeps the advice to re-run
+    assert "not a transient failure" not in str(failed.value)
+
+
 def test_bag_and_dataframe_sources_one_shard_per_partition(tmp_path):
     records = [Records()(i) for i in range(10)]
     bag = db.from_sequence(records, npartitions=3)
@@ -146,7 +186,7 @@ def test_on_a_dask_cluster(tmp_path):
 
 _WRITER = """
 import sys
-from _fixtures import Records
+from _fixtures import Records, make_writable
 from synth_pedes import write_dataset
 write_dataset(range(40), sys.argv[1], name="t", kind="images", transform=Records(delay=float(sys.argv[2])),
               shard_rows=4)
@@ -177,6 +217,132 @@ def test_kill_9_mid_write_then_resume_gives_exactly_the_uninterrupted_rows(tmp_p
                       shard_rows=4)
     assert _rows(out) == _rows(tmp_path / "ref")
     assert not list(out.glob(".*.tmp"))
+
+
+def _as_killed_before_the_finish(out):
+    """Turn a finished dataset back into a write killed just before its manifest: shards writable, no manifest."""
+    for path in out.glob("*"):
+        make_writable(path)
+    (out / "manifest.json").unlink()
+
+
+def test_a_resume_redoes_a_kept_shard_whose_checksum_no_longer_matches(tmp_path, caplog):
+    """Issue 18: a byte flipped in a shard finished before the crash passed the resume (size and row count still
+    agree), and only the next validate failed."""
+    out = tmp_path / "d"
+    reference = write_dataset(range(12), out, name="t", kind="images", transform=Records(), shard_rows=4)
+    _as_killed_before_the_finish(out)
+    data = bytearray((out / "part-00001.parquet").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (out / "part-00001.parquet").write_bytes(bytes(data))
+    skipped = {}
+    with caplog.at_level("WARNING", logger="synth_pedes.writer"):
+        m = write_dataset(range(12), out, name="t", kind="images", transform=Records(), shard_rows=4,
+                          on_progress=lambda s, done, total: skipped.__setitem__(s.index, s.skipped))
+    assert skipped == {0: True, 1: False, 2: True}
+    assert f"{out}: redoing part-00001.parquet: its sha256 does not match its completion marker" in caplog.text
+    assert m.id == reference.id and open_dataset(out).id == reference.id  # verified: every checksum agrees
+
+
+def _temporary_files(out):
+    return sorted(p.name for p in [*out.glob(".*.tmp"), *(out / "_stats").glob(".*.tmp")])
+
+
+def _record_leaving_a_stray_shard(directory, i):
+    """As if a worker killed mid-shard had left its temporary file after a retry elsewhere finished the shard."""
+    if i == 5:
+        (Path(directory) / ".part-00000.parquet.0123abcd.tmp").write_bytes(b"PAR1 half a shard")
+    return Records()(i)
+
+
+def test_temporary_files_of_killed_workers_are_removed_at_the_finish(tmp_path):
+    import functools
+
+    out = tmp_path / "d"
+    write_dataset(range(8), out, name="t", kind="images", transform=functools.partial(_record_leaving_a_stray_shard,
+                                                                                        str(out)), shard_rows=4)
+    assert _temporary_files(out) == []
+
+
+def test_the_next_run_finishes_an_interrupted_finish(tmp_path):
+    """Issue 18: a kill between the manifest's rename and the chmod left a writable finished dataset that the next
+    run called finished; a kill while writing the manifest left its temporary file inside it."""
+    out = tmp_path / "d"
+    reference = write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4)
+    for path in out.glob("*"):
+        make_writable(path)
+    (out / ".manifest.json.0123abcd.tmp").write_text("{")
+    (out / "_stats" / ".part-00000.json.0123abcd.tmp").write_text("{")
+    assert write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4).id == reference.id
+    assert _temporary_files(out) == []
+    assert [oct(p.stat().st_mode & 0o777) for p in sorted(out.glob("*.*"))] == ["0o444"] * 3  # manifest, 2 shards
+    _as_killed_before_the_finish(out)
+    (out / ".manifest.json.4567cdef.tmp").write_text("{")
+    assert write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4).id == reference.id
+    assert _temporary_files(out) == []
+
+
+def test_a_second_writer_is_refused_naming_the_first_and_a_killed_one_never_blocks(tmp_path):
+    """Issue 18: two writers of one directory with one configuration both did all the work."""
+    import socket
+
+    out = tmp_path / "d"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(out), "0.05"], env=dict(os.environ, PYTHONPATH=str(TESTS)))
+    lock, deadline = out / "_stats" / "lock", time.time() + 60
+    while time.time() < deadline and f'"pid": {proc.pid},' not in (lock.read_text() if lock.exists() else ""):
+        time.sleep(0.02)
+    try:
+        with pytest.raises(WriteInProgressError, match=rf"{out} is being written by pid {proc.pid} on host "
+                                                       rf"{socket.gethostname()} since .* \(command: .*\): wait for "
+                                                       "it to finish or stop it"):
+            write_dataset(range(40), out, name="t", kind="images", transform=Records(delay=0.05), shard_rows=4)
+        assert proc.poll() is None, "the first writer should still be at work"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (out / "manifest.json").exists()
+    m = write_dataset(range(40), out, name="t", kind="images", transform=Records(delay=0.05), shard_rows=4)
+    assert m.num_rows == 40  # the killed writer's lock went with it
+
+
+@pytest.mark.parametrize("error", [errno.EROFS, errno.EACCES])
+def test_an_output_directory_that_cannot_be_written_is_named_with_the_fix(tmp_path, monkeypatch, error):
+    """Issue 18: a read-only output directory gave a raw traceback. (Faked at mkdir: root may write anywhere.)"""
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self.is_relative_to(tmp_path / "read-only"):
+            raise OSError(error, os.strerror(error), str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    out = tmp_path / "read-only" / "d"
+    with pytest.raises(OutputDirectoryError, match=rf"{out}: {os.strerror(error)} while starting the write \({out}/_stats\): "
+                                                   r"choose a writable output directory \(--out\)"):
+        write_dataset(range(4), out, name="t", kind="images", transform=Records(), shard_rows=2)
+
+
+def test_a_full_disk_while_writing_the_manifest_is_a_sentence_and_the_re_run_resumes(tmp_path, monkeypatch):
+    """Issue 18: ENOSPC while writing the manifest gave a raw traceback (and left its temporary file)."""
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if ".manifest.json." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "d"
+    with pytest.raises(OutputDirectoryError, match=rf"{out}: No space left on device while writing the manifest: free "
+                                                   r"space on its file system .* re-run the same command; finished "
+                                                   "shards are kept, so it resumes"):
+        write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4)
+    monkeypatch.undo()
+    assert _temporary_files(out) == [] and not (out / "manifest.json").exists()
+    skipped = []
+    m = write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4,
+                      on_progress=lambda s, done, total: skipped.append(s.skipped))
+    assert skipped == [True, True] and m.num_rows == 8
 
 
 class _BatchedRecords:

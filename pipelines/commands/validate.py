@@ -1,4 +1,4 @@
-"""``plip validate DIR``: manifest format and id, shard paths, schema, row counts and every checksum."""
+"""``plip validate DIR``: manifest format and id, shard paths, schema, row counts, every checksum, unique keys."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ from ._common import check_dataset_dir
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, metavar="DATASET", help="dataset directory (holding manifest.json)")
-    parser.add_argument("--quick", action="store_true", help="skip the sha256 checksums (sizes and rows still checked)")
+    parser.add_argument("--quick", action="store_true", help="skip the sha256 checksums and the unique-key check (sizes and rows still checked)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,8 +20,8 @@ def run(args: argparse.Namespace) -> int:
     report = validate_dataset(args.dataset, "quick" if args.quick else "full")
     m = report.manifest
     if report.ok:
-        checks = "manifest, schema, row counts and sha256 of every shard" if report.checked_checksums \
-            else "manifest, schema and row counts (checksums skipped: --quick)"
+        checks = "manifest, schema, row counts and sha256 of every shard, unique keys" if report.checked_checksums \
+            else "manifest, schema and row counts (checksums and keys skipped: --quick)"
         print(f"OK {args.dataset}: {m.name!r} v{m.version} ({m.kind}), {m.num_rows} rows in {len(m.shards)} shards, "
               f"id {m.id}\n   checked: {checks}")
         return 0
