@@ -44,7 +44,7 @@ from .truth import load_truth_table
 
 CARD_FORMAT = "synth-pedes-card/1"
 README_NAME, REPORT_DIR = "README.md", "report"
-VERIFY_NOTES = {"full": "manifest id, and every shard's size, schema, row count and sha256",
+VERIFY_NOTES = {"full": "manifest id, and every shard's size, schema, row count and sha256, and unique keys",
                 "quick": "manifest id, and every shard's size, schema and row count (checksums skipped)"}
 
 
