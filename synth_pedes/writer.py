@@ -480,6 +480,9 @@ def _check_directory(directory: Path, plan_doc: dict) -> Manifest | None:
 
 def _run_tasks(tasks: list, indices: list[int], client: Any, retries: int, done: dict, n: int,
                on_progress: Callable | None) -> dict[int, str]:
+    """Run the shard tasks: on ``client``'s cluster, else here; ``{index: error}`` of the shards that failed. On a
+    cluster that has had no worker for the Dask config's ``synth-pedes.worker-timeout`` seconds (default 300;
+    ``plip --worker-timeout``) it stops with ShardWriteError instead of waiting in silence: finished shards stay."""
     failures: dict[int, str] = {}
 
     def finished(index: int, stats: ShardStats) -> None:
@@ -488,16 +491,38 @@ def _run_tasks(tasks: list, indices: list[int], client: Any, retries: int, done:
             on_progress(stats, len(done), n)
 
     if client is not None:
+        import dask
         from distributed import as_completed
 
+        timeout = float(dask.config.get("synth-pedes.worker-timeout", default=300))
         futures = client.compute(tasks, retries=retries)
         index_of = {f.key: i for f, i in zip(futures, indices)}
-        for fut in as_completed(futures):
-            try:
-                finished(index_of[fut.key], fut.result())
-            except Exception as e:  # one bad shard must not stop the others
-                failures[index_of[fut.key]] = f"{type(e).__name__}: {e}"
-            fut.release()
+        pending, next_check, workerless_since = as_completed(futures), 0.0, None
+        while not pending.is_empty():
+            batch = pending.next_batch(block=False)
+            for fut in batch:
+                try:
+                    finished(index_of[fut.key], fut.result())
+                except Exception as e:  # one bad shard must not stop the others
+                    failures[index_of[fut.key]] = f"{type(e).__name__}: {e}"
+                fut.release()
+            now = time.monotonic()
+            if batch or now < next_check:
+                time.sleep(0.0 if batch else 0.05)  # nothing ready: as_completed itself looks every 0.1 s
+                continue
+            next_check, address = now + 1, client.scheduler.address  # one scheduler call a second at most
+            if client.nthreads():
+                workerless_since = None
+            elif workerless_since is None:
+                workerless_since = now
+                _log.warning("no Dask workers are connected to the scheduler %s: %d shards wait for one (up to %g "
+                             "s)", address, pending.count(), timeout)
+            elif now - workerless_since > timeout:
+                client.cancel(futures)
+                raise ShardWriteError(
+                    f"no Dask workers have been connected to the scheduler {address} for {timeout:g} s; {len(done)} "
+                    f"of {n} shards are finished and kept: start workers (dask worker {address}) and re-run the "
+                    "same command to write the rest")
         return failures
     for index, task in zip(indices, tasks):
         for attempt in range(retries + 1):

@@ -66,3 +66,19 @@ def test_integer_flags_without_a_config_are_refused_by_the_parser(argv, message,
     with pytest.raises(SystemExit) as exit_:
         main([a.format(tmp_path) for a in argv])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_every_path_argument_is_made_absolute_before_any_work(tmp_path, monkeypatch):
+    """Workers on another machine (--scheduler) would read a relative path against their own directory; the
+    command line makes every path absolute here, once, so the transforms built from them name the same files."""
+    from pipelines.cli import absolute_paths, build_parser
+
+    monkeypatch.chdir(tmp_path)
+    args = absolute_paths(build_parser().parse_args(
+        ["synth", "--images", "in", "--captioner", "../runs/cap", "--out", "out", "--scheduler", "tcp://h:8786"]))
+    assert (args.images, args.captioner, args.out) == (tmp_path / "in", tmp_path / ".." / "runs" / "cap",
+                                                       tmp_path / "out")
+    assert args.calibration is None and args.scheduler == "tcp://h:8786"  # no path given, no path made
+    args = absolute_paths(build_parser().parse_args(["spac", "train", "--data", "a", str(tmp_path / "b"), "--out",
+                                                     "r"]))
+    assert args.data == [tmp_path / "a", tmp_path / "b"] and args.out == tmp_path / "r"
