@@ -497,18 +497,24 @@ def _run_tasks(tasks: list, indices: list[int], client: Any, retries: int, done:
         timeout = float(dask.config.get("synth-pedes.worker-timeout", default=300))
         futures = client.compute(tasks, retries=retries)
         index_of = {f.key: i for f, i in zip(futures, indices)}
-        pending, next_check, workerless_since = as_completed(futures), 0.0, None
+        # with_results: each result is fetched in the background, so this loop never blocks on one that a gone
+        # worker held (it would wait for a worker to compute it again)
+        pending = as_completed(futures, with_results=True, raise_errors=False)
+        next_check, workerless_since = 0.0, None
         while not pending.is_empty():
             batch = pending.next_batch(block=False)
-            for fut in batch:
-                try:
-                    finished(index_of[fut.key], fut.result())
-                except Exception as e:  # one bad shard must not stop the others
-                    failures[index_of[fut.key]] = f"{type(e).__name__}: {e}"
+            for fut, result in batch:
+                if fut.status == "finished":
+                    finished(index_of[fut.key], result)
+                else:  # one bad shard must not stop the others; result: (type, error, traceback)
+                    error = result[1] if isinstance(result, tuple) else result
+                    failures[index_of[fut.key]] = f"{type(error).__name__}: {error}"
                 fut.release()
+            if batch:
+                continue
             now = time.monotonic()
-            if batch or now < next_check:
-                time.sleep(0.0 if batch else 0.05)  # nothing ready: as_completed itself looks every 0.1 s
+            if now < next_check:
+                time.sleep(0.05)  # nothing ready: as_completed itself looks every 0.1 s
                 continue
             next_check, address = now + 1, client.scheduler.address  # one scheduler call a second at most
             if client.nthreads():
@@ -520,9 +526,9 @@ def _run_tasks(tasks: list, indices: list[int], client: Any, retries: int, done:
             elif now - workerless_since > timeout:
                 client.cancel(futures)
                 raise ShardWriteError(
-                    f"no Dask workers have been connected to the scheduler {address} for {timeout:g} s; {len(done)} "
-                    f"of {n} shards are finished and kept: start workers (dask worker {address}) and re-run the "
-                    "same command to write the rest")
+                    f"no Dask workers have been connected to the scheduler {address} for {timeout:g} s; the shards "
+                    f"finished so far are kept: start workers (dask worker {address}) and re-run the same command "
+                    "to write the rest")
         return failures
     for index, task in zip(indices, tasks):
         for attempt in range(retries + 1):

@@ -83,22 +83,23 @@ def _can_hide_a_directory() -> bool:
 @contextlib.contextmanager
 def _external_scheduler(tmp_path: Path):
     """A ``dask scheduler`` subprocess on loopback; yields ``(address, start_worker)``. ``start_worker(cwd,
-    hide=DIR)`` starts a one-thread worker in ``cwd``; ``hide`` gives it an empty tmpfs at DIR, as a machine
-    without the shared filesystem would see it."""
+    hide=DIR)`` starts a one-thread worker process (no nanny to restart it) in ``cwd`` and returns it; ``hide``
+    gives it an empty tmpfs at DIR, as a machine without the shared filesystem would see it."""
     scheduler_file = tmp_path / "scheduler.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", DASK_DISTRIBUTED__WORKER__DAEMON="False")
     procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0",
                                "--scheduler-file", str(scheduler_file)], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)]
 
-    def start_worker(cwd: Path, hide: Path | None = None) -> None:
-        worker = [DASK, "worker", "--scheduler-file", str(scheduler_file), "--nworkers", "1", "--nthreads", "1",
+    def start_worker(cwd: Path, hide: Path | None = None) -> subprocess.Popen:
+        worker = [DASK, "worker", "--scheduler-file", str(scheduler_file), "--no-nanny", "--nthreads", "1",
                   "--no-dashboard"]
         if hide is not None:
             worker = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                       f'mount -t tmpfs none "{hide}" && exec "$@"', "sh", *worker]
         procs.append(subprocess.Popen(worker, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
+        return procs[-1]
 
     try:
         deadline = time.time() + 60
@@ -107,7 +108,7 @@ def _external_scheduler(tmp_path: Path):
         yield json.loads(scheduler_file.read_text())["address"], start_worker
     finally:
         for p in reversed(procs):
-            p.terminate()
+            p.kill()  # test processes: nothing to close gracefully
         for p in procs:
             p.wait(timeout=30)
 
@@ -164,25 +165,30 @@ def test_an_unreachable_scheduler_is_a_sentence_not_a_traceback(tmp_path, capsys
             "runs), or run without --scheduler") in capsys.readouterr().err
 
 
-def test_a_write_whose_workers_all_leave_stops_with_a_message_and_resumes(tmp_path, caplog):
-    from distributed import Client, LocalCluster
+def test_a_write_whose_workers_all_die_stops_with_a_message_and_resumes(tmp_path, caplog):
+    from distributed import Client
 
     from _fixtures import Records
 
     out, transform = tmp_path / "ds", Records(delay=0.2)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as client, dask.config.set({"synth-pedes.worker-timeout": 1}):
-        def the_workers_leave_after_one_shard(stats, done, total):
-            if done == 1:
-                cluster.scale(0)
+    with _external_scheduler(tmp_path) as (address, start_worker):
+        worker = start_worker(cwd=tmp_path)
 
-        with pytest.raises(ShardWriteError, match=r"no Dask workers have been connected to the scheduler .* for 1 s"):
-            write_dataset(range(6), out, name="t", kind="images", transform=transform, shard_rows=1, client=client,
-                          on_progress=the_workers_leave_after_one_shard)
-        assert "no Dask workers are connected to the scheduler" in caplog.text
-        kept = len(list((out / "_stats").glob("part-*.json")))
-        assert 1 <= kept < 6 and not (out / "manifest.json").exists()
-        cluster.scale(1)
-        client.wait_for_workers(1, timeout=30)
-        assert write_dataset(range(6), out, name="t", kind="images", transform=transform, shard_rows=1,
-                             client=client).num_rows == 6
+        def the_worker_dies_holding_results(stats, done, total):
+            if done == 1:
+                time.sleep(1)  # meanwhile the worker finishes shards whose results nobody has fetched
+                worker.kill()
+
+        with Client(address, timeout=30) as client, dask.config.set({"synth-pedes.worker-timeout": 1}):
+            client.wait_for_workers(1, timeout=30)
+            with pytest.raises(ShardWriteError, match=r"no Dask workers have been connected to the scheduler "
+                                                      r"tcp://127.0.0.1:\d+ for 1 s; the shards finished so far"):
+                write_dataset(range(12), out, name="t", kind="images", transform=transform, shard_rows=1,
+                              client=client, on_progress=the_worker_dies_holding_results)
+            assert "no Dask workers are connected to the scheduler" in caplog.text  # said when they went
+            kept = len(list((out / "_stats").glob("part-*.json")))
+            assert 1 < kept < 12 and not (out / "manifest.json").exists()
+            start_worker(cwd=tmp_path)
+            client.wait_for_workers(1, timeout=30)
+            assert write_dataset(range(12), out, name="t", kind="images", transform=transform, shard_rows=1,
+                                 client=client).num_rows == 12
