@@ -8,6 +8,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 import torchvision_cpu_shim
 
@@ -49,16 +50,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
+    """Every path argument made absolute against this directory, once, before any work: a job's workers
+    (``--scheduler``) run elsewhere and would read a relative path against their own directory, and the
+    transforms and records built from the arguments then name the same files everywhere. ``..`` and symlinks
+    are kept as given (``Path.absolute``), so a path means what it meant here."""
+    for name, value in vars(args).items():
+        if isinstance(value, Path):
+            setattr(args, name, value.absolute())
+        elif isinstance(value, list) and any(isinstance(v, Path) for v in value):
+            setattr(args, name, [v.absolute() if isinstance(v, Path) else v for v in value])
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = absolute_paths(build_parser().parse_args(argv))
     from .logs import setup_logging
 
     setup_logging(args.verbose)
     from synth_pedes.errors import SynthPedesError
 
+    from .cluster import ClusterError
+
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
-    except (UsageError, SynthPedesError, FileNotFoundError, NotADirectoryError, ValueError) as e:
+    except (UsageError, SynthPedesError, ClusterError, FileNotFoundError, NotADirectoryError, ValueError) as e:
         if os.environ.get("PLIP_DEBUG"):
             raise
         print(f"plip {args.command}: error: {e}", file=sys.stderr)

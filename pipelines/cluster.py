@@ -1,10 +1,13 @@
-"""Dask cluster set-up for the jobs: a LocalCluster by default, or an existing scheduler."""
+"""Dask cluster set-up for the jobs: a LocalCluster by default, or an existing scheduler whose workers must see the
+job's paths (docs/architecture.md#running-on-a-dask-cluster)."""
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-from typing import Iterator
+import uuid
+from pathlib import Path
+from typing import Iterator, Sequence
 
 _log = logging.getLogger(__name__)
 
@@ -54,23 +57,75 @@ def default_job_workers(device: str, workers_per_gpu: int = DEFAULT_WORKERS_PER_
     return default_workers()
 
 
+# How long a job waits for its first worker on an external scheduler, and how long a running write waits when every
+# worker has gone, before it stops with a message (``--worker-timeout``); the write reads it from the Dask config
+# key ``synth-pedes.worker-timeout`` (synth_pedes.writer._run_tasks), which ``dask_client`` sets.
+DEFAULT_WORKER_TIMEOUT = 300.0
+WORKER_TIMEOUT_KEY = "synth-pedes.worker-timeout"
+CONNECT_TIMEOUT = 10  # seconds to reach --scheduler (Dask's own default is 30 s, silent meanwhile)
+
+
+class ClusterError(Exception):
+    """The Dask cluster cannot run the job: an unreachable scheduler, no workers, or workers that do not see the
+    job's directories. The message names the address or directory and the fix; ``plip`` prints it without a
+    traceback. (Not a SynthPedesError: importing synth_pedes here would slow every ``plip --help``.)"""
+
+
 @contextlib.contextmanager
-def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[object | None]:
+def dask_client(workers: int | None = None, scheduler: str | None = None,
+                worker_timeout: float = DEFAULT_WORKER_TIMEOUT, shared: Sequence[Path] = ()) -> Iterator[object | None]:
     """Yield a ``distributed.Client``: attached to ``scheduler`` when given, else a LocalCluster of
     ``workers`` single-threaded processes (one per core by default) set up by ``cluster_config()``.
-    ``workers=0`` yields None: the job runs in this process (useful for debugging)."""
+    ``workers=0`` yields None: the job runs in this process (useful for debugging).
+
+    On a scheduler, the job waits up to ``worker_timeout`` seconds for a worker, and every worker must see each
+    directory in ``shared`` at the same path (``check_workers_see``): the output it writes and the datasets it
+    reads. Errors are :class:`ClusterError` sentences."""
     if scheduler is None and workers == 0:
         yield None
         return
     import dask
+
+    with dask.config.set({WORKER_TIMEOUT_KEY: worker_timeout}):
+        if scheduler is not None:
+            with _attach(scheduler, worker_timeout) as client:
+                for directory in shared:
+                    check_workers_see(client, Path(directory))
+                yield client
+        else:
+            with _local_cluster(workers or default_workers()) as client:
+                yield client
+
+
+@contextlib.contextmanager
+def _attach(scheduler: str, worker_timeout: float) -> Iterator[object]:
+    """A client of the scheduler at ``scheduler`` with at least one worker connected."""
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as e:
+        raise ClusterError(f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT:g} s: check the "
+                           f"address (and that the scheduler runs), or run without --scheduler ({e})") from None
+    with client:
+        if not client.nthreads():
+            _log.warning("waiting for workers on %s (none connected); giving up after %g s (--worker-timeout)",
+                         scheduler, worker_timeout)
+            try:
+                client.wait_for_workers(1, timeout=worker_timeout)
+            except TimeoutError:
+                raise ClusterError(f"no Dask workers connected to the scheduler {scheduler} within {worker_timeout:g} "
+                                   f"s: start workers (dask worker {scheduler}), raise --worker-timeout, or run "
+                                   "without --scheduler") from None
+        _log.info("attached to Dask scheduler %s (%d workers)", scheduler, len(client.nthreads()))
+        yield client
+
+
+@contextlib.contextmanager
+def _local_cluster(n: int) -> Iterator[object]:
+    import dask
     from distributed import Client, LocalCluster
 
-    if scheduler is not None:
-        with Client(scheduler) as client:
-            _log.info("attached to Dask scheduler %s", scheduler)
-            yield client
-        return
-    n = workers or default_workers()
     config = cluster_config()
     # The nanny sets the workers' variables (OMP_NUM_THREADS=1, PYTHONHASHSEED, ...) in *this* process's
     # environment before it spawns them, and never puts them back: torch here would then start single-threaded
@@ -85,6 +140,47 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
             yield client
     finally:
         _restore_environ(saved)
+
+
+PROBE_PREFIX = ".plip-probe-"  # hidden, and removed before the job writes: never part of a dataset
+
+
+def check_workers_see(client, directory: Path) -> None:
+    """Raise :class:`ClusterError` unless every worker of ``client`` sees ``directory`` as this process does: a
+    dataset (it holds ``manifest.json``) by reading that manifest, any other directory (an output, created if new)
+    through a probe file with a random token written here and read there, then removed. A worker that sees
+    neither runs on a machine without this filesystem, where it would write its shards beside itself."""
+    from synth_pedes.manifest import MANIFEST_NAME
+
+    directory = Path(directory)
+    created = not directory.exists()
+    if (directory / MANIFEST_NAME).is_file():
+        probe, token = directory / MANIFEST_NAME, (directory / MANIFEST_NAME).read_bytes()
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe, token = directory / f"{PROBE_PREFIX}{uuid.uuid4().hex}", uuid.uuid4().hex.encode()
+        probe.write_bytes(token)
+    try:
+        seen = client.run(_read_bytes, str(probe))
+    finally:
+        if probe.name.startswith(PROBE_PREFIX):
+            probe.unlink()
+    blind = sorted(worker for worker, data in seen.items() if data != token)
+    if blind:
+        if created:
+            directory.rmdir()
+        raise ClusterError(f"{directory}: {len(blind)} of {len(seen)} Dask workers cannot see this directory "
+                           f"({', '.join(blind)}): the workers need a shared filesystem at the same path; or run "
+                           "without --scheduler")
+
+
+def _read_bytes(path: str) -> bytes | None:
+    """On a worker: the file's bytes, or None when it cannot read it."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _restore_environ(saved: dict[str, str]) -> None:

@@ -47,6 +47,7 @@ from .config import ConfigBase
 from .device import PRECISIONS, resolve_precision, tune_for_speed
 from .metrics import MetricLogger, plot_losses
 from .version import code_version
+from .weights import check_safetensors
 
 RUN_FORMAT = "plip-run/2"
 READABLE_RUN_FORMATS = ("plip-run/1", RUN_FORMAT)
@@ -160,6 +161,9 @@ def read_run_file(run_dir: str | os.PathLike) -> dict:
     if info.get("format") not in READABLE_RUN_FORMATS:
         raise ValueError(f"{path}: run format {info.get('format')!r} is not one this version reads "
                          f"({', '.join(READABLE_RUN_FORMATS)})")
+    if not isinstance(info.get("config", {}), dict):  # a name here would be read as a list of section names
+        raise ValueError(f"{path}: 'config' is {info['config']!r}, not a config document (a JSON object); the run "
+                         "directory is damaged, or was not written by plip")
     if "datasets" not in info:  # plip-run/1 recorded its one dataset under "dataset"
         info["datasets"] = [info["dataset"]] if info.get("dataset") else []
     info.setdefault("kind", "plip-pretrain")
@@ -194,10 +198,10 @@ def resolve_checkpoint(path: str | os.PathLike, checkpoint: str | os.PathLike | 
     directory inside a run, or a bare directory holding ``weights`` (no run around it)."""
     path = Path(path)
     if checkpoint is None and (path / weights).is_file():
-        if path.parent.name == CHECKPOINTS_DIR and (path.parent.parent / RUN_FILE).is_file():
-            return path.parent.parent, path
+        if (run_dir := _run_around(path)) is not None:
+            return _checked(run_dir, path, weights)
         if not (path / RUN_FILE).is_file() or not (path / CHECKPOINTS_DIR).is_dir():
-            return None, path  # a bare checkpoint directory
+            return _checked(None, path, weights)  # a bare checkpoint directory
     info = read_run_file(path)  # FileNotFoundError naming the directory when it is neither
     steps = [p.name for p in complete_checkpoints(path)]
     if checkpoint is None:
@@ -215,7 +219,41 @@ def resolve_checkpoint(path: str | os.PathLike, checkpoint: str | os.PathLike | 
     if not (found / STATE_FILE).exists() or not (found / weights).exists():
         raise FileNotFoundError(f"{found}: not a complete checkpoint of {path} (complete ones: "
                                 f"{', '.join(steps) or 'none'})")
-    return path, found
+    return _checked(path, found, weights)
+
+
+def _run_around(checkpoint_dir: Path) -> Path | None:
+    """The run directory that ``checkpoint_dir`` is a checkpoint of (``RUN/checkpoints/step-N``), or None."""
+    run_dir = checkpoint_dir.parent.parent
+    return run_dir if checkpoint_dir.parent.name == CHECKPOINTS_DIR and (run_dir / RUN_FILE).is_file() else None
+
+
+def _checked(run_dir: Path | None, checkpoint_dir: Path, weights: str) -> tuple[Path | None, Path]:
+    """``(run_dir, checkpoint_dir)`` once its weights file is whole (a truncated copy is named here, with the fix,
+    rather than by the loader's own error: docs/formats.md#checkpoints)."""
+    if weights.endswith(".safetensors"):
+        check_safetensors(checkpoint_dir / weights)
+    return run_dir, checkpoint_dir
+
+
+# What each trainer's runs are called in messages, and the commands that make them (``Run``'s ``kind``).
+RUN_KINDS = {"plip-pretrain": ("a PLIP run", "plip train or plip convert official"),
+             "spac-captioner": ("a SPAC captioner run", "plip spac train"),
+             "spac-recognizer": ("a SPAC attribute-recognizer run", "plip spac train-recognizer")}
+
+
+def check_run_kind(path: str | os.PathLike, kind: str, flag: str) -> None:
+    """``ValueError`` when ``path`` (a run directory, or a checkpoint in one) was made by another trainer than
+    ``kind``: "RUN is a SPAC captioner run, not a PLIP run: pass a PLIP run (plip train ...) to --checkpoint".
+    A path that is no run passes: the loader says what is wrong with it."""
+    path = Path(path)
+    run_dir = path if (path / RUN_FILE).is_file() else _run_around(path)
+    if run_dir is None or (made_by := read_run_file(run_dir)["kind"]) == kind:
+        return
+    made = RUN_KINDS.get(made_by, (f"a {made_by} run", ""))[0]
+    wanted, makers = RUN_KINDS[kind]
+    what = f"{path} is {made}" if run_dir == path else f"{path} is a checkpoint of {made} ({run_dir})"
+    raise ValueError(f"{what}, not {wanted}: pass {wanted} ({makers}) to {flag}")
 
 
 def write_checkpoint(run_dir: str | os.PathLike, step: int, epoch: float | None,

@@ -21,6 +21,7 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
+        check_safetensors(path)
         return load_file(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -28,6 +29,20 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     if not isinstance(state, dict):
         raise ValueError(f"weights file {path} does not hold a state dict")
     return state
+
+
+def check_safetensors(path: str | os.PathLike) -> None:
+    """``ValueError`` naming ``path`` unless it is a whole safetensors file: its header is read and the file must
+    cover every tensor the header lists (a copy that stopped part-way does not), without loading any tensor.
+    Every checkpoint a loader is given passes here first (``runs.resolve_checkpoint``, ``read_state_dict``)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path}: a truncated or corrupt safetensors file ({e}); copy it again from where it came "
+                         "from, or use another checkpoint") from None
 
 
 def efficientnet_lite0_weights_path() -> str:

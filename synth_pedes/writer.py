@@ -630,6 +630,9 @@ def _held_by(directory: Path, holder_text: str) -> str:
 
 def _run_tasks(tasks: list, indices: list[int], client: Any, retries: int, done: dict, n: int,
                on_progress: Callable | None) -> dict[int, str]:
+    """Run the shard tasks: on ``client``'s cluster, else here; ``{index: error}`` of the shards that failed. On a
+    cluster that has had no worker for the Dask config's ``synth-pedes.worker-timeout`` seconds (default 300;
+    ``plip --worker-timeout``) it stops with ShardWriteError instead of waiting in silence: finished shards stay."""
     failures: dict[int, str] = {}
 
     def finished(index: int, stats: ShardStats) -> None:
@@ -638,16 +641,44 @@ def _run_tasks(tasks: list, indices: list[int], client: Any, retries: int, done:
             on_progress(stats, len(done), n)
 
     if client is not None:
+        import dask
         from distributed import as_completed
 
+        timeout = float(dask.config.get("synth-pedes.worker-timeout", default=300))
         futures = client.compute(tasks, retries=retries)
         index_of = {f.key: i for f, i in zip(futures, indices)}
-        for fut in as_completed(futures):
-            try:
-                finished(index_of[fut.key], fut.result())
-            except Exception as e:  # one bad shard must not stop the others
-                failures[index_of[fut.key]] = f"{type(e).__name__}: {e}"
-            fut.release()
+        # with_results: each result is fetched in the background, so this loop never blocks on one that a gone
+        # worker held (it would wait for a worker to compute it again)
+        pending = as_completed(futures, with_results=True, raise_errors=False)
+        next_check, workerless_since = 0.0, None
+        while not pending.is_empty():
+            batch = pending.next_batch(block=False)
+            for fut, result in batch:
+                if fut.status == "finished":
+                    finished(index_of[fut.key], result)
+                else:  # one bad shard must not stop the others; result: (type, error, traceback)
+                    error = result[1] if isinstance(result, tuple) else result
+                    failures[index_of[fut.key]] = f"{type(error).__name__}: {error}"
+                fut.release()
+            if batch:
+                continue
+            now = time.monotonic()
+            if now < next_check:
+                time.sleep(0.05)  # nothing ready: as_completed itself looks every 0.1 s
+                continue
+            next_check, address = now + 1, client.scheduler.address  # one scheduler call a second at most
+            if client.nthreads():
+                workerless_since = None
+            elif workerless_since is None:
+                workerless_since = now
+                _log.warning("no Dask workers are connected to the scheduler %s: %d shards wait for one (up to %g "
+                             "s)", address, pending.count(), timeout)
+            elif now - workerless_since > timeout:
+                client.cancel(futures)
+                raise ShardWriteError(
+                    f"no Dask workers have been connected to the scheduler {address} for {timeout:g} s; the shards "
+                    f"finished so far are kept: start workers (dask worker {address}) and re-run the same command "
+                    "to write the rest")
         return failures
     for index, task in zip(indices, tasks):
         for attempt in range(retries + 1):

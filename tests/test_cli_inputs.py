@@ -66,3 +66,87 @@ def test_integer_flags_without_a_config_are_refused_by_the_parser(argv, message,
     with pytest.raises(SystemExit) as exit_:
         main([a.format(tmp_path) for a in argv])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_every_path_argument_is_made_absolute_before_any_work(tmp_path, monkeypatch):
+    """Workers on another machine (--scheduler) would read a relative path against their own directory; the
+    command line makes every path absolute here, once, so the transforms built from them name the same files."""
+    from pipelines.cli import absolute_paths, build_parser
+
+    monkeypatch.chdir(tmp_path)
+    args = absolute_paths(build_parser().parse_args(
+        ["synth", "--images", "in", "--captioner", "../runs/cap", "--out", "out", "--scheduler", "tcp://h:8786"]))
+    assert (args.images, args.captioner, args.out) == (tmp_path / "in", tmp_path / ".." / "runs" / "cap",
+                                                       tmp_path / "out")
+    assert args.calibration is None and args.scheduler == "tcp://h:8786"  # no path given, no path made
+    args = absolute_paths(build_parser().parse_args(["spac", "train", "--data", "a", str(tmp_path / "b"), "--out",
+                                                     "r"]))
+    assert args.data == [tmp_path / "a", tmp_path / "b"] and args.out == tmp_path / "r"
+
+
+# ---- model checkpoints: the wrong trainer's run, a truncated weights file, a run.json that is no run -------------
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "pp"
+    assert main(["render", "--out", str(out), "--identities", "10", "--images-per-identity", "1", "--workers", "0"]) == 0
+    return out
+
+
+def _run_dir(root, kind="plip-pretrain", config=None):
+    """A run directory as a trainer leaves it, without the training: run.json and one checkpoint (step 1)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from plip_runtime.runs import RUN_FORMAT, write_checkpoint, write_run_file
+    from plip_train.config import load_config
+
+    run = root / kind
+    run.mkdir()
+    write_run_file(run, {"format": RUN_FORMAT, "kind": kind, "datasets": [],
+                         "config": load_config("tiny").to_dict() if config is None else config})
+    write_checkpoint(run, 1, 1.0, lambda d: save_file({"w": torch.zeros(4096)}, str(d / "model.safetensors")))
+    return run
+
+
+@pytest.mark.parametrize("command", ["eval", "embed"])
+def test_a_spac_run_given_to_a_plip_command_is_refused_as_what_it_is(command, benchmark, tmp_path, capsys):
+    run = _run_dir(tmp_path, kind="spac-captioner", config={"name": "tiny", "backbone": "tiny"})
+    fix = "not a PLIP run: pass a PLIP run (plip train or plip convert official) to --checkpoint"
+    argv = [command, "--data", str(benchmark), "--out", str(tmp_path / "out.json")]
+    assert main([*argv, "--checkpoint", str(run)]) == 2
+    assert f"error: {run} is a SPAC captioner run, {fix}" in capsys.readouterr().err
+    checkpoint = run / "checkpoints" / "step-000001"
+    assert main([*argv, "--checkpoint", str(checkpoint)]) == 2
+    assert f"error: {checkpoint} is a checkpoint of a SPAC captioner run ({run}), {fix}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["eval", "embed"])
+def test_a_truncated_checkpoint_is_named_with_the_fix(command, benchmark, tmp_path, capsys):
+    run = _run_dir(tmp_path)
+    weights = run / "checkpoints" / "step-000001" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a copy that stopped part-way
+    assert main([command, "--checkpoint", str(run), "--data", str(benchmark), "--out", str(tmp_path / "o")]) == 2
+    assert (f"error: {weights}: a truncated or corrupt safetensors file (") in (err := capsys.readouterr().err)
+    assert "copy it again from where it came from, or use another checkpoint" in err
+
+
+def test_a_run_whose_config_is_no_config_document_is_said_so(benchmark, tmp_path, capsys):
+    run = _run_dir(tmp_path, config="tiny")  # a name where the whole config belongs
+    assert main(["eval", "--checkpoint", str(run), "--data", str(benchmark), "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert (f"error: {run / 'run.json'}: 'config' is 'tiny', not a config document (a JSON object); the run "
+            "directory is damaged") in err
+    assert "['i', 'n', 't', 'y']" not in err  # the letters of the name, read as section names
+
+
+def test_a_truncated_weights_file_is_named_wherever_weights_are_read(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from plip_runtime.weights import read_state_dict
+
+    path = tmp_path / "backbone.safetensors"
+    save_file({"w": torch.zeros(4096)}, str(path))
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=f"{path}: a truncated or corrupt safetensors file"):
+        read_state_dict(path)

@@ -86,8 +86,10 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
 def test_checkpoints_are_atomic_kept_and_found(tmp_path):
     run = tmp_path / "run"
 
-    def weights(directory):
-        (directory / "model.safetensors").write_bytes(b"w")
+    def weights(directory):  # a whole safetensors file: resolve_checkpoint refuses a truncated one
+        from safetensors.torch import save_file
+
+        save_file({"w": torch.zeros(1)}, str(directory / "model.safetensors"))
 
     for step in (1, 2, 3):
         write_checkpoint(run, step, None, weights, {"step": step}, keep=2)

@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from ..cluster import DEFAULT_WORKER_TIMEOUT
+
 _UNITS = {"": 1, "b": 1, "kb": 1 << 10, "k": 1 << 10, "mb": 1 << 20, "m": 1 << 20, "gb": 1 << 30, "g": 1 << 30}
 
 
@@ -36,7 +38,13 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("cluster")
     group.add_argument("--workers", type=int, default=None,
                        help="Dask LocalCluster worker processes (default: one per core; 0: run in this process)")
-    group.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler to use instead")
+    group.add_argument("--scheduler", default=None,
+                       help="address of an existing Dask scheduler to use instead; its workers must see the paths "
+                            "given here at the same place (a shared filesystem)")
+    group.add_argument("--worker-timeout", type=float, default=DEFAULT_WORKER_TIMEOUT, metavar="SECONDS",
+                       help="with --scheduler: how long to wait for a worker to connect, and how long a running job "
+                            f"waits when every worker has gone, before it stops with a message (default "
+                            f"{DEFAULT_WORKER_TIMEOUT:g})")
 
 
 # ---- training commands: the flags every trainer shares, generated from TrainArgs and RunOptions ---------------

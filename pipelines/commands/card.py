@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                                 "--format image-folder` wrote beside the images")
     verify = "none" if args.no_verify else "quick" if args.quick else "full"
     progress = ShardProgress("card")
-    with dask_client(args.workers, args.scheduler) as client:
+    with dask_client(args.workers, args.scheduler, args.worker_timeout, shared=[args.dataset]) as client:
         result = make_card(args.dataset, args.out, verify=verify, client=client, lineage_roots=args.lineage,
                            license=args.license, samples=args.samples, pretty_name=args.pretty_name,
                            force=args.force, on_progress=progress, truth=args.truth)

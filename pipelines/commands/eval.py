@@ -43,6 +43,11 @@ def check_model_arguments(args: argparse.Namespace) -> None:
         raise ValueError("--step selects a checkpoint of a run: use it with --checkpoint RUN")
     if args.overrides and args.config is None:
         raise ValueError("--set overrides a config: use it with --config NAME (a run's config is in its run.json)")
+    if args.checkpoint is not None:  # the wrong trainer's run, or a missing or truncated checkpoint: before any work
+        from plip_runtime.runs import check_run_kind, resolve_checkpoint
+
+        check_run_kind(args.checkpoint, "plip-pretrain", "--checkpoint")
+        resolve_checkpoint(args.checkpoint, args.step)
 
 
 def load_embedder(args: argparse.Namespace, checkpoint=None):

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device)
     t0 = time.perf_counter()
     progress = ShardProgress("filter")
-    with dask_client(args.workers, args.scheduler) as client:
+    with dask_client(args.workers, args.scheduler, args.worker_timeout, shared=[args.dataset, args.out]) as client:
         manifest, counts = run_filter(args.dataset, args.out, config, embedder, client, progress)
     progress.close()
     rows = [("dataset", args.out), ("id", manifest.id), ("parent", manifest.parents[0]),

@@ -66,7 +66,7 @@ def import_images(args: argparse.Namespace) -> int:
                            "shard_rows": shard_rows, "shard_bytes": shard_bytes},
                 "counts": {"files": len(items), "skipped": scan.skipped}}
     progress = ShardProgress(f"import {name}")
-    with dask_client(args.workers, args.scheduler) as client:
+    with dask_client(args.workers, args.scheduler, args.worker_timeout, shared=[args.out]) as client:
         manifest = write_dataset(items, args.out, name=name, kind="images", transform=source,
                                  shard_rows=shard_rows, shard_bytes=shard_bytes, size_of=lambda it: it.size,
                                  producer=producer, client=client, on_progress=progress,
@@ -175,7 +175,7 @@ def import_entries(args: argparse.Namespace) -> int:
                            "shard_rows": shard_rows, "shard_bytes": shard_bytes},
                 "counts": {**scan.counts, "bad_reasons": scan.bad_reasons}}
     progress = ShardProgress(f"import {name}")
-    with dask_client(args.workers, args.scheduler) as client:
+    with dask_client(args.workers, args.scheduler, args.worker_timeout, shared=[args.out]) as client:
         manifest = write_dataset(scan.items, args.out, name=name, kind=ENTRY_IMPORTERS[args.kind][0],
                                  transform=source, shard_rows=shard_rows, shard_bytes=shard_bytes,
                                  size_of=lambda it: it.size, producer=producer, client=client, on_progress=progress,

@@ -90,7 +90,7 @@ def render(args: argparse.Namespace) -> dict:
     result = {"out": str(args.out), "format": args.format, "images": len(items)}
     if args.format == "dataset":
         progress = ShardProgress("render")
-        with dask_client(args.workers, args.scheduler) as client:
+        with dask_client(args.workers, args.scheduler, args.worker_timeout, shared=[args.out]) as client:
             manifest = write_dataset(items, args.out, name=f"procpedes-s{args.seed}", kind="benchmark",
                                      transform=transform, shard_rows=args.shard_rows, client=client,
                                      on_progress=progress, producer={"stage": "render-procpedes",

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                          threads=threads_per_worker(workers or 1) if args.scheduler is None else None)
     t0 = time.perf_counter()
     progress = ShardProgress("synth")
-    with dask_client(workers, args.scheduler) as client:
+    with dask_client(workers, args.scheduler, args.worker_timeout, shared=[args.images, args.out]) as client:
         manifest = run_synth(args.images, args.out, config, shard_rows=args.shard_rows, client=client,
                              retries=args.retries, name=args.name, on_progress=progress)
     progress.close()
