@@ -120,6 +120,22 @@ def test_a_spac_run_given_to_a_plip_command_is_refused_as_what_it_is(command, be
     assert f"error: {checkpoint} is a checkpoint of a SPAC captioner run ({run}), {fix}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["synth", "calibrate", "caption"])
+def test_a_plip_run_given_as_the_captioner_is_refused_before_any_work(command, benchmark, tmp_path, capsys):
+    """The other way round: a PLIP run where a SPAC captioner belongs (synth used to start its job first)."""
+    run = _run_dir(tmp_path)
+    out = tmp_path / "out"
+    argv = {"synth": ["synth", "--images", str(benchmark), "--captioner", str(run), "--out", str(out)],
+            "calibrate": ["spac", "calibrate", "--data", str(benchmark), "--captioner", str(run), "--recognizers", "captioner", "--out",
+                          str(out / "c.json")],
+            "caption": ["spac", "caption", "--checkpoint", str(run), "--evaluate", str(benchmark)]}[command]
+    assert main(argv) == 2
+    flag = "--checkpoint" if command == "caption" else "--captioner"
+    assert (f"error: {run} is a PLIP run, not a SPAC captioner run: pass a SPAC captioner run (plip spac train) to "
+            f"{flag}") in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("command", ["eval", "embed"])
 def test_a_truncated_checkpoint_is_named_with_the_fix(command, benchmark, tmp_path, capsys):
     run = _run_dir(tmp_path)

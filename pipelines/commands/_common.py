@@ -159,6 +159,16 @@ def check_dataset_dir(flag: str, path: Path) -> Path:
     raise FileNotFoundError(f"{flag} {path}: {problem}; {fix}")
 
 
+def check_captioner_dir(flag: str, path: Path) -> Path:
+    """The SPAC captioner checkpoint ``path`` names (a ``plip spac train`` run or one of its checkpoints), before any
+    work: another trainer's run is refused as what it is, a missing or truncated checkpoint is named with the fix."""
+    from plip_runtime.runs import check_run_kind
+    from spac.captioner.checkpoint import find_checkpoint
+
+    check_run_kind(path, "spac-captioner", flag)
+    return find_checkpoint(path)
+
+
 def int_at_least(lo: int) -> Callable[[str], int]:
     """An argparse ``type`` for an integer flag that feeds no config (a config checks its own fields):
     ``type=int_at_least(1)``. A smaller value stops the command before any work, argparse naming the flag:

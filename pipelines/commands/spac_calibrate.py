@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import check_dataset_dir, int_at_least, print_summary
+from ._common import check_captioner_dir, check_dataset_dir, int_at_least, print_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from spac.captioner import load_captioner
 
     check_dataset_dir("--data", args.data)
+    check_captioner_dir("--captioner", args.captioner)
     specs = tuple(s.strip() for s in args.recognizers.split(",") if s.strip())
     rows = _rows(args.data, args.split, args.limit)
     truths, truth_source = _truths(rows)

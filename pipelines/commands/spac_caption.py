@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import check_dataset_dir
+from ._common import check_captioner_dir, check_dataset_dir
 
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give IMAGE paths to caption, or --evaluate DATASET")
     for dataset in args.evaluate or []:
         check_dataset_dir("--evaluate", dataset)
+    check_captioner_dir("--checkpoint", args.checkpoint)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
     if args.threads:

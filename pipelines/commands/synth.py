@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..cluster import DEFAULT_WORKERS_PER_GPU
-from ._common import add_cluster_arguments, check_dataset_dir, print_summary
+from ._common import add_cluster_arguments, check_captioner_dir, check_dataset_dir, print_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from ..synth_job import run_synth, threads_per_worker
 
     check_dataset_dir("--images", args.images)
+    check_captioner_dir("--captioner", args.captioner)
     if args.device.startswith("cuda") and not torch.cuda.is_available() and args.scheduler is None:
         raise ValueError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu, or "
                          "--scheduler to run on a cluster with GPUs)")
