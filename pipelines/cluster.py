@@ -158,6 +158,8 @@ def check_workers_see(client, directory: Path) -> None:
         probe, token = directory / MANIFEST_NAME, (directory / MANIFEST_NAME).read_bytes()
     else:
         directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob(f"{PROBE_PREFIX}*"):  # left by a check killed before its clean-up
+            stale.unlink()
         probe, token = directory / f"{PROBE_PREFIX}{uuid.uuid4().hex}", uuid.uuid4().hex.encode()
         probe.write_bytes(token)
     try:

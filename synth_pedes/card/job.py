@@ -281,6 +281,9 @@ def make_card(directory: str | os.PathLike, out: str | os.PathLike | None = None
         _check_readme(out, force)
         files = _write_report(out, doc, picked)
         data_files = [Path(os.path.relpath(directory / s.path, out)).as_posix() for s in manifest.shards]
-        text = readme.render(doc, data_files, str(directory), license, REPORT_DIR)
+        # the path as the user would type it here (the CLI made it absolute; a card shared with the data should
+        # not carry this machine's directories when they can be left out)
+        shown = os.path.relpath(directory) if directory.resolve().is_relative_to(Path.cwd().resolve()) else directory
+        text = readme.render(doc, data_files, str(shown), license, REPORT_DIR)
         path = _write_readme(out, text)
     return CardResult(readme=path, report=out / REPORT_DIR, stats=doc, plots=files)
