@@ -84,6 +84,19 @@ def test_every_path_argument_is_made_absolute_before_any_work(tmp_path, monkeypa
     assert args.data == [tmp_path / "a", tmp_path / "b"] and args.out == tmp_path / "r"
 
 
+def test_paths_inside_string_arguments_are_made_absolute_too(tmp_path, monkeypatch):
+    """Recognizer specs (NAME:PATH) and the filter's encoder weights reach the workers as well."""
+    from pipelines.cli import absolute_paths, build_parser
+    from pipelines.commands._common import recognizer_specs
+
+    monkeypatch.chdir(tmp_path)
+    assert recognizer_specs("classifier:runs/rec, oracle,,clip:/abs/c") == (
+        f"classifier:{tmp_path / 'runs' / 'rec'}", "oracle", "clip:/abs/c")
+    args = absolute_paths(build_parser().parse_args(["filter", "d", "--out", "o", "--encoder", "timm:resnet18",
+                                                     "--encoder-weights", "w.safetensors"]))
+    assert args.encoder_weights == tmp_path / "w.safetensors"
+
+
 # ---- model checkpoints: the wrong trainer's run, a truncated weights file, a run.json that is no run -------------
 @pytest.fixture(scope="module")
 def benchmark(tmp_path_factory):

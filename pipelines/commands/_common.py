@@ -169,6 +169,18 @@ def check_captioner_dir(flag: str, path: Path) -> Path:
     return find_checkpoint(path)
 
 
+def recognizer_specs(text: str) -> tuple[str, ...]:
+    """``--recognizers classifier:runs/rec,oracle`` as specs whose checkpoint paths are absolute: the specs travel
+    to Dask workers, which resolve a relative path against their own working directory (like every Path
+    argument, see ``pipelines.cli.absolute_paths``)."""
+    specs = []
+    for spec in (s.strip() for s in text.split(",")):
+        name, _, path = spec.partition(":")
+        if spec:
+            specs.append(f"{name}:{Path(path).absolute()}" if path else name)
+    return tuple(specs)
+
+
 def int_at_least(lo: int) -> Callable[[str], int]:
     """An argparse ``type`` for an integer flag that feeds no config (a config checks its own fields):
     ``type=int_at_least(1)``. A smaller value stops the command before any work, argparse naming the flag:

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     seed.add_argument("--encoder", default=None,
                       help="image encoder: a re-identification model's backbone via timm:<name> + --encoder-weights, "
                            "or efficientnet_lite0 (ImageNet weights) / tiny for experiments")
-    seed.add_argument("--encoder-weights", default=None, help="a local weights file for the encoder")
+    seed.add_argument("--encoder-weights", type=Path, default=None, help="a local weights file for the encoder")
     seed.add_argument("--sigma-s", type=float, default=0.6, help="filter-out threshold (default 0.6)")
     seed.add_argument("--sigma-r", type=float, default=0.65, help="reassignment threshold (default 0.65)")
     seed.add_argument("--sigma-m", type=float, default=0.62, help="merger threshold (default 0.62)")
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                           seed_filter=args.encoder is not None, sigma_s=args.sigma_s, sigma_r=args.sigma_r,
                           sigma_m=args.sigma_m, neighbours=args.neighbours, min_faithfulness=args.min_faithfulness)
     embedder = None if args.encoder is None else EmbedderConfig(
-        backbone=args.encoder, pretrained=args.encoder_weights or (args.encoder == "efficientnet_lite0"),
+        backbone=args.encoder, pretrained=str(args.encoder_weights) if args.encoder_weights else args.encoder == "efficientnet_lite0",
         device=args.device)
     t0 = time.perf_counter()
     progress = ShardProgress("filter")

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import check_captioner_dir, check_dataset_dir, int_at_least, print_summary
+from ._common import check_captioner_dir, check_dataset_dir, int_at_least, print_summary, recognizer_specs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_dataset_dir("--data", args.data)
     check_captioner_dir("--captioner", args.captioner)
-    specs = tuple(s.strip() for s in args.recognizers.split(",") if s.strip())
+    specs = recognizer_specs(args.recognizers)
     rows = _rows(args.data, args.split, args.limit)
     truths, truth_source = _truths(rows)
     calibration, accuracy = calibrate_union(load_captioner(args.captioner, args.device), specs, rows, truths,

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from ..cluster import DEFAULT_WORKERS_PER_GPU
-from ._common import add_cluster_arguments, check_captioner_dir, check_dataset_dir, print_summary
+from ._common import (add_cluster_arguments, check_captioner_dir, check_dataset_dir, print_summary,
+                      recognizer_specs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers
     if workers is None and args.scheduler is None:
         workers = default_job_workers(args.device, args.workers_per_gpu or DEFAULT_WORKERS_PER_GPU)
-    recognizers = tuple(s.strip() for s in args.recognizers.split(",") if s.strip())
+    recognizers = recognizer_specs(args.recognizers)
     config = SynthConfig(captioner=str(args.captioner), recognizers=recognizers,
                          calibration=read_calibration(args.calibration, recognizers),
                          prompt_captions=args.prompt_captions, batch_size=args.batch_size, decoding=args.decoding,
