@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from synth_pedes.futures import DEFAULT_WORKER_TIMEOUT
+
 _log = logging.getLogger(__name__)
 
 # Dask's defaults suit an interactive cluster with a dashboard. Our LocalCluster has no dashboard,
@@ -57,11 +59,10 @@ def default_job_workers(device: str, workers_per_gpu: int = DEFAULT_WORKERS_PER_
     return default_workers()
 
 
-# How long a job waits for its first worker on an external scheduler, and how long a running write waits when every
-# worker has gone, before it stops with a message (``--worker-timeout``); the write reads it from the Dask config
-# key ``synth-pedes.worker-timeout`` (synth_pedes.writer._run_tasks), which ``dask_client`` sets.
-DEFAULT_WORKER_TIMEOUT = 300.0
-WORKER_TIMEOUT_KEY = "synth-pedes.worker-timeout"
+# How long a job waits for its first worker on an external scheduler, and how long a running job waits when every
+# worker has gone, before it stops with a message (``--worker-timeout``); the job reads it from the Dask config
+# key ``synth-pedes.worker-timeout`` (synth_pedes.futures.as_finished), which ``dask_client`` sets.
+WORKER_TIMEOUT_KEY = "synth-pedes.worker-timeout"  # read by synth_pedes.futures.worker_timeout
 CONNECT_TIMEOUT = 10  # seconds to reach --scheduler (Dask's own default is 30 s, silent meanwhile)
 
 

@@ -202,6 +202,22 @@ def _drop_captions(row: dict, extra: dict, weak: list[int]) -> None:
     row["captions"] = [c for i, c in enumerate(captions) if i not in weak]
 
 
+def _gather(client: Any, tasks: list) -> list:
+    """The tasks' results in order, computed on ``client``'s cluster (the first failure raises; no workers for
+    ``--worker-timeout`` seconds stops the job instead of a silent wait)."""
+    from synth_pedes.futures import as_finished
+
+    futures = client.compute(tasks)
+    position = {future.key: i for i, future in enumerate(futures)}
+    results = [None] * len(futures)
+    for future, ok, value in as_finished(client, futures, what="shards to read"):
+        if not ok:
+            client.cancel(futures)
+            raise value
+        results[position[future.key]] = value
+    return results
+
+
 def run_filter(src: Path, out: Path, config: FilterConfig, embedder: EmbedderConfig | None, client: Any = None,
                on_progress: Callable | None = None):
     """Filter the dataset at ``src`` into a new dataset at ``out``; returns (manifest, counts)."""
@@ -214,7 +230,7 @@ def run_filter(src: Path, out: Path, config: FilterConfig, embedder: EmbedderCon
     paths = [str(p) for p in parent.shard_paths]
     tasks = [dask.delayed(shard_facts, pure=True)(p, embedder if config.seed_filter else None, config.min_faithfulness)
              for p in paths]
-    facts = client.gather(client.compute(tasks)) if client is not None else dask.compute(*tasks, scheduler="sync")
+    facts = _gather(client, tasks) if client is not None else dask.compute(*tasks, scheduler="sync")
     decisions, dropped_captions, counts = decide(list(facts), config)
     per_shard = [{k: asdict(decisions[k]) for k in f["keys"] if k in decisions} for f in facts]
     # without --min-faithfulness the shard tasks keep the arguments (and plan fingerprint) they always had

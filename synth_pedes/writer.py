@@ -49,6 +49,7 @@ from plip_runtime.version import package_version
 
 from .errors import (DatasetExistsError, DuplicateKeyError, OutputDirectoryError, ShardWriteError, SynthPedesError,
                      WriteInProgressError)
+from .futures import NoWorkersError, as_finished
 from .keys import describe_repeats, repeated_keys
 from .manifest import MANIFEST_NAME, Manifest, ShardInfo, read_manifest
 from .schema import RECORD_SCHEMA, check_schema
@@ -641,44 +642,16 @@ def _run_tasks(tasks: list, indices: list[int], client: Any, retries: int, done:
             on_progress(stats, len(done), n)
 
     if client is not None:
-        import dask
-        from distributed import as_completed
-
-        timeout = float(dask.config.get("synth-pedes.worker-timeout", default=300))
         futures = client.compute(tasks, retries=retries)
         index_of = {f.key: i for f, i in zip(futures, indices)}
-        # with_results: each result is fetched in the background, so this loop never blocks on one that a gone
-        # worker held (it would wait for a worker to compute it again)
-        pending = as_completed(futures, with_results=True, raise_errors=False)
-        next_check, workerless_since = 0.0, None
-        while not pending.is_empty():
-            batch = pending.next_batch(block=False)
-            for fut, result in batch:
-                if fut.status == "finished":
-                    finished(index_of[fut.key], result)
-                else:  # one bad shard must not stop the others; result: (type, error, traceback)
-                    error = result[1] if isinstance(result, tuple) else result
-                    failures[index_of[fut.key]] = f"{type(error).__name__}: {error}"
-                fut.release()
-            if batch:
-                continue
-            now = time.monotonic()
-            if now < next_check:
-                time.sleep(0.05)  # nothing ready: as_completed itself looks every 0.1 s
-                continue
-            next_check, address = now + 1, client.scheduler.address  # one scheduler call a second at most
-            if client.nthreads():
-                workerless_since = None
-            elif workerless_since is None:
-                workerless_since = now
-                _log.warning("no Dask workers are connected to the scheduler %s: %d shards wait for one (up to %g "
-                             "s)", address, pending.count(), timeout)
-            elif now - workerless_since > timeout:
-                client.cancel(futures)
-                raise ShardWriteError(
-                    f"no Dask workers have been connected to the scheduler {address} for {timeout:g} s; the shards "
-                    f"finished so far are kept: start workers (dask worker {address}) and re-run the same command "
-                    "to write the rest")
+        try:
+            for future, ok, value in as_finished(client, futures, what="shards"):
+                if ok:
+                    finished(index_of[future.key], value)
+                else:  # one bad shard must not stop the others
+                    failures[index_of[future.key]] = f"{type(value).__name__}: {value}"
+        except NoWorkersError as e:
+            raise ShardWriteError(f"{e}; the shards finished so far are kept, so the re-run writes only the rest") from None
         return failures
     for index, task in zip(indices, tasks):
         for attempt in range(retries + 1):

@@ -182,7 +182,8 @@ def test_a_write_whose_workers_all_die_stops_with_a_message_and_resumes(tmp_path
         with Client(address, timeout=30) as client, dask.config.set({"synth-pedes.worker-timeout": 1}):
             client.wait_for_workers(1, timeout=30)
             with pytest.raises(ShardWriteError, match=r"no Dask workers have been connected to the scheduler "
-                                                      r"tcp://127.0.0.1:\d+ for 1 s; the shards finished so far"):
+                                                      r"tcp://127.0.0.1:\d+ for 1 s \(\d+ shards left\).*; the shards "
+                                                      r"finished so far are kept"):
                 write_dataset(range(12), out, name="t", kind="images", transform=transform, shard_rows=1,
                               client=client, on_progress=the_worker_dies_holding_results)
             assert "no Dask workers are connected to the scheduler" in caplog.text  # said when they went
@@ -192,3 +193,22 @@ def test_a_write_whose_workers_all_die_stops_with_a_message_and_resumes(tmp_path
             client.wait_for_workers(1, timeout=30)
             assert write_dataset(range(12), out, name="t", kind="images", transform=transform, shard_rows=1,
                                  client=client).num_rows == 12
+
+
+def test_every_job_stops_waiting_when_the_cluster_has_no_workers(caplog):
+    """The one wait loop of every job (writer shards, card and filter passes): a cluster without workers is said at
+    once and given up on after the worker timeout, the pending tasks cancelled."""
+    from distributed import Client, LocalCluster
+
+    from synth_pedes.futures import NoWorkersError, as_finished
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster, Client(cluster) as client, \
+            dask.config.set({"synth-pedes.worker-timeout": 0.5}):
+        futures = client.map(abs, [-1, -2, -3])
+        t0 = time.monotonic()
+        with pytest.raises(NoWorkersError, match=r"no Dask workers have been connected to the scheduler \S+ for 0.5 s "
+                                                 r"\(3 shards to read left\): start workers"):
+            list(as_finished(client, futures, what="shards to read"))
+        assert time.monotonic() - t0 < 10
+        assert "no Dask workers are connected to the scheduler" in caplog.text
+        assert all(f.status == "cancelled" for f in futures)

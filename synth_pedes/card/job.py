@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from plip_runtime.version import package_version
 
 from ..dataset import validate_dataset
+from ..futures import as_finished
 from ..errors import IntegrityError, ManifestError, SynthPedesError
 from ..manifest import MANIFEST_NAME, Manifest, ShardInfo, read_manifest
 from . import html, plots, readme, reference
@@ -109,25 +110,31 @@ def run_pass(directory: Path, manifest: Manifest, client=None, verify_sha256: bo
         for path in paths:
             take(_unreadable_is_integrity(path, lambda: shard_partial(path, verify_sha256, truth_table)))
     else:
-        from distributed import as_completed
-
         futures = client.map(shard_partial, paths, verify_sha256=verify_sha256, truth_table=truth_table, pure=False)
         path_of = {f.key: p for f, p in zip(futures, paths)}
-        for fut in as_completed(futures):
-            take(_unreadable_is_integrity(path_of[fut.key], fut.result))
-            fut.release()
+        for future, ok, value in as_finished(client, futures, what="shards to read"):
+            if not ok:
+                raise _unreadable(path_of[future.key], value) if isinstance(value, _UNREADABLE) else value
+            take(value)
     if verify_sha256:
         _check_digests(directory, manifest, total)
     return total
+
+
+_UNREADABLE = (OSError, ValueError, KeyError, pa.ArrowException)  # a shard that cannot be read (or decoded)
 
 
 def _unreadable_is_integrity(path: str, get: Callable[[], PartialStats]) -> PartialStats:
     """A shard that cannot be read (possible only without verification) is named, not a traceback."""
     try:
         return get()
-    except (OSError, ValueError, KeyError, pa.ArrowException) as e:
-        raise IntegrityError(f"shard {path} cannot be read ({type(e).__name__}: {e}); no card was written. "
-                             "Run `plip validate` on the dataset to see what is wrong with it.") from e
+    except _UNREADABLE as e:
+        raise _unreadable(path, e) from e
+
+
+def _unreadable(path: str, error: Exception) -> IntegrityError:
+    return IntegrityError(f"shard {path} cannot be read ({type(error).__name__}: {error}); no card was written. "
+                          "Run `plip validate` on the dataset to see what is wrong with it.")
 
 
 def _check_digests(directory: Path, manifest: Manifest, part: PartialStats) -> None:
