@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import random
 import shutil
 from dataclasses import dataclass
@@ -380,7 +381,12 @@ class Run:
             if not trainer_file.is_file():
                 raise ValueError(f"{trainer_file}: missing; this checkpoint holds weights only and cannot resume "
                                  "training")
-            self.trainer_state = torch.load(trainer_file, map_location="cpu", weights_only=True)
+            try:
+                self.trainer_state = torch.load(trainer_file, map_location="cpu", weights_only=True)
+            except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:  # a copy that stopped part-way
+                raise ValueError(f"{trainer_file}: a truncated or corrupt trainer state ({type(e).__name__}: {e}); "
+                                 "delete this checkpoint directory to resume from the one before it, or start a "
+                                 "new run") from None
 
     def restore_rng(self) -> None:
         """Restore this rank's RNG state from the checkpoint the run resumes from."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from plip_runtime.weights import read_state_dict
 
 MODEL_FILE, TASKS_FILE = "model.safetensors", "tasks.safetensors"
 
@@ -40,4 +42,4 @@ def load_module(module: torch.nn.Module, path: Path) -> None:
     """Strict load with a message naming the file and the mismatch (see models.load_state_dict_checked)."""
     from .models import load_state_dict_checked
 
-    load_state_dict_checked(module, load_file(str(path)), source=str(path))
+    load_state_dict_checked(module, read_state_dict(path), source=str(path))  # a truncated file is named

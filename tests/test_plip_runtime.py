@@ -113,6 +113,18 @@ def _run(tmp_path, train: TrainArgs, **options) -> Run:
                options=RunOptions(**options), device=torch.device("cpu"))
 
 
+def test_a_truncated_trainer_state_is_named_on_resume(tmp_path):
+    train = TrainArgs(max_steps=2, checkpoint_every=2)
+    run = _run(tmp_path, train, progress=False)
+    run.plan(10, [{"id": "sha256:d"}])
+    run.save(2, lambda d, s: (d / "model.safetensors").write_bytes(b"w"), {"rng": [rng_state()]})
+    state = tmp_path / "run" / "checkpoints" / "step-000002" / "trainer.pt"
+    state.write_bytes(state.read_bytes()[:100])  # a copy that stopped part-way
+    with pytest.raises(ValueError, match=rf"{state}: a truncated or corrupt trainer state \(.*\); delete this "
+                                         "checkpoint directory to resume from the one before it"):
+        _run(tmp_path, train, resume=True)
+
+
 def test_a_run_resumes_extends_and_refuses_with_reasons(tmp_path):
     train = TrainArgs(max_steps=4, checkpoint_every=2)
     run = _run(tmp_path, train, progress=False)
