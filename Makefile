@@ -1,5 +1,8 @@
 # Two entry points do all set-up on a fresh machine:  `make demo`  and  `make test`.
 PYTHON ?= python3
+# The oldest Python the pinned requirements install on (numpy, pandas, pyarrow, pillow, matplotlib, transformers
+# need 3.11); keep it equal to requires-python in pyproject.toml (tests/test_install.py checks both).
+MIN_PYTHON := 3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -14,7 +17,16 @@ WHEEL_PYTHON ?= 3.12
 WHEEL_PLATFORM ?= manylinux_2_28_x86_64
 WHEELHOUSE ?= wheelhouse
 
-.PHONY: demo test install bench clean wheelhouse wheelhouse-check
+.PHONY: demo test install check-python bench clean wheelhouse wheelhouse-check
+
+# One line naming the interpreter found and the fix, instead of pip's resolver failing on numpy minutes later.
+define CHECK_PYTHON
+found=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || { \
+	echo "make install: '$(PYTHON)' does not run; PLIP needs Python $(MIN_PYTHON) or newer: install it, then make install PYTHON=python$(MIN_PYTHON)" >&2; exit 1; }; \
+awk -v found="$$found" -v min="$(MIN_PYTHON)" 'BEGIN { split(found, f, "."); split(min, m, "."); \
+	exit !(f[1] > m[1] || (f[1] == m[1] && f[2] >= m[2])) }' || { \
+	echo "make install: '$(PYTHON)' is Python $$found; PLIP needs Python $(MIN_PYTHON) or newer: install it, then make install PYTHON=python$(MIN_PYTHON)" >&2; exit 1; }
+endef
 
 demo: $(STAMP)
 	$(BIN)/plip demo $(DEMO_ARGS)
@@ -28,6 +40,9 @@ bench: $(STAMP)
 
 install: $(STAMP)
 
+check-python:
+	@$(CHECK_PYTHON)
+
 wheelhouse: $(STAMP)
 	$(BIN)/python tools/wheelhouse.py --out $(WHEELHOUSE) --python-version $(WHEEL_PYTHON) --platform $(WHEEL_PLATFORM)
 
@@ -37,6 +52,7 @@ wheelhouse-check: $(STAMP)
 		--python-version $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml torchvision_cpu_shim.py
+	@$(CHECK_PYTHON)
 	@echo "== creating $(VENV) and installing (about 1 minute on a fresh machine)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --progress-bar off -r requirements.txt
