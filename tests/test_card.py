@@ -111,9 +111,9 @@ def test_card_front_matter_prose_and_report(carded, tmp_path):
         assert needle in text, needle
     report = carded / "report"
     page = (report / "index.html").read_text()
-    pngs = sorted(p.name for p in report.glob("*.png"))
-    assert {"samples.png", "faithfulness.png", "images_per_identity.png", "caption_length.png",
-            "attribute_values.png", "status.png"} <= set(pngs)
+    pngs = sorted(p.relative_to(report).as_posix() for p in [*report.glob("*.png"), *report.glob("samples/*")])
+    assert {"faithfulness.png", "images_per_identity.png", "caption_length.png", "attribute_values.png",
+            "status.png", "samples/00.jpg"} <= set(pngs)
     for name in pngs:
         assert f'src="{name}"' in page
         with Image.open(report / name) as im:
@@ -303,3 +303,114 @@ def test_degenerate_captions_are_warnings_not_faithful_scores(tmp_path):
     assert "**Warning (repeated-word)**" in text and "slot `shoes` is `unknown`" in text
     assert "Warning (repeated-word)" in (tmp_path / "loop" / "report" / "index.html").read_text()
     assert make_card(tmp_path / "loop", tmp_path / "clean", verify="quick", samples=1).stats  # still writes
+
+
+# --- the report's pictures, as a reader sees them (tools/card_screenshots.py shows the whole page) ---
+
+@pytest.fixture(scope="module")
+def procpedes_card(tmp_path_factory):
+    """A card of 4 ProcPedes identities x 2 images (ground truth included), made in-process."""
+    from synth_pedes.procpedes import ProcPedesConfig, plan_items, render_record
+
+    root = tmp_path_factory.mktemp("ppcard")
+    config = ProcPedesConfig(identities=4, images_per_identity=2, height=64, width=32)
+    write_dataset([render_record(item, config) for item in plan_items(config)], root / "pp", name="pp",
+                  kind="captions", shard_rows=4)
+    return make_card(root / "pp", verify="quick", samples=3)
+
+
+def _drawn(fig):
+    """The figure laid out and drawn, and its renderer (for the artists' on-canvas bounding boxes)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _figures(stats):
+    from synth_pedes.card import plots
+
+    return {name: fig for name, draw in plots.PLOTS.items() if (fig := draw(stats)) is not None}
+
+
+def test_histograms_have_integer_ticks_and_one_value_is_one_bar(procpedes_card):
+    from synth_pedes.card import plots
+
+    stats = procpedes_card.stats
+    assert stats["captions"]["per_image"]["histogram"] == {"2": 8}  # every image has 2: one bar
+    for draw in (plots.captions_per_image, plots.images_per_identity):
+        fig = draw(stats)
+        _drawn(fig)
+        ax = fig.axes[0]
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), (draw.__name__, ticks)
+        assert all(float(t).is_integer() for t in ax.get_yticks()), draw.__name__  # counts are whole too
+        bar = ax.patches[0]
+        assert bar.get_width() <= 0.5 * (high - low), draw.__name__  # a bar, not the whole axis
+
+
+def test_legends_cover_no_bar_and_no_text(procpedes_card):
+    overlapping = []
+    for name, fig in _figures(procpedes_card.stats).items():
+        renderer = _drawn(fig)
+        legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+        texts = [fig._suptitle] if fig._suptitle else []
+        for ax in fig.axes:
+            texts += [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        for legend in legends:
+            box = legend.get_window_extent(renderer)
+            for ax in fig.axes:
+                overlapping += [(name, "bar") for p in ax.patches
+                                if p.get_width() and p.get_height() and box.overlaps(p.get_window_extent(renderer))]
+            overlapping += [(name, t.get_text()) for t in texts
+                            if t.get_text() and box.overlaps(t.get_window_extent(renderer))]
+    assert not overlapping
+
+
+def test_every_plot_labels_its_axes(procpedes_card):
+    figures = _figures(procpedes_card.stats)
+    assert {"faithfulness.png", "attribute_values.png", "diversity.png", "ground_truth.png"} <= set(figures)
+    unlabelled = []
+    for name, fig in figures.items():
+        _drawn(fig)
+        for ax in fig.axes:
+            categorical_y = any(t.get_text() and not t.get_text().replace(".", "").replace("−", "").isdigit()
+                                for t in ax.get_yticklabels())  # horizontal bars name their rows
+            if not ax.get_xlabel() or not (ax.get_ylabel() or categorical_y):
+                unlabelled.append((name, ax.get_title()))
+    assert not unlabelled
+
+
+def test_diversity_plot_shows_values_corpus_sizes_and_the_warning_line(procpedes_card):
+    from synth_pedes.card import plots
+    from synth_pedes.card.faithfulness import MAX_DISTINCT_2
+
+    div = procpedes_card.stats["diversity"]
+    fig = plots.diversity(procpedes_card.stats)
+    _drawn(fig)
+    ax = fig.axes[0]
+    assert [line.get_ydata()[0] for line in ax.get_lines()] == [MAX_DISTINCT_2]
+    values = {t.get_text() for t in ax.texts}
+    assert {f"{div[g]['distinct_2']:.2f}" for g in div} <= values  # each bar says its value
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{g}\n{div[g]['ngrams_2']:,} bigrams" for g in div]
+
+
+def test_report_page_has_the_samples_captions_as_text_beside_their_images(procpedes_card, tmp_path):
+    from synth_pedes.card import plots
+
+    report = procpedes_card.report
+    page = (report / "index.html").read_text()
+    samples = procpedes_card.stats["samples"]
+    assert len(samples) == 3 and not (report / "samples.png").exists()
+    for i, sample in enumerate(samples):
+        assert f'src="samples/{i:02d}.jpg"' in page
+        with Image.open(report / "samples" / f"{i:02d}.jpg") as im:
+            assert im.size == (32, 64)  # the stored image, not shrunk into a grid
+        for caption in sample["captions"]:
+            assert caption["text"].replace("'", "&#x27;") in page
+    # an undecodable image is a picture saying so, in its place: the samples and their files stay in step
+    names = plots.sample_images([{"key": "a.jpg", "image": b"not an image"}, {"key": "b.jpg", "image": None}],
+                                tmp_path)
+    assert names == ["samples/00.png", "samples/01.png"]

@@ -9,12 +9,16 @@ from html import escape
 
 from ..schema import SLOTS
 from . import reference
+from .plots import SAMPLES_DIR
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;
 text-align:left}th{background:#f1f3f5}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 .warn{background:#fff3bf;border:1px solid #f59f00;padding:.6em}figure{margin:1.2em 0}
-figcaption{font-size:.85em;color:#555}code{background:#f1f3f5;padding:0 .2em}"""
+figcaption{font-size:.85em;color:#555}code{background:#f1f3f5;padding:0 .2em}
+.samples{display:grid;grid-template-columns:repeat(auto-fill,minmax(30em,1fr));gap:1em}
+.sample{display:flex;gap:.8em;margin:0;font-size:.9em}.sample img{width:8em;height:auto;align-self:flex-start;margin:0}
+.sample figcaption{font-size:1em;color:#222}.sample ul{margin:.3em 0;padding-left:1.1em}.sample li{margin:.2em 0}"""
 PLOT_TEXT = {
     "status.png": ("Rows by status and reason", "Every row of the dataset: ok, filtered (by which filter) or "
                    "error (why the image could not be used)."),
@@ -22,15 +26,17 @@ PLOT_TEXT = {
     "captions_per_image.png": ("Captions per image", "SYNTH-PEDES has 2-3 captions per image (2.53 on average)."),
     "caption_length.png": ("Caption length", "Words per caption, by caption kind and style."),
     "diversity.png": ("Lexical diversity", "distinct-n: distinct n-grams over all n-grams of a style; low values "
-                      "mean repetitive wording."),
+                      "mean repetitive wording, but the value also falls as a style's captions grow in number, so "
+                      "each style shows its count of bigrams. Published datasets report no distinct-n; the dashed "
+                      "line is where the card warns (docs/formats.md#card-warnings)."),
     "attribute_unknown.png": ("Unknown attributes", "Share of images whose slot is recorded as not visible."),
     "attribute_values.png": ("Attribute values", "The most common values of each slot."),
     "faithfulness.png": ("Caption faithfulness", "Each attribute phrase of a caption (its stored span) compared "
                          "with the row's attribute: exact, consistent (true but less specific), contradicting, or "
                          "naming a slot recorded as unknown."),
     "ground_truth.png": ("Accuracy against ground truth", "Attributes compared with the ProcPedes ground truth."),
-    "samples.png": ("Samples", "A deterministic sample of ok rows (smallest key hashes) with their captions."),
 }
+SAMPLES_TEXT = "A deterministic sample of ok rows (smallest key hashes), each with its captions and attributes."
 
 
 def table(headers: list[str], rows: list[list]) -> str:
@@ -96,9 +102,29 @@ def _attributes(doc: dict) -> str:
     return table(["slot", "unknown", "distinct values", "most common"], rows)
 
 
+def _sample(sample: dict, image: str) -> str:
+    """One sample row: its image, and beside it the captions and attributes as text (readable at any width)."""
+    captions = "".join(f"<li><b>{escape(c.get('style') or c.get('kind') or '')}</b>: {escape(c['text'])}</li>"
+                       for c in sample["captions"])
+    attrs = sample.get("attributes")
+    attributes = ("<p>" + "; ".join(f"{slot}: {escape(attrs[slot] or '?')}" for slot in SLOTS) + "</p>"
+                  if attrs else "")
+    return (f'<figure class="sample"><img src="{escape(image)}" alt="{escape(sample["key"])}">'
+            f"<figcaption><b>identity {escape(str(sample['identity']))}</b>, <code>{escape(sample['key'])}</code>"
+            f"<ul>{captions}</ul>{attributes}</figcaption></figure>")
+
+
+def _samples(doc: dict, files: list[str]) -> str:
+    images = [f for f in files if f.startswith(SAMPLES_DIR + "/")]  # one per doc["samples"] entry, in order
+    if not images:
+        return ""
+    cards = "\n".join(_sample(s, image) for s, image in zip(doc["samples"], images))
+    return f'<h2>Samples</h2><p>{escape(SAMPLES_TEXT)}</p>\n<div class="samples">\n{cards}\n</div>'
+
+
 def _figures(plots: list[str]) -> str:
     out = []
-    for name in plots:
+    for name in (p for p in plots if not p.startswith(SAMPLES_DIR + "/")):
         title, text = PLOT_TEXT.get(name, (name, ""))
         out.append(f'<figure><h3>{escape(title)}</h3><img src="{escape(name)}" alt="{escape(title)}">'
                    f"<figcaption>{escape(text)}</figcaption></figure>")
@@ -129,5 +155,6 @@ numbers: <a href="stats.json">stats.json</a>. Computed in {doc['timing']['second
 <h2>Most frequent openings</h2>{_openings(doc)}
 <h2>Plots</h2>
 {_figures(plots)}
+{_samples(doc, plots)}
 </body></html>
 """
