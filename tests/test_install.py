@@ -1,6 +1,7 @@
 """The supported Python: one minimum in pyproject.toml, the Makefile's install check and the README, and every
 pinned requirement installs on it; ``make install`` on an older interpreter stops at once, saying so."""
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -13,6 +14,12 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _make(*args):
+    """make in the checkout, without the variables of a make this test may run under (make test)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    return subprocess.run(["make", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=60, env=env)
 
 
 def _minimum() -> str:
@@ -49,8 +56,7 @@ def test_make_install_refuses_an_old_python_before_doing_anything(tmp_path):
     fake.write_text("#!/bin/sh\necho 3.10\n")  # what `python -c 'print(version)'` prints on 3.10
     fake.chmod(0o755)
     venv = tmp_path / "venv"
-    proc = subprocess.run(["make", "-C", str(ROOT), "install", f"PYTHON={fake}", f"VENV={venv}"],
-                          capture_output=True, text=True, timeout=60)
+    proc = _make("install", f"PYTHON={fake}", f"VENV={venv}")
     assert proc.returncode != 0
     assert f"'{fake}' is Python 3.10; PLIP needs Python {_minimum()} or newer" in proc.stderr
     assert f"make install PYTHON=python{_minimum()}" in proc.stderr
@@ -59,6 +65,5 @@ def test_make_install_refuses_an_old_python_before_doing_anything(tmp_path):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_install_check_accepts_this_python():
-    proc = subprocess.run(["make", "-s", "-C", str(ROOT), "check-python", f"PYTHON={sys.executable}"],
-                          capture_output=True, text=True, timeout=60)
+    proc = _make("-s", "check-python", f"PYTHON={sys.executable}")
     assert proc.returncode == 0, proc.stderr
