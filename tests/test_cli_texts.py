@@ -1,0 +1,34 @@
+"""What the command line says: every option explained, ``plip --version``, ``plip env``, the demo's time."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from pipelines.cli import build_parser, main
+
+
+def command_parsers(parser: argparse.ArgumentParser | None = None, path: tuple = ()):
+    """``(("spac", "train"), parser)`` for ``plip`` itself and every (sub)command, depth first."""
+    parser = parser or build_parser()
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from command_parsers(sub, (*path, name))
+
+
+def test_every_option_of_every_command_has_help():
+    missing = [f"plip {' '.join(path)} {'/'.join(action.option_strings) or action.dest}"
+               for path, parser in command_parsers() for action in parser._actions
+               if not isinstance(action, argparse._SubParsersAction) and not (action.help or "").strip()]
+    assert missing == [], "options without help= (say what it does and its default): " + ", ".join(missing)
+
+
+def test_version_prints_the_package_version(capsys):
+    from plip_runtime.version import package_version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"plip {package_version()}"
