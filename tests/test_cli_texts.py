@@ -32,3 +32,13 @@ def test_version_prints_the_package_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"plip {package_version()}"
+
+
+def test_env_lists_the_local_weights_it_finds(capsys):
+    from pathlib import Path
+
+    assert main(["env"]) == 0
+    rows = dict(line.strip().split("  ", 1) for line in capsys.readouterr().out.splitlines()[1:])
+    rows = {key.strip(): value.strip() for key, value in rows.items()}
+    for name in ("EfficientNet-Lite0 ImageNet weights", "all-MiniLM-L6-v2 weights", "bert-base-uncased vocabulary"):
+        assert Path(rows[name]).exists(), (name, rows.get(name))
