@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
@@ -42,3 +43,15 @@ def test_env_lists_the_local_weights_it_finds(capsys):
     rows = {key.strip(): value.strip() for key, value in rows.items()}
     for name in ("EfficientNet-Lite0 ImageNet weights", "all-MiniLM-L6-v2 weights", "bert-base-uncased vocabulary"):
         assert Path(rows[name]).exists(), (name, rows.get(name))
+
+
+def test_demo_help_and_readme_give_the_same_times():
+    from pathlib import Path
+
+    parser = dict(command_parsers())[("demo",)]
+    quick_help = next(a.help for a in parser._actions if "--quick" in a.option_strings)
+    help_times = re.search(r"about (\d+) minutes? on 2 CPU cores \(the full demo: about (\d+)\)", quick_help)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme_times = re.search(r"plip demo --out demo-out .*\(~(\d+) min on 2 cores; --quick: ~(\d+) min\)", readme)
+    assert help_times and readme_times, (quick_help, "README.md: the `plip demo` line of the command-line tour")
+    assert help_times.groups() == readme_times.groups()[::-1]
