@@ -55,3 +55,41 @@ def test_demo_help_and_readme_give_the_same_times():
     readme_times = re.search(r"plip demo --out demo-out .*\(~(\d+) min on 2 cores; --quick: ~(\d+) min\)", readme)
     assert help_times and readme_times, (quick_help, "README.md: the `plip demo` line of the command-line tour")
     assert help_times.groups() == readme_times.groups()[::-1]
+
+
+def test_a_dataset_flag_given_a_folder_of_images_says_to_import_it_first(tmp_path, capsys):
+    from _fixtures import write_person_folder
+
+    for layout in ("flat", "identity-folders"):
+        folder = tmp_path / layout
+        write_person_folder(folder, layout, n_ids=2, per_id=1)
+        assert main(["synth", "--images", str(folder), "--captioner", str(tmp_path / "spac"),
+                     "--out", str(tmp_path / "synth")]) == 2
+        err = capsys.readouterr().err
+        assert f"--images {folder}: a folder of image files, not a dataset" in err
+        assert f"run `plip import images {folder} --out DATASET` first" in err
+
+
+def test_import_images_skips_other_files_by_extension_and_names_the_error_files(tmp_path, capsys):
+    from _fixtures import jpeg_bytes, write_person_folder
+
+    from synth_pedes import open_dataset
+
+    src = tmp_path / "crawl"
+    write_person_folder(src, "identity-folders", n_ids=2, per_id=2)
+    (src / "README.txt").write_text("downloaded 2024-01-01")
+    (src / "0000" / "labels.csv").write_text("a,b\n")
+    (src / "0000" / "Thumbs").write_bytes(b"\0")  # no extension
+    (src / "0001" / "empty.JPG").write_bytes(b"")  # an image's extension in capitals: a row, an error
+    for i in range(6):
+        (src / "0001" / f"broken-{i}.png").write_bytes(jpeg_bytes(i)[:100])
+    out = tmp_path / "out"
+    assert main(["import", "images", str(src), "--out", str(out), "--workers", "0"]) == 0
+    summary = capsys.readouterr().out
+    manifest = open_dataset(out).manifest
+    assert manifest.producer["counts"]["skipped"] == {"not an image file (extension)": 3}
+    assert manifest.status_counts == {"error": 7, "ok": 4}
+    assert "skipped  not an image file (extension)=3" in summary
+    assert ("errors   0001/broken-0.png (corrupt image), 0001/broken-1.png (corrupt image), 0001/broken-2.png "
+            "(corrupt image), 0001/broken-3.png (corrupt image), 0001/broken-4.png (corrupt image) and 2 more") in summary
+    assert f"all 7: the status=error rows of {out} (file in 'key', reason in 'error')" in summary
