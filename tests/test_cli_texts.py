@@ -289,3 +289,18 @@ def test_every_flag_a_message_names_exists_on_the_commands_that_can_print_it():
                     wrong.add(f"{module.replace('.', '/')}.py:{line}: {flag} is not an option of plip "
                               f"{' '.join(command)}")
     assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_an_icfg_pedes_json_without_splits_is_not_told_to_pass_a_split_file(tmp_path, capsys):
+    import json
+
+    from _fixtures import jpeg_bytes
+
+    src = tmp_path / "ICFG-PEDES"
+    (src / "imgs" / "test").mkdir(parents=True)
+    (src / "imgs" / "test" / "0.jpg").write_bytes(jpeg_bytes(0))
+    (src / "ICFG_PEDES.json").write_text(json.dumps([{"id": 0, "file_path": "test/0.jpg", "captions": ["A man."]}]))
+    assert main(["import", "icfg-pedes", str(src), "--out", str(tmp_path / "icfg"), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "no entry has a 'split'; use the icfg-pedes annotation file as distributed" in err
+    assert "--split-file" not in err  # plip import cuhk-pedes has it; icfg-pedes does not
