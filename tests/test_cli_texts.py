@@ -304,3 +304,13 @@ def test_an_icfg_pedes_json_without_splits_is_not_told_to_pass_a_split_file(tmp_
     err = capsys.readouterr().err
     assert "no entry has a 'split'; use the icfg-pedes annotation file as distributed" in err
     assert "--split-file" not in err  # plip import cuhk-pedes has it; icfg-pedes does not
+
+
+def test_spac_caption_and_import_images_agree_on_what_an_image_file_is(tmp_path):
+    from pipelines.commands.spac_caption import _expand
+    from synth_pedes.sources.images import scan_image_folder
+
+    for name in ("a.jpg", "b.JFIF", "c.webp", "notes.txt", "Thumbs"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in _expand([tmp_path])] == [i.relpath for i in scan_image_folder(tmp_path).items] == [
+        "a.jpg", "b.JFIF", "c.webp"]

@@ -14,8 +14,6 @@ from pathlib import Path
 
 from ._common import check_captioner_dir, check_dataset_dir
 
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="*", type=Path, metavar="IMAGE",
@@ -44,10 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _expand(paths: list[Path]) -> list[Path]:
+    from synth_pedes.sources.images import is_image_name  # the one list of image extensions
+
     out = []
     for p in paths:
         if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
+            out += sorted(f for f in p.iterdir() if is_image_name(f.name))
         else:
             out.append(p)  # a missing or unreadable file is reported as that image's error
     return out
