@@ -159,20 +159,17 @@ def is_image_name(name: str) -> bool:
 
 def holds_image_files(folder: str | os.PathLike, look_at: int = 200) -> bool:
     """Whether ``folder`` looks like a folder of images (flat, or one folder per identity): one of the first
-    ``look_at`` names at its top level or one level down is an image file. Bounded, for error messages."""
-    seen = 0
+    ``look_at`` names at its top level, or in one of its first ``look_at`` folders, is an image file. Bounded:
+    it words an error message."""
     try:
         with os.scandir(folder) as top:
-            for entry in top:
+            for entry in itertools.islice(top, look_at):
                 if is_image_name(entry.name) and entry.is_file():
                     return True
                 if entry.is_dir() and not entry.name.startswith("."):
                     with os.scandir(entry.path) as inner:
                         if any(is_image_name(e.name) for e in itertools.islice(inner, look_at)):
                             return True
-                seen += 1
-                if seen >= look_at:
-                    return False
     except OSError:
         return False
     return False
