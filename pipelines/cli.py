@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import torchvision_cpu_shim
+from plip_runtime.version import package_version
 
 torchvision_cpu_shim.install()
 
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plip", description="PLIP + SPAC: synthesize person-caption datasets, pre-train, evaluate.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument("--version", action="version", version=f"plip {package_version()}",
+                        help="print the installed version of plip and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)

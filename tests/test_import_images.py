@@ -24,7 +24,7 @@ def _bad_files(root):
         "0001/truncated.jpg": (good[: len(good) // 2], "corrupt image"),
         "0002/garbage.jpg": (good[:200] + bytes(range(256)) * 8, "corrupt image"),  # valid header, bad data
         "0002/magic-only.jpg": (b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8, "not an image"),
-        "0002/notes.txt": (b"these are not the pixels you are looking for", "not an image"),
+        "0002/page.jpg": (b"<html>404 not found</html>", "not an image"),  # a .txt is skipped, not a row
         "0002/bomb.png": (bomb.getvalue(), "too many pixels"),
     }
     for rel, (data, _) in files.items():

@@ -143,6 +143,8 @@ def check_dataset_dir(flag: str, path: Path) -> Path:
     ``FileNotFoundError`` saying ``FLAG PATH: <what is wrong>; <the fix>``. Every command that reads a dataset
     checks each dataset argument with this before any work (``flag``: ``--data``, or ``DATASET`` for a positional
     argument)."""
+    from synth_pedes.sources.images import holds_image_files
+
     path = Path(path)
     if (path / "manifest.json").is_file():
         return path
@@ -154,6 +156,9 @@ def check_dataset_dir(flag: str, path: Path) -> Path:
     elif (path / "_stats").is_dir():  # the writer keeps its plan and shard stats there until the manifest
         problem = "an unfinished dataset (no manifest.json yet)"
         fix = "re-run the command that was writing it to finish it"
+    elif holds_image_files(path):
+        problem = "a folder of image files, not a dataset"
+        fix = f"run `plip import images {path} --out DATASET` first and give DATASET"
     else:
         problem = "not a dataset directory (no manifest.json)"
     raise FileNotFoundError(f"{flag} {path}: {problem}; {fix}")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="output directory (default ./demo-out)")
-    parser.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes), used by the tests")
+    parser.add_argument("--quick", action="store_true", help="a smaller run, used by the tests: about 1 minute on 2 CPU cores "
+                             "(the full demo: about 7)")
     parser.add_argument("--workers", type=int, default=None, help="Dask workers (default: one per core)")
 
 

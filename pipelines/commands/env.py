@@ -17,6 +17,27 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def local_weights() -> list[tuple[str, str]]:
+    """The weights this installation can load without a download (plip_runtime.weights): the packaged ones the
+    shipped configs use, each with its path or why it is missing. Every other model comes from a path given in a
+    config (``--set backbone_weights=FILE``, ``--set decoder_weights=DIR``, ...), which no listing can know."""
+    from plip_runtime.weights import BERT_UNCASED_VOCAB, efficientnet_lite0_weights_path
+    from plip_train.models.config import minilm_package_dir
+
+    rows = []
+    for name, locate in (("EfficientNet-Lite0 ImageNet weights", efficientnet_lite0_weights_path),
+                         ("all-MiniLM-L6-v2 weights", minilm_package_dir),
+                         ("bert-base-uncased vocabulary", lambda: str(BERT_UNCASED_VOCAB))):
+        try:
+            path = locate()
+        except ValueError as e:  # names the missing package and what to do
+            rows.append((name, f"missing: {e}"))
+            continue
+        rows.append((name, path if os.path.exists(path) else f"missing: {path} (reinstall the package)"))
+    rows.append(("other weights", "from the local paths a config names (e.g. backbone_weights); never downloaded"))
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     import torchvision_cpu_shim as shim
@@ -34,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
          if shim.applied() else "not needed"),
         ("cores", os.cpu_count()),
     ]
+    rows += local_weights()
     rows += [(v, os.environ.get(v, "unset")) for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")]
     print_summary("plip environment", rows)
     return 0

@@ -77,11 +77,31 @@ def import_images(args: argparse.Namespace) -> int:
     print_summary(f"imported {len(items)} files from {stored_path(str(args.src))} ({scan.layout} layout)", [
         ("dataset", args.out), ("id", manifest.id), ("rows", manifest.num_rows),
         ("status", ", ".join(f"{k}={v}" for k, v in manifest.status_counts.items())),
+        *error_files(args.out, manifest, source.source),
         ("skipped", ", ".join(f"{k}={v}" for k, v in scan.skipped.items()) or "none"),
         ("shards", len(manifest.shards)), ("size", f"{manifest.num_bytes / 2**20:.1f} MiB"),
         ("time", f"{seconds:.1f} s ({len(items) / seconds:.0f} images/s)"),
     ])
     return 0
+
+
+ERROR_FILES_SHOWN = 5  # the summary names this many error rows' files; the dataset keeps every one
+
+
+def error_files(out: Path, manifest, source: str) -> list[tuple[str, str]]:
+    """Summary rows naming the files of the first few ``status=error`` rows with why, and where all of them are:
+    the dataset's own error rows (``key`` is ``SOURCE/<file under SRC>``, ``error`` the reason)."""
+    count = manifest.status_counts.get("error", 0)
+    if not count:
+        return []
+    from synth_pedes.dataset import Dataset
+
+    rows = Dataset(out, manifest).iter_records(["key", "error"], status="error")
+    shown = [f"{row['key'].removeprefix(source + '/')} ({row['error'].split(':')[0]})"
+             for _, row in zip(range(ERROR_FILES_SHOWN), rows)]
+    more = f" and {count - len(shown)} more" if count > len(shown) else ""
+    return [("errors", ", ".join(shown) + more),
+            ("", f"all {count}: the status=error rows of {out} (file in 'key', reason in 'error')")]
 
 
 # ------------------------------------------------------------------ benchmarks, SYNTH-PEDES JSON, Market-1501

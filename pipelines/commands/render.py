@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style-assignment", choices=("cycle", "rotate", "fixed", "random"), default="cycle",
                         help="which style caption j gets: cycle (styles[j]), rotate (all styles equally often), "
                              "fixed (the first), random")
-    parser.add_argument("--height", type=int, default=256)
-    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--height", type=int, default=256, help="image height in pixels (default 256)")
+    parser.add_argument("--width", type=int, default=128, help="image width in pixels (default 128)")
     parser.add_argument("--split", default=None, help="render only identities of this split (train/val/test)")
     parser.add_argument("--contact-sheet", type=Path, default=None, help="also write a PNG grid of samples")
     parser.add_argument("--shard-rows", type=int, default=1000, help="rows per shard for --format dataset")

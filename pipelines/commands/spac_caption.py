@@ -14,8 +14,6 @@ from pathlib import Path
 
 from ._common import check_captioner_dir, check_dataset_dir
 
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="*", type=Path, metavar="IMAGE",
@@ -26,11 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: the config's (greedy)")
     parser.add_argument("--beams", type=int, default=None, help="beam width for --decoding beam")
     parser.add_argument("--top-p", type=float, default=None, help="nucleus mass for --decoding nucleus")
-    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="softmax temperature for --decoding nucleus (default: the config's, 1.0)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (nucleus)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per model batch (default 32)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="fp32 (default) or bf16 autocast")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's; 1 can be faster on a busy shared machine)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
@@ -42,10 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _expand(paths: list[Path]) -> list[Path]:
+    from synth_pedes.sources.images import is_image_name  # the one list of image extensions
+
     out = []
     for p in paths:
         if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
+            out += sorted(f for f in p.iterdir() if is_image_name(f.name))
         else:
             out.append(p)  # a missing or unreadable file is reported as that image's error
     return out

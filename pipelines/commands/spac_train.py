@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use at most this many images (smoke runs)")
     parser.add_argument("--evaluate", action="store_true",
                         help="afterwards, measure caption quality on the test split of the same datasets")
-    parser.add_argument("--eval-split", default="test")
+    parser.add_argument("--eval-split", default="test", help="split that --evaluate measures (default test)")
     parser.add_argument("--eval-limit", type=int, default=None, help="evaluate at most this many images")
     add_training_arguments(parser, "a shipped config (cpu-small, paper, tiny) or a JSON file (default cpu-small). "
                                    "paper starts ResNet-101 and its GPT-2-size decoder from random weights unless "

@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-captions", type=int, default=1, help="prompt captions per image (default 1)")
     parser.add_argument("--shard-size", type=int, default=1024, dest="shard_rows", help="rows per output shard")
     parser.add_argument("--batch-size", type=int, default=32, help="images per model batch (default 32)")
-    parser.add_argument("--decoding", choices=("greedy", "beam", "nucleus"), default="greedy")
+    parser.add_argument("--decoding", choices=("greedy", "beam", "nucleus"), default="greedy",
+                        help="how the captioner picks words: greedy (default), beam search, or nucleus sampling "
+                             "(seeded by --seed)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (all GPUs: see --workers-per-gpu)")
     parser.add_argument("--workers-per-gpu", type=int, default=None,
                         help=f"with --device cuda and no --workers: Dask workers sharing each GPU, so their CPU "
@@ -32,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="auto (default): bf16 autocast where the device runs it natively (CUDA with bf16, "
                              "CPUs with AVX-512 BF16/AMX), else fp32; resolved on this machine and recorded")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random choices (prompt-caption templates, nucleus sampling); the same "
+                             "seed gives the same captions (default 0)")
     parser.add_argument("--retries", type=int, default=2, help="attempts per failed shard before it is reported")
     parser.add_argument("--name", default=None, help="dataset name (default: <input name>-spac)")
     add_cluster_arguments(parser)

@@ -77,7 +77,7 @@ class TrainIndex:
         if len(index) == 0:
             raise DataError(f"{dataset.directory}: no trainable rows (status ok, split in {splits}, with captions); "
                             f"left out: {skipped}. Train on a caption dataset (plip synth / plip filter output) or "
-                            "pass the right --split.")
+                            "choose the split to train on: --set data.split=NAME (null: every row).")
         return index
 
     def units(self) -> np.ndarray:

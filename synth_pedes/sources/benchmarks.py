@@ -392,9 +392,11 @@ def scan_benchmark(src: str | os.PathLike, name: str, on_bad: str = "error",
     else:
         objects = [e for e in entries if isinstance(e, dict)]
         if objects and not any("split" in e for e in objects):  # some entries without: bad entries
-            raise ValueError(f"{annotations}: no entry has a 'split' (copies named caption_all.json often lack "
-                             "it). Pass --split-file FILE: a JSON {file_path: split}, {split: [file_path, ...]} "
-                             "or the official reid_raw.json.")
+            problem = f"{annotations}: no entry has a 'split'"
+            if name == "cuhk-pedes":  # the one importer with --split-file
+                raise ValueError(f"{problem} (copies named caption_all.json often lack it). Pass --split-file FILE: "
+                                 "a JSON {file_path: split}, {split: [file_path, ...]} or the official reid_raw.json.")
+            raise ValueError(f"{problem}; use the {name} annotation file as distributed (every entry has its split)")
     scanned = [_benchmark_item(i, e, fmt, images, split_of, allow_outside) for i, e in enumerate(entries)]
     del entries
     result = resolve_bad_entries(mark_duplicates([item for item, _ in scanned], fmt.source), on_bad, str(annotations))

@@ -6,12 +6,14 @@ one folder per identity (LUPerson-NL: ``<identity>/<file>``, identity from the f
 not an image or too large (in bytes or pixels, e.g. decompression bombs), dangling symlinks and symlinks
 that lead outside the folder (unless allowed) become ``status=error`` rows with the reason, so an import
 always finishes. What is not a row is counted by reason (``FolderScan.skipped``): hidden names, the
-ground-truth side table ``plip render`` writes (``synth_pedes.card.truth``), things that are not regular
-files, linked folders that contain themselves. Nothing is silently dropped (docs/formats.md#image-folders).
+ground-truth side table ``plip render`` writes (``synth_pedes.card.truth``), files whose extension is not an
+image format's (``IMAGE_EXTENSIONS``: a README.txt is not a bad image), things that are not regular files,
+linked folders that contain themselves. Nothing is silently dropped (docs/formats.md#image-folders).
 """
 from __future__ import annotations
 
 import collections
+import itertools
 import hashlib
 import logging
 import os
@@ -36,6 +38,9 @@ SKIPPED_HIDDEN = "hidden"  # a name starting with '.' (counted once per hidden f
 SKIPPED_SIDE_TABLE = "ground-truth table"
 SKIPPED_NOT_A_FILE = "not a regular file"  # a fifo, socket or device: reading one could block
 SKIPPED_LOOP = "symlink loop"  # a linked folder inside itself
+SKIPPED_NOT_IMAGE = "not an image file (extension)"  # README.txt, labels.csv, Thumbs.db, a file with no extension
+# the file-name extensions of every format PIL can open, lower-cased: the one list of what counts as an image file
+IMAGE_EXTENSIONS = frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,8 @@ def _walk(root: Path, rel_dir: str, allow_outside: bool, skipped: collections.Co
                 skipped[SKIPPED_LOOP] += 1
             else:
                 yield from _walk(root, rel, allow_outside, skipped, open_dirs | {real})
+        elif not is_image_name(entry.name):
+            skipped[SKIPPED_NOT_IMAGE] += 1
         elif is_file:
             yield rel, path.stat().st_size, ""
         elif entry.is_symlink() and not path.exists():
@@ -143,6 +150,29 @@ def _walk(root: Path, rel_dir: str, allow_outside: bool, skipped: collections.Co
                            "does not exist; restore the target or remove the link")
         else:
             skipped[SKIPPED_NOT_A_FILE] += 1
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has the extension of an image format (``IMAGE_EXTENSIONS``, any case)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def holds_image_files(folder: str | os.PathLike, look_at: int = 200) -> bool:
+    """Whether ``folder`` looks like a folder of images (flat, or one folder per identity): one of the first
+    ``look_at`` names at its top level, or in one of its first ``look_at`` folders, is an image file. Bounded:
+    it words an error message."""
+    try:
+        with os.scandir(folder) as top:
+            for entry in itertools.islice(top, look_at):
+                if is_image_name(entry.name) and entry.is_file():
+                    return True
+                if entry.is_dir() and not entry.name.startswith("."):
+                    with os.scandir(entry.path) as inner:
+                        if any(is_image_name(e.name) for e in itertools.islice(inner, look_at)):
+                            return True
+    except OSError:
+        return False
+    return False
 
 
 def identity_ids(folders: list[str]) -> tuple[dict[str, int], dict[str, int]]:
