@@ -75,3 +75,17 @@ def test_training_logs_progress_lines_with_steps_losses_and_samples_per_second(t
     assert "ETA" in lines[0] and lines[-1].startswith("plip-pretrain: 4/4 steps (100%), 32 samples, loss 1.5, ")
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["mean_of_steps"], r["loss"]) for r in records] == [(1, 1, 4.0), (2, 1, 3.0), (4, 2, 1.5)]
+
+
+def test_the_demo_log_gets_each_commands_output_and_progress_as_it_happens(tmp_path):
+    """Issue 19: demo.log stayed empty for 12 minutes while five stages finished (block-buffered, and the
+    commands' progress went to the terminal)."""
+    from pipelines.demo import DemoContext, cli, open_log
+
+    with open_log(tmp_path / "demo.log") as log:
+        ctx = DemoContext(out=tmp_path, quick=True, workers=0, log=log)
+        cli(ctx, "render", "--out", tmp_path / "pp", "--identities", "2", "--images-per-identity", "2",
+            "--workers", "0")
+        text = (tmp_path / "demo.log").read_text()  # before the log is closed
+    assert text.startswith("$ plip render --out") and "render: 1/1 shards (100%), 4 rows" in text
+    assert "rendered ProcPedes" in text
