@@ -46,7 +46,7 @@ class Progress:
     def __init__(self, desc: str, total: int, *, unit: str, rate_unit: str | None = None, initial: int = 0,
                  show: bool | None = None, stream: TextIO | None = None,
                  clock: Callable[[], float] = time.monotonic, interval: float | None = None):
-        self.desc, self.total, self.unit, self.rate_unit = desc, total, unit, rate_unit or unit
+        self.desc, self.total, self.unit, self.rate_unit = desc, total, unit, rate_unit or f"{unit}s"
         self.done = self.skipped = initial
         self.amount = self.skipped_amount = 0
         self.info: dict[str, str] = {}
@@ -86,7 +86,7 @@ class Progress:
         elapsed = self.clock() - self.t0
         parts = [f"{self.desc}: {self.done}/{self.total} {self.unit}s"
                  f"{f' ({100 * self.done / self.total:.0f}%)' if self.total else ''}"]
-        if self.rate_unit != self.unit:
+        if self.rate_unit != f"{self.unit}s":  # shards carrying rows: how many rows so far
             parts.append(f"{self.amount + self.skipped_amount} {self.rate_unit}")
         parts += [f"{k} {v}" for k, v in self.info.items()]
         parts.append(f"{self.rate():.1f} {self.rate_unit}/s")

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = Progress(f"export {dataset.manifest.name}", total, unit="image", rate_unit="images")
+            bar = Progress(f"export {dataset.manifest.name}", total, unit="image")
         bar.update(1)
 
     try:
