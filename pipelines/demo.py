@@ -13,6 +13,7 @@ plainly whether pre-training beat the baseline.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import time
@@ -276,7 +277,9 @@ STAGES: list[tuple[str, Callable[[DemoContext], dict]]] = [
 
 
 def run_demo(out: Path, quick: bool = False, workers: int | None = None,
-             report: Callable[[str], None] = print) -> dict:
+             report: Callable[[str], None] | None = None) -> dict:
+    # each stage line as it happens, also when stdout is a file (a batch job's), which Python buffers
+    report = report or functools.partial(print, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
     rows = []
