@@ -89,3 +89,21 @@ def test_the_demo_log_gets_each_commands_output_and_progress_as_it_happens(tmp_p
         text = (tmp_path / "demo.log").read_text()  # before the log is closed
     assert text.startswith("$ plip render --out") and "render: 1/1 shards (100%), 4 rows" in text
     assert "rendered ProcPedes" in text
+
+
+def test_the_demo_flushes_each_stage_line_as_it_happens(tmp_path, monkeypatch):
+    """In a batch job stdout is a file: Python held the demo's stage lines until the end."""
+    import sys
+
+    import pipelines.demo as demo
+
+    class Stdout(io.StringIO):
+        flushed: list = []
+
+        def flush(self):
+            self.flushed.append(self.getvalue())
+
+    monkeypatch.setattr(demo, "STAGES", [("one stage", lambda ctx: {"output": "o", "rows": 0})])
+    monkeypatch.setattr(sys, "stdout", Stdout())
+    demo.run_demo(tmp_path, workers=0)
+    assert any(text.endswith("[1/1] one stage ...\n") for text in sys.stdout.flushed)
