@@ -65,7 +65,8 @@ class MetricLogger:
             self._tensorboard.add_scalar(f"train/{k}", v, step + 1)
         self._tensorboard.add_scalar("train/lr", lr, step + 1)
         self._tensorboard.add_scalar("train/samples_per_s", rate, step + 1)
-        self._progress.update(1, samples, **{k: f"{v:.3g}" for k, v in mean.items() if k.endswith("loss")})
+        shown = ["loss"] if "loss" in mean else [k for k in mean if k.endswith("_loss")]  # the total, if there is one
+        self._progress.update(1, samples, **{k: f"{mean[k]:.3g}" for k in shown})
         self._window, self._window_samples, self._window_t = [], 0, now
         self.last_record = record
         return record

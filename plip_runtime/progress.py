@@ -52,6 +52,7 @@ class Progress:
         self.info: dict[str, str] = {}
         self.stream, self.clock = stream or sys.stderr, clock
         self.t0 = self.last_line = clock()
+        self.done_at_last_line = initial
         self.interval = progress_interval() if interval is None else interval
         self.mode = "off" if show is False else "bar" if show or _is_terminal(self.stream) else "lines"
         self.bar = None
@@ -101,12 +102,12 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        elif self.mode == "lines" and self.done > self.skipped:
+        elif self.mode == "lines" and self.done > max(self.skipped, self.done_at_last_line):
             self._line(self.status())
         self.mode = "off"
 
     def _line(self, text: str) -> None:
-        self.last_line = self.clock()
+        self.last_line, self.done_at_last_line = self.clock(), self.done
         print(text, file=self.stream, flush=True)
 
 

@@ -68,9 +68,10 @@ def test_training_logs_progress_lines_with_steps_losses_and_samples_per_second(t
     monkeypatch.setenv(INTERVAL_ENV, "1e-9")  # a line at every step
     logger = MetricLogger(tmp_path, enabled=True, every=2, start=0, end=4, name="plip-pretrain")
     for step in range(4):
-        logger.log(step, {"loss": float(4 - step)}, lr=0.1, samples=8)
+        logger.log(step, {"loss": float(4 - step), "tic_loss": 1.0}, lr=0.1, samples=8)
     logger.close()
     lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4 and "tic_loss" not in lines[0]  # the total only; the end is not said twice
     assert lines[0].startswith("plip-pretrain: 1/4 steps (25%), 8 samples, loss 4, ") and "samples/s" in lines[0]
     assert "ETA" in lines[0] and lines[-1].startswith("plip-pretrain: 4/4 steps (100%), 32 samples, loss 1.5, ")
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
