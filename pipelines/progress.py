@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from plip_runtime.progress import Progress
+from plip_runtime.progress import Progress, progress_interval
 
 
 class ShardProgress:
@@ -17,7 +17,9 @@ class ShardProgress:
                  interval: float | None = None):
         self.desc, self.rows, self.errors, self.skipped = desc, 0, 0, 0
         self.show = None if disable is None else not disable
-        self.stream, self.clock, self.interval = stream or sys.stderr, clock, interval
+        # read now: a bad PLIP_PROGRESS_INTERVAL is refused before the job, not at its first shard
+        self.interval = progress_interval() if interval is None else interval
+        self.stream, self.clock = stream or sys.stderr, clock
         self.progress: Progress | None = None
         self.t0 = time.perf_counter()
 

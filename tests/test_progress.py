@@ -61,7 +61,7 @@ def test_the_interval_comes_from_the_environment_and_a_bad_one_is_named(monkeypa
     for bad in ("soon", "0", "-1"):
         monkeypatch.setenv(INTERVAL_ENV, bad)
         with pytest.raises(ValueError, match=f"{INTERVAL_ENV}='{bad}'.*e.g. 60"):
-            progress_interval()
+            ShardProgress("synth")  # before the job starts
 
 
 def test_training_logs_progress_lines_with_steps_losses_and_samples_per_second(tmp_path, monkeypatch, capsys):
