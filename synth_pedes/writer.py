@@ -590,10 +590,15 @@ def _another_plan(directory: Path, old: dict, new: dict) -> str:
     def value(v: Any) -> str:
         return "not recorded" if v is None else json.dumps(v, default=str)
 
-    names = [name.removeprefix("producer.") for name, _, _ in diff]
-    differs = "; ".join(f"{n}: {value(o)} in the unfinished write, {value(v)} now" for n, (_, o, v) in zip(names, diff))
-    started = ", ".join(f"{n} {value(o)}" for n, (_, o, _) in zip(names, diff))
-    return f"{text}: {differs}. Re-run with {started} to finish it, or write to a new directory (or delete this one)."
+    diff = [(name.removeprefix("producer."), o, v) for name, o, v in diff]
+    differs = "; ".join(f"{n}: {value(o)} in the unfinished write, {value(v)} now" for n, o, v in diff)
+    if any(v is None for _, _, v in diff):  # a setting this version does not record: another version started it
+        fix = f"It was started by another version ({old.get('producer', {}).get('package_version', '?')}): finish it " \
+              "with that version"
+    else:
+        fix = "Re-run with " + ", ".join(f"{n} {value(o)}" if o is not None else f"no {n}" for n, o, _ in diff) + \
+              " to finish it"
+    return f"{text}: {differs}. {fix}, or write to a new directory (or delete this one)."
 
 
 @contextlib.contextmanager

@@ -178,6 +178,13 @@ def test_a_resume_with_another_precision_is_refused_naming_the_setting_and_both_
     assert 'config.precision: "fp32" in the unfinished write, "bf16" now' in err
     assert 'Re-run with config.precision "fp32" to finish it, or write to a new directory' in err
     assert "batch_size" not in err and "package_version" not in err
+    # a write planned before issue 19 (batch_size fingerprinted): finish it with the version that started it
+    plan = json.loads((out / "_stats" / "plan.json").read_text())
+    plan["fingerprint"], plan["producer"]["config"]["batch_size"] = "planned-before", 8
+    (out / "_stats" / "plan.json").write_text(json.dumps(plan))
+    assert _synth(setup, out, "--workers", "0", "--precision", "fp32") == 2
+    err = capsys.readouterr().err
+    assert "config.batch_size: 8 in the unfinished write, not recorded now. It was started by another version" in err
 
 
 def test_synth_config_precision():
