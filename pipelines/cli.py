@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import torchvision_cpu_shim
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .cluster import ClusterError
 
+    started = time.time()
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except (UsageError, SynthPedesError, ClusterError, FileNotFoundError, NotADirectoryError, ValueError) as e:
@@ -83,8 +86,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"plip {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        finished = _finished_output(args, started)
+        if finished is not None:  # e.g. Ctrl-C while the workers were stopping: the work is done
+            print(f"plip {args.command}: finished ({finished}); interrupted during shutdown", file=sys.stderr)
+            return 0
         print(f"plip {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+
+
+def _finished_output(args: argparse.Namespace, since: float) -> str | None:
+    """``"OUT complete, id ..."`` when this command finished writing the dataset ``--out`` (its manifest was
+    written since ``since``), else None."""
+    manifest = getattr(args, "out", None) and Path(args.out) / "manifest.json"
+    try:
+        if not manifest or manifest.stat().st_mtime < since - 1:  # (file times may lag the clock a little)
+            return None
+        return f"{args.out} complete, id {json.loads(manifest.read_text())['id']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 if __name__ == "__main__":

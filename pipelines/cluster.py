@@ -133,14 +133,64 @@ def _local_cluster(n: int) -> Iterator[object]:
     # if its thread pool was not made yet (the demo's in-process training ran on 1 of 2 cores that way).
     saved = dict(os.environ)
     try:
-        with dask.config.set(config), \
-                LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                             silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        with dask.config.set(config):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)
+            client = Client(cluster)
+            client.register_plugin(IgnoreInterrupts(), name="plip-ignore-interrupts")
             _restore_environ(saved)
             _log.info("started a Dask LocalCluster with %d workers", n)
-            yield client
+            try:
+                yield client
+            except KeyboardInterrupt:  # the client's futures still waiting would each log a traceback
+                _close(client, cluster, quiet=("distributed", "tornado"))
+                raise
+            except BaseException:
+                _close(client, cluster)
+                raise
+            try:
+                _close(client, cluster)
+            except KeyboardInterrupt:  # the job is done: its output is complete, nothing to resume
+                _log.warning("interrupted while stopping the Dask workers after the job finished: its output is "
+                             "complete")
     finally:
         _restore_environ(saved)
+
+
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin
+except ImportError:  # no Dask here: the jobs run in-process (workers=0)
+    WorkerPlugin = object
+
+
+class IgnoreInterrupts(WorkerPlugin):
+    """A LocalCluster's workers ignore SIGINT: a Ctrl-C reaches the whole process group, and this process stops
+    them (or the job) itself; in a worker it only printed a KeyboardInterrupt traceback and made its nanny log
+    the worker's death."""
+
+    def setup(self, worker) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # where signal handlers are set
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _close(client, cluster, quiet: Sequence[str] = ()) -> None:
+    """Stop the client, then the workers. A worker that does not stop in time is killed, as it should be (a task
+    still running, or a model still unloading): the nanny's "Worker process still alive after 4.0 seconds,
+    killing" is not shown, being no problem of the job's; nor is anything the ``quiet`` loggers say meanwhile."""
+    levels = {name: logging.getLogger(name).level for name in ("distributed.nanny", *quiet)}
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.ERROR if name == "distributed.nanny" else logging.CRITICAL)
+    try:
+        try:
+            client.close()
+        finally:
+            cluster.close()
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 PROBE_PREFIX = ".plip-probe-"  # hidden, and removed before the job writes: never part of a dataset

@@ -13,6 +13,7 @@ plainly whether pre-training beat the baseline.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import time
@@ -44,14 +45,21 @@ class DemoContext:
                 "spac_steps": 120, "rec_steps": 150, "plip_steps": 40, "plip_batch": 32}
 
 
+def open_log(path: Path) -> io.TextIOBase:
+    """The demo log, line-buffered: each line is on disk as it is written (it stayed empty for the first
+    12 minutes of a demo), for ``tail -f`` or a batch job's log collector."""
+    return open(path, "a", buffering=1)
+
+
 def cli(ctx: DemoContext, *argv: str) -> int:
-    """Run one ``plip`` command in-process, its printed output going to the demo log."""
+    """Run one ``plip`` command in-process, its printed output and its progress lines (stderr, not a terminal
+    here: docs/formats.md#progress) going to the demo log; the terminal shows the demo's stages."""
     from .cli import build_parser
 
     args = build_parser().parse_args([str(a) for a in argv])
     import importlib
 
-    with contextlib.redirect_stdout(ctx.log):
+    with contextlib.redirect_stdout(ctx.log), contextlib.redirect_stderr(ctx.log):
         print(f"$ plip {' '.join(map(str, argv))}")
         code = int(importlib.import_module(args._module).run(args) or 0)
     if code != 0:
@@ -221,7 +229,8 @@ def stage_pretrain(ctx: DemoContext) -> dict:
     lines = (out / "metrics.jsonl").read_text().splitlines()
     first, last = json.loads(lines[0]), json.loads(lines[-1])
     return {"output": str(out), "rows": s["plip_steps"],
-            "note": f"cpu-small at 128x64, batch {batch}; loss {first['loss']:.2f} -> {last['loss']:.2f}, "
+            "note": f"cpu-small at 128x64, batch {batch}; loss at step {first['step']} -> mean of the last "
+                    f"{last['mean_of_steps']} steps: {first['loss']:.2f} -> {last['loss']:.2f}, "
                     f"{last['samples_per_s']:.1f} images/s; loss curves in losses.png"}
 
 
@@ -268,13 +277,15 @@ STAGES: list[tuple[str, Callable[[DemoContext], dict]]] = [
 
 
 def run_demo(out: Path, quick: bool = False, workers: int | None = None,
-             report: Callable[[str], None] = print) -> dict:
+             report: Callable[[str], None] | None = None) -> dict:
+    # each stage line as it happens, also when stdout is a file (a batch job's), which Python buffers
+    report = report or functools.partial(print, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
     rows = []
     from .cluster import dask_client
 
-    with open(out / "demo.log", "a") as log, dask_client(workers) as client:
+    with open_log(out / "demo.log") as log, dask_client(workers) as client:
         ctx = DemoContext(out=out, quick=quick, workers=workers, log=log,
                           scheduler=client.scheduler.address if client is not None else None)
         for i, (name, fn) in enumerate(STAGES, 1):

@@ -7,6 +7,7 @@ crash (kill -9 included), bounded retries and per-shard stats.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -32,8 +33,7 @@ def run_synth(images: Path, out: Path, config: SynthConfig, *, shard_rows: int =
 
     dataset = open_dataset(images)
     checkpoint = find_checkpoint(config.captioner)
-    config = SynthConfig(**{**config.to_dict(), "captioner": str(checkpoint.resolve()),
-                            "threads": config.threads}).resolved()
+    config = dataclasses.replace(config, captioner=str(checkpoint.resolve())).resolved()
     units = plan_units(dataset)
     producer = {"stage": "spac-synth", "config": config.to_dict(),
                 "captioner": {"path": str(checkpoint), "sha256": file_sha256(checkpoint / "model.safetensors")},

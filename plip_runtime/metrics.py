@@ -1,13 +1,15 @@
 """Training logs, the same for every trainer: ``metrics.jsonl`` (one JSON line per logged step), TensorBoard
-scalars under ``tb/``, a progress bar with the loss terms and samples/s, and ``losses.png`` at the end.
+scalars under ``tb/``, progress (a bar with the loss terms and samples/s on a terminal, a line every
+``PLIP_PROGRESS_INTERVAL`` seconds in a log: plip_runtime.progress) and ``losses.png`` at the end.
 Only the main rank writes; a resumed run first drops the lines logged after the checkpoint it resumes from,
 so the log reads as one uninterrupted run."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
+
+from .progress import Progress
 
 METRICS_FILE, TENSORBOARD_DIR, PLOT_FILE = "metrics.jsonl", "tb", "losses.png"
 
@@ -22,7 +24,8 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 class MetricLogger:
     """Logs steps ``start+1 .. end``: every ``every`` steps, plus the first and the last, a line with the means of
-    the loss terms since the last line, the learning rate, samples/s and the elapsed time."""
+    the loss terms over the steps since the last line (``mean_of_steps`` of them), the learning rate, samples/s
+    and the elapsed time. ``progress``: a bar (True), nothing (False), or None: a bar on a terminal, else lines."""
 
     def __init__(self, run_dir: Path, *, enabled: bool, every: int, start: int, end: int, name: str,
                  progress: bool | None = None):
@@ -30,18 +33,15 @@ class MetricLogger:
         self._t0 = self._window_t = time.perf_counter()
         self._window: list[dict] = []
         self._window_samples = self._samples = 0
-        self._jsonl = self._tensorboard = self._bar = None
+        self._jsonl = self._tensorboard = self._progress = None
+        self.last_record: dict | None = None  # the last line written to metrics.jsonl
         if not enabled:
             return
         from torch.utils.tensorboard import SummaryWriter
-        from tqdm import tqdm
-
         truncate_metrics(Path(run_dir) / METRICS_FILE, start)
         self._jsonl = open(Path(run_dir) / METRICS_FILE, "a")
         self._tensorboard = SummaryWriter(str(Path(run_dir) / TENSORBOARD_DIR), purge_step=start + 1)
-        show = sys.stderr.isatty() if progress is None else progress
-        self._bar = tqdm(total=end, initial=start, desc=name, unit="step", dynamic_ncols=True, disable=not show,
-                         file=sys.stderr)
+        self._progress = Progress(name, end, unit="step", rate_unit="samples", initial=start, show=progress)
 
     def log(self, step: int, terms: dict, lr: float, samples: int) -> dict | None:
         """Record 0-based ``step`` (its terms are floats); returns the line written, if one was."""
@@ -50,23 +50,25 @@ class MetricLogger:
         self._window.append(terms)
         if not self.enabled:
             return None
-        self._bar.update(1)
         if (step + 1) % self.every and step != self.start and step + 1 != self.end:
+            self._progress.update(1, samples)
             return None
         now = time.perf_counter()
         names = [k for k in self._window[-1]]
         mean = {k: sum(t.get(k, 0.0) for t in self._window) / len(self._window) for k in names}
         rate = self._window_samples / max(now - self._window_t, 1e-9)
-        record = {"step": step + 1, **{k: round(v, 6) for k, v in mean.items()}, "lr": lr,
-                  "samples_per_s": round(rate, 2), "elapsed_s": round(now - self._t0, 2)}
+        record = {"step": step + 1, **{k: round(v, 6) for k, v in mean.items()}, "mean_of_steps": len(self._window),
+                  "lr": lr, "samples_per_s": round(rate, 2), "elapsed_s": round(now - self._t0, 2)}
         self._jsonl.write(json.dumps(record) + "\n")
         self._jsonl.flush()
         for k, v in mean.items():
             self._tensorboard.add_scalar(f"train/{k}", v, step + 1)
         self._tensorboard.add_scalar("train/lr", lr, step + 1)
         self._tensorboard.add_scalar("train/samples_per_s", rate, step + 1)
-        self._bar.set_postfix(**{k: f"{v:.3g}" for k, v in mean.items() if k.endswith("loss")}, s_per_s=f"{rate:.1f}")
+        shown = ["loss"] if "loss" in mean else [k for k in mean if k.endswith("_loss")]  # the total, if there is one
+        self._progress.update(1, samples, **{k: f"{mean[k]:.3g}" for k in shown})
         self._window, self._window_samples, self._window_t = [], 0, now
+        self.last_record = record
         return record
 
     def samples_per_second(self) -> float:
@@ -75,7 +77,7 @@ class MetricLogger:
 
     def close(self) -> None:
         if self.enabled:
-            self._bar.close()
+            self._progress.close()
             self._jsonl.close()
             self._tensorboard.close()
 

@@ -306,6 +306,7 @@ class TrainResult:
     losses: list[dict]  # the loss terms of every step of this segment (floats)
     samples_per_second: float  # this segment's training throughput (set-up excluded)
     extra: dict  # trainer facts (corpus statistics, vocabulary sizes, ...)
+    last_logged: dict | None = None  # the last metrics.jsonl line (main rank): means over its mean_of_steps steps
 
     @property
     def steps(self) -> int:
@@ -314,6 +315,22 @@ class TrainResult:
     @property
     def finished(self) -> bool:
         return self.end_step >= self.total_steps
+
+    def loss_rows(self) -> list[tuple[str, str]]:
+        """A trainer summary's loss rows, each saying which loss it is (docs/formats.md#logs): the terms of the
+        last step, and their means over the last metrics.jsonl line's steps."""
+        rows = [("loss at the last step", _loss_terms(self.losses[-1]))] if self.losses else []
+        if self.last_logged and "mean_of_steps" in self.last_logged:
+            n = self.last_logged["mean_of_steps"]
+            rows.append((f"loss, mean of the last {n} step{'s' if n != 1 else ''}", _loss_terms(self.last_logged)))
+        return rows
+
+
+def _loss_terms(terms: dict) -> str:
+    """``2.3456 (caption_loss 1.234, attribute_loss 0.1111)``: the total, then the other loss terms."""
+    parts = [f"{k} {v:.4g}" for k, v in terms.items() if k.endswith("_loss")]
+    total = f"{terms['loss']:.4f}" if "loss" in terms else ""
+    return f"{total} ({', '.join(parts)})" if total and parts else total or ", ".join(parts)
 
 
 class Run:
@@ -460,8 +477,10 @@ class Run:
 
     def result(self, losses: list[dict], checkpoint: Path | None, **extra: Any) -> "TrainResult":
         """What a trainer returns: this process's steps and losses, the last checkpoint, ``extra`` facts."""
+        logger = self.logger
         return TrainResult(self.directory, self.start_step, self.end_step, self.total_steps, checkpoint, losses,
-                           self.logger.samples_per_second() if self.logger is not None else 0.0, extra)
+                           logger.samples_per_second() if logger is not None else 0.0, extra,
+                           last_logged=logger.last_record if logger is not None else None)
 
     def _write(self, step: int, checkpoint: Path | None, finished: bool) -> None:
         write_run_file(self.directory, {

@@ -50,9 +50,11 @@ class SynthConfig(ConfigBase):
     captioner: str  # captioner checkpoint directory
     recognizers: tuple = ()  # e.g. ("classifier:/runs/rec",): combined slot by slot by the union recognizer
     prompt_captions: int = 1
-    batch_size: int = 32
+    batch_size: int = 32  # execution only: the rows are the same for any batch size (tests/test_synth_job.py)
     decoding: str = "greedy"  # greedy | beam | nucleus
-    device: str = "cpu"  # "cuda" picks cuda:<worker index % GPUs> inside a Dask worker
+    # "cuda" picks cuda:<worker index % GPUs> inside a Dask worker. The device type (cpu, cuda) is part of the
+    # output's identity (its kernels may round differently), the GPU's index is not
+    device: str = "cpu"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (plip_runtime.device), resolved once on the client
     # execution only (not part of the output's identity, so a resume may use another worker count):
     threads: int | None = field(default=None, compare=False)  # torch intra-op threads per process
@@ -91,10 +93,13 @@ class SynthConfig(ConfigBase):
         return replace(self, precision=resolve_precision("auto", self.device))
 
     def to_dict(self) -> dict:
-        """What determines the output (recorded in the manifest and the shard plan's fingerprint)."""
+        """What determines the output (recorded in the manifest and the shard plan's fingerprint): not how it is
+        computed (threads, batch size, which GPU), so that a resume may change those and the same rows made
+        either way are the same dataset."""
         d = asdict(self)
-        d.pop("extra")
-        d.pop("threads")
+        for not_recorded in ("extra", "threads", "batch_size"):
+            d.pop(not_recorded)
+        d["device"] = self.device.partition(":")[0]
         if not d["calibration"]:  # plans made before the field existed keep their fingerprint
             d.pop("calibration")
         return d

@@ -565,15 +565,40 @@ def _existing_write(directory: Path, plan_doc: dict) -> Manifest | None:
     if plan_path.is_file():
         old = json.loads(plan_path.read_text())
         if old.get("fingerprint") != plan_doc["fingerprint"]:
-            raise DatasetExistsError(
-                f"{directory} holds an unfinished write of a different input or configuration "
-                f"({old.get('name')!r}, {old.get('num_shards')} shards). Re-run that command to finish it, "
-                "or write to a new directory (or delete this one).")
+            raise DatasetExistsError(_another_plan(directory, old, plan_doc))
         return None
     if directory.exists() and any(p.name != STATS_DIR for p in directory.iterdir()):
         raise DatasetExistsError(f"{directory} is not empty and is not a synth-pedes write; choose a new output "
                                  "directory so nothing of yours is overwritten.")
     return None
+
+
+def _another_plan(directory: Path, old: dict, new: dict) -> str:
+    """Why ``directory``'s unfinished write cannot be resumed by this one: each setting of the plan documents
+    (the producer's config included) that differs, with both values, and the fix."""
+    from plip_runtime.runs import config_diff
+
+    ignored = ("fingerprint", "producer.package_version")  # the version alone never blocks a resume
+    new = json.loads(json.dumps(new, default=str))  # as it would be stored: tuples are lists there
+    diff = [d for d in config_diff(old, new) if d[0] not in ignored]
+    text = f"{directory} holds an unfinished write of a different input or configuration ({old.get('name')!r}, " \
+           f"{old.get('num_shards')} shards)"
+    if not diff:
+        return f"{text}: the same settings, other input items. Re-run the command that started it to finish it, " \
+               "or write to a new directory (or delete this one)."
+
+    def value(v: Any) -> str:
+        return "not recorded" if v is None else json.dumps(v, default=str)
+
+    diff = [(name.removeprefix("producer."), o, v) for name, o, v in diff]
+    differs = "; ".join(f"{n}: {value(o)} in the unfinished write, {value(v)} now" for n, o, v in diff)
+    if any(v is None for _, _, v in diff):  # a setting this version does not record: another version started it
+        fix = f"It was started by another version ({old.get('producer', {}).get('package_version', '?')}): finish it " \
+              "with that version"
+    else:
+        fix = "Re-run with " + ", ".join(f"{n} {value(o)}" if o is not None else f"no {n}" for n, o, _ in diff) + \
+              " to finish it"
+    return f"{text}: {differs}. {fix}, or write to a new directory (or delete this one)."
 
 
 @contextlib.contextmanager

@@ -212,3 +212,55 @@ def test_every_job_stops_waiting_when_the_cluster_has_no_workers(caplog):
         assert time.monotonic() - t0 < 10
         assert "no Dask workers are connected to the scheduler" in caplog.text
         assert all(f.status == "cancelled" for f in futures)
+
+
+def test_ctrl_c_while_the_workers_stop_after_the_job_is_no_failure_and_the_nanny_is_quiet(monkeypatch, caplog):
+    """Issue 19: Ctrl-C during worker shutdown, after the work finished, made the command report an interrupted
+    job (exit 130); Dask printed 'Worker process still alive after 4.0 seconds, killing'."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    nanny_levels, real_client_close, real_cluster_close = [], Client.close, LocalCluster.close
+
+    def client_close(self, *args, **kwargs):  # the Ctrl-C lands while the client closes
+        real_client_close(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    def cluster_close(self, *args, **kwargs):
+        nanny_levels.append(logging.getLogger("distributed.nanny").getEffectiveLevel())
+        return real_cluster_close(self, *args, **kwargs)
+
+    monkeypatch.setattr(Client, "close", client_close)
+    monkeypatch.setattr(LocalCluster, "close", cluster_close)
+    with caplog.at_level(logging.WARNING, logger="pipelines.cluster"):
+        with dask_client(1) as client:
+            assert client.submit(sum, [1, 2]).result() == 3
+            # a Ctrl-C reaches the workers too: they leave stopping to this process, printing nothing
+            assert set(client.run(_sigint_handler).values()) == {"SIG_IGN"}
+    assert "interrupted while stopping the Dask workers after the job finished" in caplog.text
+    assert nanny_levels[0] == logging.ERROR and logging.getLogger("distributed.nanny").level == logging.NOTSET
+
+
+def test_ctrl_c_after_the_dataset_was_finished_exits_0_saying_so(tmp_path, monkeypatch, capsys):
+    import pipelines.commands.validate as command
+
+    def finishes_then_interrupted(args):  # a dataset "d" is written, then Ctrl-C; any other is interrupted
+        if args.out.name == "d":
+            args.out.mkdir()
+            (args.out / "manifest.json").write_text(json.dumps({"id": "sha256:abc"}))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "run", finishes_then_interrupted)
+    monkeypatch.setattr(command, "add_arguments", lambda parser: parser.add_argument("--out", type=Path))
+    assert main(["validate", "--out", str(tmp_path / "d")]) == 0
+    assert capsys.readouterr().err == (f"plip validate: finished ({tmp_path / 'd'} complete, id sha256:abc); "
+                                       "interrupted during shutdown\n")
+    assert main(["validate", "--out", str(tmp_path / "new")]) == 130  # nothing finished: resume
+    assert "interrupted; re-run the same command to resume" in capsys.readouterr().err
+
+
+def _sigint_handler() -> str:
+    import signal
+
+    return getattr(signal.getsignal(signal.SIGINT), "name", "other")

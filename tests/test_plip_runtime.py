@@ -161,3 +161,19 @@ def test_a_run_resumes_extends_and_refuses_with_reasons(tmp_path):
             device=torch.device("cpu"))
     with pytest.raises(ConfigError, match=r"options\.stop_after: must be an integer >= 1"):
         RunOptions(stop_after=0)
+
+
+def test_a_trainers_summary_says_which_loss_each_figure_is(tmp_path):
+    """Issue 19: the summary's 'final loss' (the last step), metrics.jsonl's means and summary.json's first ->
+    last were three unlabelled figures."""
+    train = TrainArgs(max_steps=6, log_every=3)
+    run = _run(tmp_path, train, progress=False)
+    run.plan(10, [{"id": "sha256:d"}])
+    losses = [{"loss": float(step), "caption_loss": step / 2} for step in range(6)]
+    for step, terms in enumerate(losses):
+        run.log(step, terms, 0.1, 8)
+    checkpoint = run.finish(lambda d, s: (d / "model.safetensors").write_bytes(b"w"), {"rng": [rng_state()]})
+    assert run.result(losses, checkpoint).loss_rows() == [("loss at the last step", "5.0000 (caption_loss 2.5)"),
+                                                          ("loss, mean of the last 3 steps", "4.0000 (caption_loss 2)")]
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(x["step"], x["mean_of_steps"], x["loss"]) for x in lines] == [(1, 1, 0.0), (3, 2, 1.5), (6, 3, 4.0)]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _fixtures import make_writable
 from pipelines.cli import main
 from spac.captioner import CaptionTokenizer, SpacCaptioner, load_config, save_checkpoint
 from spac.annotator import SynthConfig
@@ -130,16 +131,60 @@ def test_model_cache_keeps_only_the_current_configuration():
 
 
 def test_the_annotator_fingerprint_is_the_one_plans_were_written_with():
-    """The label is unchanged since it was the repr of spac.synth.SpacAnnotator. The config changed once on
-    purpose: issue 16's union no longer abstains (union_threshold 0.5 -> 0), and its rows carry faithfulness
-    scores, so a job planned before is refused on resume instead of mixing the two kinds of rows."""
+    """The label is unchanged since it was the repr of spac.synth.SpacAnnotator. The config changed on purpose
+    twice: issue 16's union no longer abstains (union_threshold 0.5 -> 0), and its rows carry faithfulness
+    scores, so a job planned before is refused on resume instead of mixing the two kinds of rows; issue 19 took
+    out what cannot change the rows (batch size, the GPU's index: a resume may use others), so a synth planned
+    before issue 19 is refused once, naming batch_size, and must be finished by the version that started it."""
     from spac.annotator import SpacAnnotator
 
-    annotator = SpacAnnotator(SynthConfig(captioner="c", precision="fp32", threads=3))  # threads: execution only
-    assert annotator.fingerprint() == (
-        'spac.synth.SpacAnnotator:SpacAnnotator({"batch_size": 32, "captioner": "c", "decoding": "greedy", '
-        '"device": "cpu", "precision": "fp32", "prompt_captions": 1, "recognizers": [], "seed": 0, '
-        '"union_threshold": 0.0})')
+    for execution in ({"threads": 3}, {"batch_size": 8}, {"device": "cuda:1"}):
+        config = SynthConfig(**{"captioner": "c", "precision": "fp32", "device": "cuda", **execution})
+        assert SpacAnnotator(config).fingerprint() == (
+            'spac.synth.SpacAnnotator:SpacAnnotator({"captioner": "c", "decoding": "greedy", '
+            '"device": "cuda", "precision": "fp32", "prompt_captions": 1, "recognizers": [], "seed": 0, '
+            '"union_threshold": 0.0})')
+
+
+def _unfinished_copy(done: Path, out: Path) -> Path:
+    """``done``'s finished write as if stopped before its last shard: no manifest, the last shard not marked."""
+    import shutil
+
+    shutil.copytree(done, out)
+    for path in out.rglob("*"):
+        make_writable(path)
+    (out / "manifest.json").unlink()
+    sorted((out / "_stats").glob("part-*.json"))[-1].unlink()
+    return out
+
+
+def test_rows_are_the_same_for_any_batch_size_so_a_resume_may_change_it(setup, tmp_path):
+    """Issue 19: a resume with another --batch-size was refused although the rows are identical (48/48)."""
+    assert _synth(setup, tmp_path / "b8", "--workers", "0") == 0  # --batch-size 8
+    assert _synth(setup, tmp_path / "b32", "--workers", "0", "--batch-size", "32") == 0
+    b8, b32 = open_dataset(tmp_path / "b8"), open_dataset(tmp_path / "b32")
+    assert b8.to_table().to_pylist() == b32.to_table().to_pylist() and b8.id == b32.id
+    resumed = _unfinished_copy(tmp_path / "b8", tmp_path / "resumed")
+    assert _synth(setup, resumed, "--workers", "0", "--batch-size", "32") == 0
+    assert open_dataset(resumed).id == b8.id
+
+
+def test_a_resume_with_another_precision_is_refused_naming_the_setting_and_both_values(setup, tmp_path, capsys):
+    assert _synth(setup, tmp_path / "done", "--workers", "0", "--precision", "fp32") == 0
+    out = _unfinished_copy(tmp_path / "done", tmp_path / "u")
+    capsys.readouterr()
+    assert _synth(setup, out, "--workers", "0", "--precision", "bf16") == 2
+    err = capsys.readouterr().err
+    assert 'config.precision: "fp32" in the unfinished write, "bf16" now' in err
+    assert 'Re-run with config.precision "fp32" to finish it, or write to a new directory' in err
+    assert "batch_size" not in err and "package_version" not in err
+    # a write planned before issue 19 (batch_size fingerprinted): finish it with the version that started it
+    plan = json.loads((out / "_stats" / "plan.json").read_text())
+    plan["fingerprint"], plan["producer"]["config"]["batch_size"] = "planned-before", 8
+    (out / "_stats" / "plan.json").write_text(json.dumps(plan))
+    assert _synth(setup, out, "--workers", "0", "--precision", "fp32") == 2
+    err = capsys.readouterr().err
+    assert "config.batch_size: 8 in the unfinished write, not recorded now. It was started by another version" in err
 
 
 def test_synth_config_precision():
@@ -207,3 +252,12 @@ def test_against_a_separately_started_scheduler_and_workers(setup, tmp_path):
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+def test_rerunning_a_finished_job_says_already_complete(setup, tmp_path, capsys):
+    """Issue 19: the re-run printed '0.1 s (448 images/s, 0 shards resumed)' as if it had captioned the images."""
+    assert _synth(setup, tmp_path / "a", "--workers", "0") == 0
+    capsys.readouterr()
+    assert _synth(setup, tmp_path / "a", "--workers", "0") == 0
+    out = capsys.readouterr().out
+    assert out == f"already complete: {tmp_path / 'a'} (id {open_dataset(tmp_path / 'a').id}, 48 rows)\n"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -30,8 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from plip_runtime.progress import Progress
     from synth_pedes import open_dataset
     from synth_pedes.sources.synth_pedes_json import ANNOTATION_NAMES, export_synth_pedes_json
 
@@ -43,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=f"export {dataset.manifest.name}", unit="img",
-                       disable=not sys.stderr.isatty(), file=sys.stderr)
+            bar = Progress(f"export {dataset.manifest.name}", total, unit="image")
         bar.update(1)
 
     try:

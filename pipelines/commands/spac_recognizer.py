@@ -42,11 +42,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, training_overrides(args, CONFIG_FLAGS))
     res = train_classifier(config, args.data, args.out, run_options(args), limit=args.limit)
     vocab = ", ".join(f"{s} {n}" for s, n in res.extra["vocab_sizes"].items())
-    last = res.losses[-1] if res.losses else {}
     print_summary("trained attribute classifier", [
         ("run", res.run_dir), ("checkpoint", res.checkpoint),
         ("steps", f"{res.end_step} of {res.total_steps} ({res.steps} this run)"),
-        ("final loss", f"{last['loss']:.4f}" if last else "-"),
+        *res.loss_rows(),
         ("throughput", f"{res.samples_per_second:.1f} images/s ({res.extra['precision']}, {res.extra['device']})"),
         ("vocabulary", vocab),
         ("logs", f"{res.run_dir}/metrics.jsonl, {res.run_dir}/tb"),

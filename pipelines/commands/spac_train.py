@@ -45,14 +45,11 @@ def run(args: argparse.Namespace) -> int:
         check_dataset_dir("--data", data)
     cfg = load_config(args.config, training_overrides(args, CONFIG_FLAGS))
     res = train(cfg, args.data, args.out, run_options(args), limit=args.limit)
-    last = res.losses[-1] if res.losses else {}
     rows = [("run", res.run_dir), ("checkpoint", res.checkpoint), ("config", cfg.name),
             ("images", res.extra["images"]), ("captions per style", res.extra["corpus"]["captions_per_style"]),
             ("steps", f"{res.end_step} of {res.total_steps} ({res.steps} this run, "
                       f"{res.samples_per_second:.1f} images/s)")]
-    if last:
-        rows.append(("last loss", f"{last['loss']:.4f} (caption {last['caption_loss']:.4f}, "
-                                  f"attribute {last['attribute_loss']:.4f})"))
+    rows += res.loss_rows()
     rows.append(("logs", f"{res.run_dir}/metrics.jsonl, {res.run_dir}/tb"))
     print_summary("trained SPAC captioner", rows)
     if args.evaluate:

@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         manifest = run_synth(args.images, args.out, config, shard_rows=args.shard_rows, client=client,
                              retries=args.retries, name=args.name, on_progress=progress)
     progress.close()
+    if progress.already_complete:  # a re-run of a finished job: nothing was written, no throughput to report
+        print(f"already complete: {args.out} (id {manifest.id}, {manifest.num_rows} rows)")
+        return 0
     seconds = time.perf_counter() - t0
     print_summary(f"SPAC captions for {args.images}", [
         ("dataset", args.out), ("id", manifest.id), ("parent", manifest.parents[0]), ("rows", manifest.num_rows),

@@ -33,11 +33,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, training_overrides(args, CONFIG_FLAGS))
     result = train(cfg, args.data, args.out, run_options(args))
     if result.checkpoint is not None:  # rank 0 only
-        last = result.losses[-1] if result.losses else {}
         print_summary("plip train", [
             ("run", args.out), ("config", cfg.name),
             ("steps", f"{result.end_step} of {result.total_steps} ({result.steps} this run)"),
-            ("samples/s", f"{result.samples_per_second:.1f}"),
-            ("last losses", ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k.endswith("loss"))),
+            ("samples/s", f"{result.samples_per_second:.1f}"), *result.loss_rows(),
             ("checkpoint", result.checkpoint), ("logs", f"{args.out}/metrics.jsonl, {args.out}/tb")])
     return 0
