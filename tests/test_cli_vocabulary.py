@@ -167,3 +167,17 @@ def test_the_dataset_a_command_works_on_is_also_given_as_data(tmp_path, capsys):
     assert capsys.readouterr().out.startswith(f"OK {tmp_path / 'ds'}")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["validate", "a", "--data", "b"])
+
+
+def test_train_recognizer_max_steps_is_optimizer_steps_across_epochs(tmp_path, capsys):
+    """--max-steps N is N optimizer steps in all, past the epoch boundary (24 training rows at batch 8: 3 steps an
+    epoch; the issue saw --max-steps 5 stop after 3)."""
+    assert main(["render", "--out", str(tmp_path / "ds"), "--identities", "8", "--images-per-identity", "4",
+                 "--workers", "0"]) == 0
+    assert main(["spac", "train-recognizer", "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "run"),
+                 "--config", "tiny", "--batch-size", "8", "--max-steps", "5", "--log-every", "1", "--no-progress",
+                 "--device", "cpu"]) == 0
+    assert "5 of 5 (5 this run)" in capsys.readouterr().out
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2, 3, 4, 5]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["steps_per_epoch"] == 3
