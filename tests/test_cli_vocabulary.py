@@ -181,3 +181,14 @@ def test_train_recognizer_max_steps_is_optimizer_steps_across_epochs(tmp_path, c
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [1, 2, 3, 4, 5]
     assert json.loads((tmp_path / "run" / "run.json").read_text())["steps_per_epoch"] == 3
+
+
+def test_device_auto_resolves_to_a_bare_device_type(monkeypatch):
+    """auto on a GPU machine is a bare "cuda" (each Dask worker then takes its own GPU), never "cuda:0" for all."""
+    from pipelines.commands._common import resolved_device
+
+    assert resolved_device(argparse.Namespace(device="auto")) == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolved_device(argparse.Namespace(device="auto")) == "cuda"
+    assert resolved_device(argparse.Namespace(device="cuda:1")) == "cuda:1"

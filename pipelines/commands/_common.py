@@ -10,25 +10,18 @@ from typing import Callable
 
 from ..cluster import DEFAULT_WORKER_TIMEOUT
 
+# binary units, as before: 256MB is 256 MiB
 _UNITS = {"": 1, "b": 1, "kb": 1 << 10, "k": 1 << 10, "mb": 1 << 20, "m": 1 << 20, "gb": 1 << 30, "g": 1 << 30,
           "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
 
 
-def parse_size(text: str) -> int:
-    """'256MB' -> bytes (binary units; plain numbers are bytes)."""
-    m = _SIZE.fullmatch(text)
-    if not m or m.group(2).lower() not in _UNITS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size; use e.g. 500MB, 2GB or 1048576")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def deprecated_alias(new: str, note: str = "") -> type[argparse.Action]:
+def deprecated_alias(new: str) -> type[argparse.Action]:
     """An argparse action for an old flag spelling kept for one release: it stores like ``new`` (a flag whose value
     or const it shares) and warns on stderr that the spelling is going. Its help says so (``deprecated_help``)."""
     class DeprecatedAlias(argparse.Action):
         def __call__(self, parser, namespace, values, option_string=None):
-            warn_deprecated(parser.prog, option_string, new + note)
+            warn_deprecated(parser.prog, option_string, new)
             setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
 
     return DeprecatedAlias
@@ -51,7 +44,8 @@ class ShardSize:
 
 
 def parse_shard_size(text: str) -> ShardSize:
-    """``1000`` -> at most 1000 rows per shard; ``256MB``/``1GiB``/``500k`` -> at most that many bytes of images."""
+    """``1000`` -> at most 1000 rows per shard; ``256MB``/``1GiB``/``500k`` -> at most that many bytes of images.
+    One parser for every command that writes shards: a plain number was bytes in import and rows in synth."""
     m = _SIZE.fullmatch(text)
     unit = m.group(2).lower() if m else None
     if not m or unit not in _UNITS or (not unit and "." in m.group(1)):
@@ -94,12 +88,13 @@ def add_device_argument(parser, help_suffix: str = "") -> None:
 
 
 def resolved_device(args: argparse.Namespace) -> str:
-    """``--device`` made concrete on this machine (``auto`` -> cuda or cpu); a CUDA device this machine lacks is
-    refused with the fix (``ValueError``)."""
+    """``--device`` made concrete on this machine (``auto`` -> ``cuda`` or ``cpu``); a CUDA device this machine lacks
+    is refused with the fix (``ValueError``). ``auto`` and ``cuda`` stay a bare ``cuda``, not ``cuda:0``: each Dask
+    worker of a job then takes GPU ``worker index % GPUs`` (plip_runtime.device.resolve_device)."""
     from plip_runtime.device import resolve_device
 
     device = resolve_device(args.device)
-    return "cuda" if args.device == "cuda" else str(device)
+    return device.type if args.device in ("auto", "cuda") else str(device)
 
 
 PRECISION_HELP = "auto (bf16 where the device runs it natively, fp16 on older GPUs, else fp32), fp32, bf16 or fp16"
