@@ -217,7 +217,7 @@ def stage_pretrain(ctx: DemoContext) -> dict:
     cli(ctx, "train", "--data", data, "--out", out, "--config", "cpu-small", "--max-steps", s["plip_steps"],
         *SMALL_IMAGES, "--set", f"data.batch_size={batch}", "--set", f"data.images_per_identity={min(4, batch // 2)}",
         "--set", f"optim.warmup={max(1, s['plip_steps'] // 10)}", "--set", f"optim.milestones=[{s['plip_steps']}]",
-        "--set", "data.split=null", "--set", f"train.checkpoint_every={s['plip_steps']}", "--workers", 1)
+        "--set", "data.split=null", "--set", f"train.checkpoint_every={s['plip_steps']}", "--loader-workers", 1)
     lines = (out / "metrics.jsonl").read_text().splitlines()
     first, last = json.loads(lines[0]), json.loads(lines[-1])
     return {"output": str(out), "rows": s["plip_steps"],
