@@ -99,6 +99,10 @@ def test_old_spellings_still_work_with_a_warning_for_one_release(tmp_path, capsy
     assert str(args.data) == "d" and "use --data" in err
     args, err = _parse(["import", "images", "s", "--out", "o", "--shard-rows", "4"], capsys)
     assert args.shard_rows == 4 and "use --shard-size N" in err
+    missing = tmp_path / "missing"  # spac caption --evaluate DATASET: now --evaluate --data DATASET
+    assert main(["spac", "caption", "--checkpoint", str(tmp_path), "--evaluate", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "use --evaluate --data DATASET" in err and f"error: --data {missing}: no such dataset directory" in err
 
 
 def test_precision_and_device_accept_the_same_values_in_every_command(capsys):
