@@ -93,7 +93,7 @@ def stage_unlabeled(ctx: DemoContext) -> dict:
     cli(ctx, "render", "--out", folder, "--format", "image-folder", "--identities", s["unlabeled_ids"],
         "--images-per-identity", s["per_id"], "--seed", 1, "--captions-per-image", 0)
     broken = _break_some_files(folder)
-    cli(ctx, "import", "images", folder, "--out", out, "--shard-rows", 64, *_workers(ctx))
+    cli(ctx, "import", "images", folder, "--out", out, "--shard-size", 64, *_workers(ctx))
     m = _manifest(out)
     return {"output": str(out), "rows": m.num_rows, "note": f"{m.status_counts.get('error', 0)} error rows "
             f"({broken} files broken on purpose)", "id": m.id}
@@ -105,7 +105,7 @@ def stage_captioned(ctx: DemoContext) -> dict:
         # seed 2: people of their own, neither in the unlabeled images (seed 1) nor in the benchmark (seed 0)
         cli(ctx, "render", "--out", ctx.path("datasets", f"captioned-{split}"), "--format", "dataset", "--split", split,
             "--identities", s["captioned_ids"], "--images-per-identity", s["captioned_per_id"], "--seed", 2,
-            "--shard-rows", 128, *_workers(ctx))
+            "--shard-size", 128, *_workers(ctx))
     m = _manifest(ctx.path("datasets", "captioned-train"))
     return {"output": str(ctx.path("datasets", "captioned-train")), "rows": m.num_rows, "id": m.id,
             "note": f"human-style captions, SPAC's training data (+ {_manifest(ctx.path('datasets', 'captioned-val')).num_rows} "
@@ -117,7 +117,7 @@ def stage_benchmark(ctx: DemoContext) -> dict:
     s = ctx.sizes
     cli(ctx, "render", "--out", raw, "--format", "cuhk-pedes", "--identities", s["benchmark_ids"],
         "--images-per-identity", s["per_id"], "--seed", 0, "--contact-sheet", ctx.path("contact-sheet.png"))
-    cli(ctx, "import", "cuhk-pedes", raw, "--out", out, "--shard-rows", 256, *_workers(ctx))
+    cli(ctx, "import", "cuhk-pedes", raw, "--out", out, "--shard-size", 256, *_workers(ctx))
     m = _manifest(out)
     return {"output": str(out), "rows": m.num_rows, "note": f"official CUHK-PEDES layout, re-imported; splits "
             f"{m.splits}", "id": m.id}
@@ -163,7 +163,7 @@ def stage_calibrate(ctx: DemoContext) -> dict:
 def stage_synth(ctx: DemoContext) -> dict:
     out = ctx.path("datasets", "synth-captions")
     t0 = time.perf_counter()
-    cli(ctx, "synth", "--images", ctx.path("datasets", "unlabeled-images"), "--captioner",
+    cli(ctx, "synth", "--data", ctx.path("datasets", "unlabeled-images"), "--captioner",
         ctx.path("runs", "spac-captioner"), "--out", out, "--shard-size", 256,
         "--recognizers", f"classifier:{ctx.path('runs', 'attribute-recognizer')}",
         "--calibration", ctx.path("runs", "union-calibration.json"), *_workers(ctx))
@@ -225,7 +225,7 @@ def stage_pretrain(ctx: DemoContext) -> dict:
     cli(ctx, "train", "--data", data, "--out", out, "--config", "cpu-small", "--max-steps", s["plip_steps"],
         *SMALL_IMAGES, "--set", f"data.batch_size={batch}", "--set", f"data.images_per_identity={min(4, batch // 2)}",
         "--set", f"optim.warmup={max(1, s['plip_steps'] // 10)}", "--set", f"optim.milestones=[{s['plip_steps']}]",
-        "--set", "data.split=null", "--set", f"train.checkpoint_every={s['plip_steps']}", "--workers", 1)
+        "--set", "data.split=null", "--set", f"train.checkpoint_every={s['plip_steps']}", "--loader-workers", 1)
     lines = (out / "metrics.jsonl").read_text().splitlines()
     first, last = json.loads(lines[0]), json.loads(lines[-1])
     return {"output": str(out), "rows": s["plip_steps"],

@@ -9,13 +9,15 @@ from pipelines.cli import main
 DATASET_COMMANDS = [
     (["card", "{}"], "DATASET"),
     (["validate", "{}"], "DATASET"),
+    (["validate", "--data", "{}"], "--data"),
+    (["card", "--data", "{}"], "--data"),
     (["filter", "{}", "--out", "{out}"], "DATASET"),
     (["export", "synth-pedes-json", "{}", "--out", "{out}"], "DATASET"),
     (["eval", "--config", "tiny", "--data", "{}", "--out", "{out}"], "--data"),
     (["embed", "--config", "tiny", "--data", "{}", "--out", "{out}"], "--data"),
-    (["synth", "--images", "{}", "--captioner", "{out}", "--out", "{out}"], "--images"),
+    (["synth", "--data", "{}", "--captioner", "{out}", "--out", "{out}"], "--data"),
     (["spac", "eval-recognizer", "--recognizer", "oracle", "--data", "{}"], "--data"),
-    (["spac", "caption", "--checkpoint", "{out}", "--evaluate", "{}"], "--evaluate"),
+    (["spac", "caption", "--checkpoint", "{out}", "--evaluate", "--data", "{}"], "--data"),
 ]
 FIX = "give a synth-pedes dataset directory (one holding manifest.json"
 
@@ -75,8 +77,8 @@ def test_every_path_argument_is_made_absolute_before_any_work(tmp_path, monkeypa
 
     monkeypatch.chdir(tmp_path)
     args = absolute_paths(build_parser().parse_args(
-        ["synth", "--images", "in", "--captioner", "../runs/cap", "--out", "out", "--scheduler", "tcp://h:8786"]))
-    assert (args.images, args.captioner, args.out) == (tmp_path / "in", tmp_path / ".." / "runs" / "cap",
+        ["synth", "--data", "in", "--captioner", "../runs/cap", "--out", "out", "--scheduler", "tcp://h:8786"]))
+    assert (args.data, args.captioner, args.out) == (tmp_path / "in", tmp_path / ".." / "runs" / "cap",
                                                        tmp_path / "out")
     assert args.calibration is None and args.scheduler == "tcp://h:8786"  # no path given, no path made
     args = absolute_paths(build_parser().parse_args(["spac", "train", "--data", "a", str(tmp_path / "b"), "--out",
@@ -138,10 +140,10 @@ def test_a_plip_run_given_as_the_captioner_is_refused_before_any_work(command, b
     """The other way round: a PLIP run where a SPAC captioner belongs (synth used to start its job first)."""
     run = _run_dir(tmp_path)
     out = tmp_path / "out"
-    argv = {"synth": ["synth", "--images", str(benchmark), "--captioner", str(run), "--out", str(out)],
+    argv = {"synth": ["synth", "--data", str(benchmark), "--captioner", str(run), "--out", str(out)],
             "calibrate": ["spac", "calibrate", "--data", str(benchmark), "--captioner", str(run), "--recognizers", "captioner", "--out",
                           str(out / "c.json")],
-            "caption": ["spac", "caption", "--checkpoint", str(run), "--evaluate", str(benchmark)]}[command]
+            "caption": ["spac", "caption", "--checkpoint", str(run), "--evaluate", "--data", str(benchmark)]}[command]
     assert main(argv) == 2
     flag = "--checkpoint" if command == "caption" else "--captioner"
     assert (f"error: {run} is a PLIP run, not a SPAC captioner run: pass a SPAC captioner run (plip spac train) to "

@@ -65,10 +65,10 @@ def test_a_dataset_flag_given_a_folder_of_images_says_to_import_it_first(tmp_pat
     for layout in ("flat", "identity-folders"):
         folder = tmp_path / layout
         write_person_folder(folder, layout, n_ids=2, per_id=1)
-        assert main(["synth", "--images", str(folder), "--captioner", str(tmp_path / "spac"),
+        assert main(["synth", "--data", str(folder), "--captioner", str(tmp_path / "spac"),
                      "--out", str(tmp_path / "synth")]) == 2
         err = capsys.readouterr().err
-        assert f"--images {folder}: a folder of image files, not a dataset" in err
+        assert f"--data {folder}: a folder of image files, not a dataset" in err
         assert f"run `plip import images {folder} --out DATASET` first" in err
 
 

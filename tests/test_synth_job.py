@@ -40,7 +40,7 @@ def setup(tmp_path_factory):
 
 
 def _synth(setup, out, *extra):
-    return main(["synth", "--images", str(setup / "images"), "--captioner", str(setup / "captioner"), "--out",
+    return main(["synth", "--data", str(setup / "images"), "--captioner", str(setup / "captioner"), "--out",
                  str(out), "--shard-size", "16", "--batch-size", "8", *extra])
 
 
@@ -89,7 +89,7 @@ def test_an_input_manifest_listing_a_shard_twice_is_refused_before_any_work(setu
     doc["num_bytes"] += doc["shards"][0]["bytes"]
     doc["id"] = content_id({k: v for k, v in doc.items() if k not in ("id", "created_at")})
     (images / "manifest.json").write_text(json.dumps(doc))
-    assert main(["synth", "--images", str(images), "--captioner", str(setup / "captioner"), "--out",
+    assert main(["synth", "--data", str(images), "--captioner", str(setup / "captioner"), "--out",
                  str(tmp_path / "out"), "--workers", "0"]) == 2
     err = capsys.readouterr().err
     assert f"{images}/manifest.json: shard path 'part-00000.parquet' is listed 2 times" in err

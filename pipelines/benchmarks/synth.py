@@ -39,7 +39,7 @@ def _render(out: Path, n: int, captions: int, size: tuple = (256, 128), shard_ro
 
     argv = ["render", "--out", str(out), "--identities", str(max(1, n // per_identity)), "--images-per-identity",
             str(per_identity), "--captions-per-image", str(captions), "--height", str(size[0]), "--width", str(size[1]),
-            "--workers", str(workers), "--shard-rows", str(shard_rows), "--seed", str(seed),
+            "--workers", str(workers), "--shard-size", str(shard_rows), "--seed", str(seed),
             *(["--split", split] if split else [])]
     if main(argv) != 0:  # main prints the reason and returns 2; a benchmark must not go on without its data
         raise RuntimeError(f"plip {' '.join(argv)} failed")
@@ -133,7 +133,7 @@ def _job(images: Path, ckpt: Path, out: Path, workers: int, batch_size: int, thr
             for core, address in enumerate(sorted(client.scheduler_info()["workers"])):
                 client.run(_pin_process, core, workers=[address])
         # once per worker, not what we time: loading the models and the first batch's kernel set-up
-        client.run(_warm_up, config.resolved(), plan_units(open_dataset(images))[0])
+        client.run(_warm_up, config.resolved(), plan_units(open_dataset(images))[0][0])
         t0 = time.perf_counter()
         manifest = run_synth(images, out, config, shard_rows=shard_rows, client=client)
         seconds = time.perf_counter() - t0

@@ -18,7 +18,7 @@ def _captions(workdir: Path, identities: int) -> Path:
 
     out = workdir / "captions"
     main(["render", "--out", str(out), "--identities", str(identities), "--images-per-identity", "4",
-          "--captions-per-image", "2", "--workers", "0", "--shard-rows", "64"])
+          "--captions-per-image", "2", "--workers", "0", "--shard-size", "64"])
     return out
 
 

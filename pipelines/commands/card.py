@@ -8,17 +8,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_cluster_arguments, check_dataset_dir, int_at_least, print_summary
+from ._common import (add_cluster_arguments, add_dataset_argument, add_verify_argument, checked_dataset_argument,
+                      int_at_least, print_summary)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", type=Path, metavar="DATASET", help="dataset directory (holding manifest.json)")
+    add_dataset_argument(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help="write README.md and report/ here instead of into the dataset directory")
-    check = parser.add_mutually_exclusive_group()
-    check.add_argument("--quick", action="store_true", help="verify sizes, schema and row counts but not the sha256s")
-    check.add_argument("--no-verify", action="store_true",
-                       help="describe the files as they are, without verifying them (the card says so)")
+    add_verify_argument(parser, "the shards (in the same pass as the statistics; with none, the card says so)")
     parser.add_argument("--lineage", type=Path, action="append", default=[], metavar="DIR",
                         help="also look for parent datasets in (the subdirectories of) DIR; repeatable. "
                              "The dataset's sibling directories are always searched")
@@ -41,14 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from ..cluster import dask_client
     from ..progress import ShardProgress
 
-    check_dataset_dir("DATASET", args.dataset)
+    args.dataset = checked_dataset_argument(args)
     if args.truth is not None and not args.truth.is_file():
         raise FileNotFoundError(f"--truth {args.truth}: no such file; pass the ground-truth.jsonl that `plip render "
                                 "--format image-folder` wrote beside the images")
-    verify = "none" if args.no_verify else "quick" if args.quick else "full"
     progress = ShardProgress("card")
     with dask_client(args.workers, args.scheduler, args.worker_timeout, shared=[args.dataset]) as client:
-        result = make_card(args.dataset, args.out, verify=verify, client=client, lineage_roots=args.lineage,
+        result = make_card(args.dataset, args.out, verify=args.verify, client=client, lineage_roots=args.lineage,
                            license=args.license, samples=args.samples, pretty_name=args.pretty_name,
                            force=args.force, on_progress=progress, truth=args.truth)
     progress.close()

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from ._common import check_dataset_dir, int_at_least, print_summary
+from ._common import add_verify_argument, check_dataset_dir, int_at_least, print_summary
 from .eval import add_model_arguments, check_model_arguments, load_embedder
 
 METADATA_KEY = b"plip.embed"
@@ -25,8 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, help="only rows of this split (default: every split)")
     parser.add_argument("--rows-per-group", type=int_at_least(1), default=1024,
                         help="rows per Parquet row group, also the rows read and encoded together (default 1024)")
-    parser.add_argument("--verify", choices=("full", "quick", "none"), default="full",
-                        help="dataset check before reading: full (every sha256, default), quick, none")
+    add_verify_argument(parser, old_spellings=False)
 
 
 def output_schema():
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     check_model_arguments(args)
     check_dataset_dir("--data", args.data)
-    dataset = open_dataset(args.data, verify={"none": False}.get(args.verify, args.verify))
+    dataset = open_dataset(args.data, verify=args.verify)
     splits = dict(dataset.manifest.splits)
     if args.split is not None and args.split not in splits:
         raise ValueError(f"split {args.split!r} is not in {args.data}; it has "

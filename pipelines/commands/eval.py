@@ -13,7 +13,8 @@ import re
 import time
 from pathlib import Path
 
-from ._common import check_dataset_dir, int_at_least, print_summary
+from ._common import (MEASURING_PRECISION, add_device_argument, add_precision_argument, add_verify_argument,
+                      check_dataset_dir, int_at_least, print_summary)
 
 FORMAT = "plip-eval/1"
 
@@ -31,11 +32,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --checkpoint: this step's checkpoint (default: the run's latest complete one)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="with --config: override a config value (repeatable)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    add_device_argument(parser)
     parser.add_argument("--batch-size", type=int_at_least(1), default=128,
                         help="images / captions per forward pass (128)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
-                        help="inference precision (default fp32)")
+    add_precision_argument(parser, MEASURING_PRECISION)
 
 
 def check_model_arguments(args: argparse.Namespace) -> None:
@@ -74,8 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(ties: the later step) and report --split for that checkpoint only")
     parser.add_argument("--out", type=Path, default=None,
                         help="results JSON (default RUN/eval/<dataset-name>-<split>.json; required with --config)")
-    parser.add_argument("--verify", choices=("full", "quick", "none"), default="full",
-                        help="dataset check before reading: full (every sha256, default), quick, none")
+    add_verify_argument(parser, old_spellings=False)
 
 
 def _slug(text: str) -> str:
@@ -121,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if args.config is not None and args.out is None:
         raise ValueError("--config evaluates a config's initial weights, which have no run directory to write into: "
                          "give --out FILE.json")
-    dataset = open_dataset(args.data, verify={"none": False}.get(args.verify, args.verify))
+    dataset = open_dataset(args.data, verify=args.verify)
     splits = dict(dataset.manifest.splits)
     mode, split, direction = resolve_protocol(splits, args.split, args.direction)
     out = default_out(args, dataset, split, direction, "i2i" if mode == "reid" else "t2i")

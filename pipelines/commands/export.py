@@ -5,7 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ._common import check_dataset_dir, print_summary
+from ._common import add_dataset_argument, add_verify_argument, checked_dataset_argument, print_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,14 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "attributes, captions (kind generated, by style) and prompt_caption (kind prompt). Rows of "
                     "other statuses are left out and counted; OUT/plip-export.json records the source dataset id "
                     "and every count.")
-    sp.add_argument("dataset", type=Path, metavar="DATASET", help="dataset directory (holding manifest.json)")
+    add_dataset_argument(sp)
     sp.add_argument("--out", type=Path, required=True, help="output folder (new, or an unfinished export)")
     sp.add_argument("--ids-per-part", type=int, default=30_000,
                     help="identities per Part<k> folder (default 30000: the release's 312k identities in 11 Parts)")
     sp.add_argument("--unknown-identities", choices=("own", "skip"), default="own",
                     help="rows of unknown identity (-1): own (default) gives each image its own identity, numbered "
                          "after the largest real one; skip leaves them out (counted)")
-    sp.add_argument("--quick", action="store_true", help="skip verifying the shard checksums when opening DIR")
+    add_verify_argument(sp)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from synth_pedes.sources.synth_pedes_json import ANNOTATION_NAMES, export_synth_pedes_json
 
     t0 = time.perf_counter()
-    check_dataset_dir("DATASET", args.dataset)
-    dataset = open_dataset(args.dataset, verify="quick" if args.quick else True)
+    args.dataset = checked_dataset_argument(args)
+    dataset = open_dataset(args.dataset, verify=args.verify)
     bar = None
 
     def progress(done: int, total: int) -> None:

@@ -5,12 +5,12 @@ import argparse
 import time
 from pathlib import Path
 
-from ._common import add_cluster_arguments, check_dataset_dir, print_summary
+from ._common import (add_cluster_arguments, add_dataset_argument, add_device_argument, checked_dataset_argument,
+                      print_summary, resolved_device)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", type=Path, metavar="DATASET",
-                        help="the caption dataset to filter (it is not changed)")
+    add_dataset_argument(parser, "the caption dataset to filter (it is not changed)")
     parser.add_argument("--out", type=Path, required=True, help="the new dataset directory")
     parser.add_argument("--max-unknown", type=int, default=2, help="drop images with more unknown slots (default 2)")
     parser.add_argument("--gender-threshold", type=float, default=0.7, help="gender voting share (default 0.7)")
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     seed.add_argument("--sigma-r", type=float, default=0.65, help="reassignment threshold (default 0.65)")
     seed.add_argument("--sigma-m", type=float, default=0.62, help="merger threshold (default 0.62)")
     seed.add_argument("--neighbours", type=int, default=2, help="neighbouring identities considered (default 2)")
-    parser.add_argument("--device", default="cpu", help="device for the encoder (cpu, cuda)")
+    add_device_argument(parser, " for the encoder")
     add_cluster_arguments(parser)
 
 
@@ -47,14 +47,14 @@ def run(args: argparse.Namespace) -> int:
     from ..filter_job import run_filter
     from ..progress import ShardProgress
 
-    check_dataset_dir("DATASET", args.dataset)
+    args.dataset = checked_dataset_argument(args)
     config = FilterConfig(max_unknown=args.max_unknown, gender_threshold=args.gender_threshold,
                           min_images=args.min_images, max_images=args.max_images, seed=args.seed,
                           seed_filter=args.encoder is not None, sigma_s=args.sigma_s, sigma_r=args.sigma_r,
                           sigma_m=args.sigma_m, neighbours=args.neighbours, min_faithfulness=args.min_faithfulness)
     embedder = None if args.encoder is None else EmbedderConfig(
         backbone=args.encoder, pretrained=str(args.encoder_weights) if args.encoder_weights else args.encoder == "efficientnet_lite0",
-        device=args.device)
+        device=resolved_device(args))
     t0 = time.perf_counter()
     progress = ShardProgress("filter")
     with dask_client(args.workers, args.scheduler, args.worker_timeout, shared=[args.dataset, args.out]) as client:

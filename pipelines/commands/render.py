@@ -7,7 +7,7 @@ import time
 from itertools import islice
 from pathlib import Path
 
-from ._common import add_cluster_arguments, print_summary
+from ._common import add_cluster_arguments, add_shard_arguments, print_summary, shard_sizes
 
 FORMATS = ("dataset", "cuhk-pedes", "icfg-pedes", "rstpreid", "market1501", "image-folder", "flat-folder")
 
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=128, help="image width in pixels (default 128)")
     parser.add_argument("--split", default=None, help="render only identities of this split (train/val/test)")
     parser.add_argument("--contact-sheet", type=Path, default=None, help="also write a PNG grid of samples")
-    parser.add_argument("--shard-rows", type=int, default=1000, help="rows per shard for --format dataset")
+    add_shard_arguments(parser, "1000")  # used by --format dataset
     add_cluster_arguments(parser)
 
 
@@ -71,6 +71,10 @@ def write_image_folder(records, out: Path, flat: bool) -> int:
     return n
 
 
+def _fixed(size: int, item) -> int:
+    return size
+
+
 def render(args: argparse.Namespace) -> dict:
     """Render as asked; returns what was made (used by the demo too)."""
     from synth_pedes import write_dataset
@@ -89,10 +93,14 @@ def render(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     result = {"out": str(args.out), "format": args.format, "images": len(items)}
     if args.format == "dataset":
+        shard_rows, shard_bytes = shard_sizes(args)
+        # a --shard-size in bytes packs by the first image's size: the images are not drawn before the plan
+        size_of = functools.partial(_fixed, len(transform(items[0])["image"]["bytes"])) if shard_bytes else None
         progress = ShardProgress("render")
         with dask_client(args.workers, args.scheduler, args.worker_timeout, shared=[args.out]) as client:
             manifest = write_dataset(items, args.out, name=f"procpedes-s{args.seed}", kind="benchmark",
-                                     transform=transform, shard_rows=args.shard_rows, client=client,
+                                     transform=transform, shard_rows=shard_rows, shard_bytes=shard_bytes,
+                                     size_of=size_of, client=client,
                                      on_progress=progress, producer={"stage": "render-procpedes",
                                                                      "config": config.to_dict(),
                                                                      "split": args.split},

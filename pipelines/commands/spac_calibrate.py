@@ -13,7 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import check_captioner_dir, check_dataset_dir, int_at_least, print_summary, recognizer_specs
+from ._common import (add_device_argument, check_captioner_dir, check_dataset_dir, int_at_least, print_summary,
+                      recognizer_specs, resolved_device)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="for the accuracy it prints: a slot whose best phrase is less likely right than this "
                              "becomes unknown (default 0: never abstain, as plip synth)")
     parser.add_argument("--limit", type=int_at_least(1), default=1000, help="at most this many rows (default 1000)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    add_device_argument(parser)
 
 
 def _rows(data: Path, split: str, limit: int) -> list[dict]:
@@ -64,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
     specs = recognizer_specs(args.recognizers)
     rows = _rows(args.data, args.split, args.limit)
     truths, truth_source = _truths(rows)
-    calibration, accuracy = calibrate_union(load_captioner(args.captioner, args.device), specs, rows, truths,
-                                            args.threshold, args.device)
+    device = resolved_device(args)
+    calibration, accuracy = calibrate_union(load_captioner(args.captioner, device), specs, rows, truths,
+                                            args.threshold, device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(calibration, indent=2) + "\n")
     print_summary(f"union calibration on {args.data} ({args.split})", [

@@ -1,7 +1,7 @@
 """``plip spac caption``: caption person images with a trained SPAC captioner, or measure its quality.
 
     plip spac caption --checkpoint RUN IMAGE [IMAGE ...] [--decoding greedy|beam|nucleus] [--json]
-    plip spac caption --checkpoint RUN --evaluate DATASET [DATASET ...] [--split test] [--out DIR]
+    plip spac caption --checkpoint RUN --evaluate --data DATASET [DATASET ...] [--split test] [--out DIR]
 
 For each image it prints the six attribute phrases and one caption per style. An image that cannot
 be read is reported on its own line and the others are still captioned; the exit status is then 1.
@@ -12,7 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import check_captioner_dir, check_dataset_dir
+from ._common import (MEASURING_PRECISION, add_device_argument, add_precision_argument, check_captioner_dir,
+                      check_dataset_dir, resolved_device, warn_deprecated)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,14 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="softmax temperature for --decoding nucleus (default: the config's, 1.0)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (nucleus)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per model batch (default 32)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                        help="fp32 (default) or bf16 autocast")
+    add_device_argument(parser)
+    add_precision_argument(parser, MEASURING_PRECISION)  # --evaluate reports numbers; captions compare across machines
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's; 1 can be faster on a busy shared machine)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
-    parser.add_argument("--evaluate", type=Path, nargs="+", metavar="DATASET", default=None,
-                        help="measure quality on these datasets' --split instead of captioning images")
+    parser.add_argument("--evaluate", type=Path, nargs="*", metavar="DATASET", default=False,
+                        help="measure quality on the --data datasets' --split instead of captioning images "
+                             "(--evaluate DATASET ... is the deprecated spelling of --evaluate --data DATASET ...)")
+    parser.add_argument("--data", type=Path, nargs="+", default=None, metavar="DATASET",
+                        help="with --evaluate: the datasets to measure on")
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many images")
     parser.add_argument("--out", type=Path, default=None, help="where --evaluate writes quality.md/.json")
@@ -58,23 +61,28 @@ def run(args: argparse.Namespace) -> int:
 
     from spac.captioner import load_captioner
 
-    if not args.images and not args.evaluate:
-        raise ValueError("give IMAGE paths to caption, or --evaluate DATASET")
-    for dataset in args.evaluate or []:
-        check_dataset_dir("--evaluate", dataset)
+    evaluating = args.evaluate is not False
+    if args.evaluate:  # the old spelling, --evaluate DATASET ...
+        warn_deprecated("plip spac caption", "--evaluate DATASET", "--evaluate --data DATASET")
+        args.data = [*args.evaluate, *(args.data or [])]
+    if evaluating and not args.data:
+        raise ValueError("--evaluate measures on datasets: give them with --data DATASET [DATASET ...]")
+    if not args.images and not evaluating:
+        raise ValueError("give IMAGE paths to caption, or --evaluate --data DATASET")
+    for dataset in args.data or []:
+        check_dataset_dir("--data", dataset)
     check_captioner_dir("--checkpoint", args.checkpoint)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
+    device = resolved_device(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    captioner = load_captioner(args.checkpoint, args.device)
+    captioner = load_captioner(args.checkpoint, device)
     given = {"method": args.decoding, "num_beams": args.beams, "top_p": args.top_p, "temperature": args.temperature}
     opts = captioner.options(**{k: v for k, v in given.items() if v is not None},  # the rest: the config's
                              seed=args.seed, precision=args.precision)
-    if args.evaluate:
+    if evaluating:
         from spac.captioner.quality import evaluate_captioner, format_quality, format_samples, write_report
 
-        report = evaluate_captioner(captioner, args.evaluate, args.split, opts, batch_size=args.batch_size,
+        report = evaluate_captioner(captioner, args.data, args.split, opts, batch_size=args.batch_size,
                                     limit=args.limit)
         print(format_quality(report))
         print(format_samples(report))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from synth_pedes import file_sha256
 
-from ._common import check_dataset_dir, int_at_least, print_summary
+from ._common import add_device_argument, check_dataset_dir, int_at_least, print_summary, resolved_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="metrics JSON (default: <checkpoint>/eval-<split>-<dataset id>.json, or "
                              "./recognizer-eval-<name>-<split>.json without a checkpoint)")
     parser.add_argument("--batch-size", type=int_at_least(1), default=64, help="images per forward pass")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    add_device_argument(parser)
     parser.add_argument("--limit", type=int_at_least(1), default=None, help="evaluate at most this many rows")
     parser.add_argument("--exact", action="store_true", help="compare lowercase phrases without canonicalisation")
 
@@ -58,9 +58,9 @@ def build_recognizer(args: argparse.Namespace):
     if name == "classifier":
         if args.checkpoint is None:
             raise ValueError("--recognizer classifier needs --checkpoint DIR (a train-recognizer output)")
-        cfg = {"checkpoint": args.checkpoint, "device": args.device, "batch_size": args.batch_size, **cfg}
+        cfg = {"checkpoint": args.checkpoint, "device": resolved_device(args), "batch_size": args.batch_size, **cfg}
     elif name == "clip":
-        cfg = {"device": args.device, "batch_size": args.batch_size, **cfg}
+        cfg = {"device": resolved_device(args), "batch_size": args.batch_size, **cfg}
         if args.checkpoint is not None:
             cfg.setdefault("candidates", str(args.checkpoint))
     return recognizers.create(name, **cfg)

@@ -7,12 +7,16 @@ import time
 from pathlib import Path
 
 from ..cluster import DEFAULT_WORKERS_PER_GPU
-from ._common import (add_cluster_arguments, check_captioner_dir, check_dataset_dir, print_summary,
-                      recognizer_specs)
+from ._common import (add_cluster_arguments, add_device_argument, add_precision_argument, add_shard_arguments,
+                      check_captioner_dir, check_dataset_dir, deprecated_alias, deprecated_help, print_summary,
+                      recognizer_specs, resolved_device, shard_sizes)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--images", type=Path, required=True, help="input image dataset (manifest + shards)")
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", type=Path, help="input image dataset (manifest + shards)")
+    data.add_argument("--images", dest="data", type=Path, action=deprecated_alias("--data"),
+                      help=deprecated_help("--data"))
     parser.add_argument("--captioner", type=Path, required=True, help="SPAC captioner checkpoint (plip spac train)")
     parser.add_argument("--out", type=Path, required=True, help="output caption dataset (new, or an unfinished run)")
     parser.add_argument("--recognizers", default="",
@@ -22,23 +26,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="union calibration JSON from plip spac calibrate: the captioner's attribute prefixes "
                              "join --recognizers and every slot takes the phrase most likely right")
     parser.add_argument("--prompt-captions", type=int, default=1, help="prompt captions per image (default 1)")
-    parser.add_argument("--shard-size", type=int, default=1024, dest="shard_rows", help="rows per output shard")
     parser.add_argument("--batch-size", type=int, default=32, help="images per model batch (default 32)")
     parser.add_argument("--decoding", choices=("greedy", "beam", "nucleus"), default="greedy",
                         help="how the captioner picks words: greedy (default), beam search, or nucleus sampling "
                              "(seeded by --seed)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (all GPUs: see --workers-per-gpu)")
+    add_device_argument(parser, "; cuda uses all GPUs (see --workers-per-gpu). auto is resolved on this machine: "
+                                "name cuda to use the GPUs of a --scheduler cluster")
     parser.add_argument("--workers-per-gpu", type=int, default=None,
                         help=f"with --device cuda and no --workers: Dask workers sharing each GPU, so their CPU "
                              f"work overlaps its kernels (default {DEFAULT_WORKERS_PER_GPU}, at most one per core)")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                        help="auto (default): bf16 autocast where the device runs it natively (CUDA with bf16, "
-                             "CPUs with AVX-512 BF16/AMX), else fp32; resolved on this machine and recorded")
+    add_precision_argument(parser)
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the random choices (prompt-caption templates, nucleus sampling); the same "
                              "seed gives the same captions (default 0)")
     parser.add_argument("--retries", type=int, default=2, help="attempts per failed shard before it is reported")
     parser.add_argument("--name", default=None, help="dataset name (default: <input name>-spac)")
+    add_shard_arguments(parser, "1024", old_spelling=False)  # its --shard-size was rows
     add_cluster_arguments(parser)
 
 
@@ -65,31 +68,33 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import ShardProgress
     from ..synth_job import run_synth, threads_per_worker
 
-    check_dataset_dir("--images", args.images)
+    check_dataset_dir("--data", args.data)
     check_captioner_dir("--captioner", args.captioner)
     if args.device.startswith("cuda") and not torch.cuda.is_available() and args.scheduler is None:
         raise ValueError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu, or "
                          "--scheduler to run on a cluster with GPUs)")
+    device = args.device if args.scheduler and args.device != "auto" else resolved_device(args)
     workers = args.workers
     if workers is None and args.scheduler is None:
-        workers = default_job_workers(args.device, args.workers_per_gpu or DEFAULT_WORKERS_PER_GPU)
+        workers = default_job_workers(device, args.workers_per_gpu or DEFAULT_WORKERS_PER_GPU)
     recognizers = recognizer_specs(args.recognizers)
     config = SynthConfig(captioner=str(args.captioner), recognizers=recognizers,
                          calibration=read_calibration(args.calibration, recognizers),
                          prompt_captions=args.prompt_captions, batch_size=args.batch_size, decoding=args.decoding,
-                         device=args.device, precision=args.precision, seed=args.seed,
+                         device=device, precision=args.precision, seed=args.seed,
                          threads=threads_per_worker(workers or 1) if args.scheduler is None else None)
     t0 = time.perf_counter()
     progress = ShardProgress("synth")
-    with dask_client(workers, args.scheduler, args.worker_timeout, shared=[args.images, args.out]) as client:
-        manifest = run_synth(args.images, args.out, config, shard_rows=args.shard_rows, client=client,
+    with dask_client(workers, args.scheduler, args.worker_timeout, shared=[args.data, args.out]) as client:
+        shard_rows, shard_bytes = shard_sizes(args)
+        manifest = run_synth(args.data, args.out, config, shard_rows=shard_rows, shard_bytes=shard_bytes, client=client,
                              retries=args.retries, name=args.name, on_progress=progress)
     progress.close()
     if progress.already_complete:  # a re-run of a finished job: nothing was written, no throughput to report
         print(f"already complete: {args.out} (id {manifest.id}, {manifest.num_rows} rows)")
         return 0
     seconds = time.perf_counter() - t0
-    print_summary(f"SPAC captions for {args.images}", [
+    print_summary(f"SPAC captions for {args.data}", [
         ("dataset", args.out), ("id", manifest.id), ("parent", manifest.parents[0]), ("rows", manifest.num_rows),
         ("status", ", ".join(f"{k}={v}" for k, v in manifest.status_counts.items())),
         ("shards", len(manifest.shards)),

@@ -3,25 +3,25 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from ._common import check_dataset_dir
+from ._common import add_dataset_argument, add_verify_argument, checked_dataset_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", type=Path, metavar="DATASET", help="dataset directory (holding manifest.json)")
-    parser.add_argument("--quick", action="store_true", help="skip the sha256 checksums and the unique-key check (sizes and rows still checked)")
+    add_dataset_argument(parser)
+    # validating is the check itself: no "none"; quick also skips the unique-key check
+    add_verify_argument(parser, "the shards (quick also skips the unique-key check)", choices=("full", "quick"))
 
 
 def run(args: argparse.Namespace) -> int:
     from synth_pedes import validate_dataset
 
-    check_dataset_dir("DATASET", args.dataset)
-    report = validate_dataset(args.dataset, "quick" if args.quick else "full")
+    args.dataset = checked_dataset_argument(args)
+    report = validate_dataset(args.dataset, args.verify)
     m = report.manifest
     if report.ok:
         checks = "manifest, schema, row counts and sha256 of every shard, unique keys" if report.checked_checksums \
-            else "manifest, schema and row counts (checksums and keys skipped: --quick)"
+            else "manifest, schema and row counts (checksums and keys skipped: --verify quick)"
         print(f"OK {args.dataset}: {m.name!r} v{m.version} ({m.kind}), {m.num_rows} rows in {len(m.shards)} shards, "
               f"id {m.id}\n   checked: {checks}")
         return 0
