@@ -88,3 +88,18 @@ def test_market1501_layout_round_trips_through_its_importer(tmp_path):
     assert len(query) == sum(1 for r in rows if r["split"] == "query")  # one query per identity and camera
     train_ids = {r["identity"] for r in rows if r["split"] == "train"}
     assert train_ids.isdisjoint({r["identity"] for r in rows if r["split"] != "train"})
+
+
+def test_rerunning_a_finished_render_or_import_says_already_complete(tmp_path, capsys):
+    """Issue 19: a re-run of a finished job printed a time and throughput for work it never did."""
+    render = ["render", "--out", str(tmp_path / "pp"), "--identities", "3", "--images-per-identity", "2",
+              "--workers", "0"]
+    folder = ["render", "--out", str(tmp_path / "folder"), "--identities", "3", "--images-per-identity", "2",
+              "--format", "image-folder", "--workers", "0"]
+    imported = ["import", "images", str(tmp_path / "folder"), "--out", str(tmp_path / "imported"), "--workers", "0"]
+    for argv in (render, folder, imported):
+        assert main(argv) == 0
+    capsys.readouterr()
+    for argv, out in ((render, tmp_path / "pp"), (imported, tmp_path / "imported")):
+        assert main(argv) == 0
+        assert capsys.readouterr().out == f"already complete: {out} (id {open_dataset(out).id}, 6 rows)\n"

@@ -226,6 +226,15 @@ def run_options(args: argparse.Namespace):
     return RunOptions(**given)
 
 
+def close_progress(progress, out: Path, manifest) -> bool:
+    """Close a job's ``ShardProgress``; when the job found ``out`` finished already (nothing written, nothing
+    resumed) say so and return True: the caller prints no summary of work it did not do (no throughput)."""
+    progress.close()
+    if progress.already_complete:
+        print(f"already complete: {out} (id {manifest.id}, {manifest.num_rows} rows)")
+    return progress.already_complete
+
+
 def print_summary(title: str, rows: list[tuple[str, object]]) -> None:
     width = max(len(k) for k, _ in rows)
     print(title)

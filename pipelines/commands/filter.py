@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from ._common import (add_cluster_arguments, add_dataset_argument, add_device_argument, checked_dataset_argument,
-                      print_summary, resolved_device)
+                      close_progress, print_summary, resolved_device)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     progress = ShardProgress("filter")
     with dask_client(args.workers, args.scheduler, args.worker_timeout, shared=[args.dataset, args.out]) as client:
         manifest, counts = run_filter(args.dataset, args.out, config, embedder, client, progress)
-    progress.close()
+    if close_progress(progress, args.out, manifest):
+        return 0
     rows = [("dataset", args.out), ("id", manifest.id), ("parent", manifest.parents[0]),
             ("status", ", ".join(f"{k}={v}" for k, v in manifest.status_counts.items()))]
     rows += [(f"  {k}", v) for k, v in counts.items() if k not in ("rows",)]

@@ -5,7 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ._common import add_cluster_arguments, add_shard_arguments, print_summary, shard_sizes
+from ._common import add_cluster_arguments, add_shard_arguments, close_progress, print_summary, shard_sizes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +72,8 @@ def import_images(args: argparse.Namespace) -> int:
                                  producer=producer, client=client, on_progress=progress,
                                  description=f"Person images imported from {stored_path(str(args.src))} "
                                              f"({scan.layout} layout).")
-    progress.close()
+    if close_progress(progress, args.out, manifest):
+        return 0
     seconds = time.perf_counter() - t0
     print_summary(f"imported {len(items)} files from {stored_path(str(args.src))} ({scan.layout} layout)", [
         ("dataset", args.out), ("id", manifest.id), ("rows", manifest.num_rows),
@@ -200,7 +201,8 @@ def import_entries(args: argparse.Namespace) -> int:
                                  transform=source, shard_rows=shard_rows, shard_bytes=shard_bytes,
                                  size_of=lambda it: it.size, producer=producer, client=client, on_progress=progress,
                                  description=f"{ENTRY_IMPORTERS[args.kind][1]} imported from {args.src}.")
-    progress.close()
+    if close_progress(progress, args.out, manifest):
+        return 0
     seconds = time.perf_counter() - t0
     counts = scan.counts
     extra_rows = []

@@ -7,7 +7,7 @@ import time
 from itertools import islice
 from pathlib import Path
 
-from ._common import add_cluster_arguments, add_shard_arguments, print_summary, shard_sizes
+from ._common import add_cluster_arguments, add_shard_arguments, close_progress, print_summary, shard_sizes
 
 FORMATS = ("dataset", "cuhk-pedes", "icfg-pedes", "rstpreid", "market1501", "image-folder", "flat-folder")
 
@@ -75,7 +75,7 @@ def _fixed(size: int, item) -> int:
     return size
 
 
-def render(args: argparse.Namespace) -> dict:
+def render(args: argparse.Namespace) -> dict | None:
     """Render as asked; returns what was made (used by the demo too)."""
     from synth_pedes import write_dataset
     from synth_pedes.procpedes import contact_sheet, render_record, write_layout
@@ -106,7 +106,8 @@ def render(args: argparse.Namespace) -> dict:
                                                                      "split": args.split},
                                      description="ProcPedes: procedurally rendered pedestrians with ground-truth "
                                                  "attributes and human-style captions.")
-        progress.close()
+        if close_progress(progress, args.out, manifest):
+            return None
         result.update(id=manifest.id, rows=manifest.num_rows, splits=manifest.splits)
     else:
         records = map(transform, items)
@@ -124,6 +125,8 @@ def render(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     result = render(args)
+    if result is None:  # the dataset was finished already (said by close_progress)
+        return 0
     rows = [("output", result["out"]), ("format", result["format"]), ("images", result["images"]),
             ("time", f"{result['seconds']} s ({result['images'] / max(result['seconds'], 1e-9):.0f} images/s)")]
     if "id" in result:

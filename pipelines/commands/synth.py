@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..cluster import DEFAULT_WORKERS_PER_GPU
 from ._common import (add_cluster_arguments, add_device_argument, add_precision_argument, add_shard_arguments,
-                      check_captioner_dir, check_dataset_dir, deprecated_alias, deprecated_help, print_summary,
+                      check_captioner_dir, check_dataset_dir, close_progress, deprecated_alias, deprecated_help, print_summary,
                       recognizer_specs, resolved_device, shard_sizes)
 
 
@@ -89,9 +89,7 @@ def run(args: argparse.Namespace) -> int:
         shard_rows, shard_bytes = shard_sizes(args)
         manifest = run_synth(args.data, args.out, config, shard_rows=shard_rows, shard_bytes=shard_bytes, client=client,
                              retries=args.retries, name=args.name, on_progress=progress)
-    progress.close()
-    if progress.already_complete:  # a re-run of a finished job: nothing was written, no throughput to report
-        print(f"already complete: {args.out} (id {manifest.id}, {manifest.num_rows} rows)")
+    if close_progress(progress, args.out, manifest):
         return 0
     seconds = time.perf_counter() - t0
     print_summary(f"SPAC captions for {args.data}", [
