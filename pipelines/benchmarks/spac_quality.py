@@ -217,7 +217,7 @@ def _row(metric: str, value, unit: str, note: str, goal: str | None = None, met:
 
 def _training_rows(training: dict, synth: dict) -> list[dict]:
     out = [_row(f"train {name} ({facts['config']}), {facts['steps']} steps x {facts['batch_size']}",
-                facts["seconds"], "s", f"final loss {facts['final_loss']}; load average {facts['load_before']} "
+                facts["seconds"], "s", f"loss, mean of the last 10 steps {facts['final_loss']}; load average {facts['load_before']} "
                                        f"before, {facts['load_after']} after")
            for name, facts in training.items()]
     out.append(_row("SPAC annotation of the test corpus (plip synth, in-process)", synth["seconds"], "s",

@@ -159,7 +159,7 @@ _TRAINING_HELP = {
                   "(time-sliced or preemptible jobs)",
     "workers": "DataLoader worker processes (default: the trainer's; --workers means Dask workers elsewhere)",
     "threads": "torch CPU threads (default: torch's; 1 can be faster on a busy shared machine)",
-    "progress": "no progress bar (default: one when stderr is a terminal)",
+    "progress": "no progress bar or log lines (default: a bar on a terminal, a line every PLIP_PROGRESS_INTERVAL seconds in a log)",
 }
 
 
