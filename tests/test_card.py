@@ -64,7 +64,7 @@ def carded(tmp_path_factory):
 
 def test_statistics_match_the_hand_computed_numbers(carded):
     s = json.loads((carded / "report" / "stats.json").read_text())
-    assert s["rows"] == 12 and s["shards"] == 3 and s["images"] == 10
+    assert s["rows"] == 12 and s["files"] == 3 and s["images"] == 10
     assert s["status_counts"] == {"error": 1, "filtered": 1, "ok": 10}
     assert s["reasons"] == {"error": {"corrupt image": 1}, "filtered": {"gender-vote": 1}}
     ids = s["identities"]

@@ -114,7 +114,7 @@ def _pct(x) -> str:
 def at_a_glance(doc: dict) -> str:
     caps, ids, f = doc["captions"], doc["identities"], doc["faithfulness"]
     ipi = ids["images_per_identity"]
-    rows = [("rows (all statuses)", f"{doc['rows']:,} in {doc['shards']} files"),
+    rows = [("rows (all statuses)", f"{doc['rows']:,} in {doc['files']} files"),
             ("status", ", ".join(f"{k} {v:,}" for k, v in doc["status_counts"].items())),
             ("images (status ok)", f"{doc['images']:,}"),
             ("identities", f"{ids['count']:,}" + (f" ({ipi['min']}-{ipi['max']} images each, mean {ipi['mean']:.1f})"
