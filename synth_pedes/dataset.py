@@ -178,8 +178,9 @@ class Dataset:
         import datasets
 
         data_files = self.hf_data_files(rejected)
-        if not data_files:
-            raise ValueError(f"{self.directory} has no {'rejected' if rejected else 'usable (status ok)'} rows")
+        if not data_files:  # (datasets cannot make a split of no rows)
+            raise ValueError(f"{self.directory} has no {'rejected' if rejected else 'usable (status ok)'} rows; "
+                             + ("every row is usable" if rejected else "to_hf(rejected=True) gives the rejected ones"))
         hf = datasets.load_dataset("parquet", data_files=data_files, split=split, streaming=streaming,
                                    cache_dir=cache_dir)
         if self.manifest.split_files:
@@ -194,7 +195,8 @@ class Dataset:
             return {"train": [str(p) for p in self.shard_paths]}
         out: dict[str, list[str]] = {}
         for shard in sorted(self.manifest.files(not rejected), key=lambda s: _split_order(s.split)):
-            out.setdefault(shard.split, []).append(str(self.directory / shard.path))
+            if shard.rows:  # the empty data/ files of a dataset without usable rows (see writer._empty_usable_files)
+                out.setdefault(shard.split, []).append(str(self.directory / shard.path))
         return out
 
     def torch(self, **kwargs):

@@ -787,6 +787,9 @@ def _finish(directory: Path, shard_stats: list[ShardStats], plan_doc: dict, desc
     for s in shard_stats:
         splits.update(s.splits)
         statuses.update(s.status_counts)
+    if not any(f.usable for f in files):
+        files = (*_empty_usable_files(directory, sorted(splits, key=lambda s: _group_sort_key((s, True))) or ["train"],
+                                      len(shard_stats)), *files)
     manifest = Manifest(name=plan_doc["name"], kind=plan_doc["kind"], version=plan_doc["version"],
                         shards=files, parents=tuple(plan_doc["parents"]),
                         producer=plan_doc["producer"], splits=dict(sorted(splits.items())),
@@ -796,6 +799,23 @@ def _finish(directory: Path, shard_stats: list[ShardStats], plan_doc: dict, desc
     _log.info("%s: finished %s, %d rows (%d usable, status ok) in %d files of %d shards", directory, manifest.id,
               manifest.num_rows, manifest.num_usable_rows, len(files), len(shard_stats))
     return manifest
+
+
+def _empty_usable_files(directory: Path, splits: list[str], num_shards: int) -> list[ShardInfo]:
+    """Empty data/ files, one per split, for a dataset without a usable row: with data/ empty, datasets.load_dataset
+    (DIR) would fall back to matching split names anywhere and give the rejected rows as its default view, and
+    pandas/pyarrow on DIR/data would fail instead of giving no rows. (Shard 0 wrote no data/ file, so no name is
+    taken; rewritten the same on a resume.)"""
+    infos = []
+    for split in splits:
+        file = _ShardFile.open(directory, shard_file(split, True, 0, max(num_shards, 1)), split, True)
+        try:  # no row group at all: datasets' Parquet reader fails on an empty one, and skips a file without
+            infos.append(file.finish())
+            os.replace(file.tmp, directory / file.info.path)
+        except BaseException:
+            file.discard()
+            raise
+    return infos
 
 
 def _leftovers(directory: Path) -> list[Path]:

@@ -242,6 +242,26 @@ def test_to_hf_and_torch_give_the_usable_rows_and_the_rejected_on_request(tmp_pa
     assert len(list(ShardedIterableDataset(ds))) == 25
 
 
+def test_a_dataset_without_usable_rows_never_gives_its_rejected_rows_by_default(tmp_path, hf_cache):
+    """With data/ empty, load_dataset(DIR) fell back to matching split names anywhere: the rejected rows became its
+    train and validation splits. Empty data/ files (no row group) keep its default view to data/."""
+    import datasets
+    import pandas as pd
+
+    out = tmp_path / "d"
+    m = write_dataset([dict(Records()(i), status="filtered", error="gate: no") for i in range(6)], out, name="t",
+                      kind="images", shard_rows=4)
+    assert m.num_usable_rows == 0 and [(s.path, s.rows) for s in m.files(usable=True)] == [
+        ("data/train-00000-of-00002.parquet", 0), ("data/val-00000-of-00002.parquet", 0)]
+    assert len(pd.read_parquet(out / "data")) == 0 and validate_dataset(out).ok
+    with pytest.raises(ValueError, match="corresponds to no data"):
+        datasets.load_dataset(str(out))
+    assert datasets.load_dataset(str(out), data_dir="rejected")["train"].num_rows == 3
+    with pytest.raises(ValueError, match=r"has no usable \(status ok\) rows; to_hf\(rejected=True\) gives"):
+        open_dataset(out).to_hf()
+    assert list(ShardedIterableDataset(open_dataset(out))) == []
+
+
 def test_a_file_added_under_data_is_reported(tmp_path):
     out = tmp_path / "d"
     write_dataset(_mixed_records(), out, name="t", kind="benchmark", shard_rows=8)
