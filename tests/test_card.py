@@ -10,7 +10,7 @@ import stat
 
 import pytest
 import yaml
-from _fixtures import jpeg_bytes, make_writable
+from _fixtures import jpeg_bytes, make_writable, write_old_layout_dataset
 from PIL import Image
 
 from pipelines.cli import main
@@ -313,3 +313,17 @@ def test_degenerate_captions_are_warnings_not_faithful_scores(tmp_path):
     assert "**Warning (repeated-word)**" in text and "slot `shoes` is `unknown`" in text
     assert "Warning (repeated-word)" in (tmp_path / "loop" / "report" / "index.html").read_text()
     assert make_card(tmp_path / "loop", tmp_path / "clean", verify="quick", samples=1).stats  # still writes
+
+
+def test_a_card_of_an_old_layout_dataset_lists_every_file_and_says_how_to_migrate(tmp_path):
+    """Datasets written before the data/ layout keep their cards: one train split of every file, and the way out."""
+    old = tmp_path / "old"
+    write_old_layout_dataset(old, _rows())
+    assert main(["card", str(old), "--workers", "0"]) == 0
+    text = (old / "README.md").read_text()
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": [
+        "part-00000.parquet"]}]}]
+    assert meta["synth_pedes"]["rows"] == {"all": 12, "default_config": 12}
+    assert "older layout" in text and f"python -m synth_pedes.migrate {old} NEW_DIR" in text
+

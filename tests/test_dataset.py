@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from _fixtures import Records, make_writable
+from _fixtures import Records, make_writable, write_old_layout_dataset
 
 from synth_pedes import open_dataset, validate_dataset, write_dataset
 from synth_pedes.errors import IntegrityError, ManifestError, SchemaMismatchError
@@ -281,30 +281,10 @@ def test_a_split_that_cannot_name_a_file_is_refused_naming_the_record(tmp_path):
         write_dataset(records, tmp_path / "d", name="t", kind="images", shard_rows=8, retries=0)
 
 
-def _old_layout_dataset(directory, records):
-    """A dataset as plip wrote it before the data/ layout: part-NNNNN.parquet files at the top, every split and
-    status mixed, a format 1 manifest (whose id must stay valid)."""
-    from synth_pedes.manifest import MANIFEST_NAME, PARTS_FORMAT, Manifest, ShardInfo
-    from synth_pedes.schema import RECORD_SCHEMA
-    from synth_pedes.writer import file_sha256
-
-    directory.mkdir()
-    shards = []
-    for i in range(0, len(records), 12):
-        path = directory / f"part-{i // 12:05d}.parquet"
-        pq.write_table(pa.Table.from_pylist(records[i:i + 12], schema=RECORD_SCHEMA), path)
-        shards.append(ShardInfo(path.name, min(12, len(records) - i), path.stat().st_size, file_sha256(path)))
-    status = {s: sum(r["status"] == s for r in records) for s in ("error", "ok")}
-    m = Manifest(name="old", kind="benchmark", shards=tuple(shards), status_counts=status, format=PARTS_FORMAT)
-    assert "split" not in m.body()["shards"][0] and "num_usable_rows" not in m.body()  # as format 1 hashed it
-    (directory / MANIFEST_NAME).write_text(m.to_json())
-    return m
-
-
 def test_old_layout_keeps_loading_and_validate_says_how_to_migrate(tmp_path):
     records = _mixed_records()
     old = tmp_path / "old"
-    _old_layout_dataset(old, records)
+    write_old_layout_dataset(old, records)
     ds = open_dataset(old)
     assert ds.manifest.num_usable_rows == 25 and len(list(ds.torch())) == 25
     assert sum(len(b) for b in ds.iter_batches(status="ok")) == 25
