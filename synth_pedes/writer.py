@@ -607,6 +607,8 @@ def _write_shards(directory: Path, n: int, make_task: Callable[[int], Any], clie
             _atomic_write_text(directory / STATS_DIR / PLAN_NAME, json.dumps(plan_doc, indent=1, sort_keys=True))
         for leftover in _leftovers(directory):  # left by a killed run: never part of the dataset
             leftover.unlink(missing_ok=True)
+        for old in directory.glob("part-*.parquet"):  # this unfinished write's shards as plip wrote them before
+            old.unlink()  # the data/ layout: their markers do not list files, so those shards are redone
     done = {i: s for i in range(n) if (s := _finished_stats(directory, i)) is not None}
     for k, stats in enumerate(done.values(), 1):
         if on_progress:

@@ -274,6 +274,22 @@ def test_a_resume_redoes_a_shard_missing_one_of_its_files_and_removes_files_it_n
     assert not stray.exists() and m.id == reference.id and validate_dataset(out).ok
 
 
+def test_an_unfinished_write_of_the_old_layout_is_finished_in_the_new_one(tmp_path):
+    """A write stopped before plip wrote data/ files: its markers name one top-level part file each. Resumed, its
+    shards are redone in the new layout and the old files go (no loader or manifest would account for them)."""
+    out = tmp_path / "d"
+    reference = write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4)
+    _as_killed_before_the_finish(out)
+    for index in (0, 1):
+        marker = out / "_stats" / f"part-{index:05d}.json"
+        stats = json.loads(marker.read_text())
+        (out / f"part-{index:05d}.parquet").write_bytes(b"PAR1 as the old writer left it")
+        marker.write_text(json.dumps({**{k: v for k, v in stats.items() if k != "files"},
+                                      "path": f"part-{index:05d}.parquet", "sha256": "ab" * 32}))
+    assert write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4).id == reference.id
+    assert not list(out.glob("part-*")) and validate_dataset(out).ok
+
+
 def _temporary_files(out):
     return sorted(p.name for p in out.rglob(".*.tmp"))
 
