@@ -290,12 +290,12 @@ def _group_sort_key(group: Group) -> tuple:
     return (not usable, SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
 
 
-def _grouped_tables(records: Iterable, row_of_key: dict[str, int], where: str) -> Iterator[tuple[Group, pa.Table]]:
-    """Records (dicts, pandas frames or Arrow tables) as row-group-sized tables of one group each, their keys
-    checked new in input order. Memory: one row group per group (a shard has a handful), and the buffered image
-    bytes are flushed together when they reach ROW_GROUP_BYTES."""
+def _grouped_tables(records: Iterable, where: str) -> Iterator[tuple[Group, pa.Table]]:
+    """Records (dicts or Arrow tables) as row-group-sized tables of one group each, their keys checked new in
+    input order. Memory: one row group per group (a shard has a handful), and the buffered image bytes are
+    flushed together when they reach ROW_GROUP_BYTES."""
     buffers: dict[Group, list] = {}
-    buffered_bytes, row = 0, 0
+    buffered_bytes, row, row_of_key = 0, 0, {}
     for rec in records:
         if isinstance(rec, (pa.Table, pa.RecordBatch)):
             table = pa.Table.from_batches([rec]) if isinstance(rec, pa.RecordBatch) else rec
@@ -315,7 +315,9 @@ def _grouped_tables(records: Iterable, row_of_key: dict[str, int], where: str) -
             yield from ((g, pa.Table.from_pylist(b, schema=RECORD_SCHEMA)) for g, b in buffers.items())
             buffers, buffered_bytes = {}, 0
         elif len(buffers[group]) >= ROW_GROUP_ROWS:
-            yield group, pa.Table.from_pylist(buffers.pop(group), schema=RECORD_SCHEMA)
+            full = buffers.pop(group)
+            buffered_bytes -= sum(map(_row_size, full))
+            yield group, pa.Table.from_pylist(full, schema=RECORD_SCHEMA)
     yield from ((g, pa.Table.from_pylist(b, schema=RECORD_SCHEMA)) for g, b in buffers.items())
 
 
@@ -370,7 +372,6 @@ def _count_into(counter: collections.Counter, column: pa.ChunkedArray) -> None:
 @dataclass
 class _ShardFile:
     """One group's file of a shard being written: a hidden temporary name until every file of the shard is done."""
-    directory: Path
     info: ShardInfo  # path, split, usable; rows, bytes and sha256 are filled in by finish()
     tmp: Path
     writer: pq.ParquetWriter
@@ -380,7 +381,7 @@ class _ShardFile:
         final = directory / path
         final.parent.mkdir(exist_ok=True)
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-        return cls(directory, ShardInfo(path=path, rows=0, bytes=0, sha256="", split=split, usable=usable), tmp,
+        return cls(ShardInfo(path=path, rows=0, bytes=0, sha256="", split=split, usable=usable), tmp,
                    _parquet_writer(tmp))
 
     def write(self, table: pa.Table) -> None:
@@ -400,7 +401,7 @@ class _ShardFile:
         self.tmp.unlink(missing_ok=True)
 
 
-def write_shard(records: Iterable, directory: str | os.PathLike, index: int, num_shards: int = 1) -> ShardStats:
+def write_shard(records: Iterable, directory: str | os.PathLike, index: int, num_shards: int) -> ShardStats:
     """Write shard ``index`` of ``num_shards`` atomically, one file per (split, usable) group of its rows, and record
     its stats marker. ``records`` may be a lazy iterator: memory stays bounded by a row group per group."""
     t0 = time.perf_counter()
@@ -408,7 +409,7 @@ def write_shard(records: Iterable, directory: str | os.PathLike, index: int, num
     status, splits, reasons = collections.Counter(), collections.Counter(), collections.Counter()
     errors, rows, files = [], 0, {}
     try:
-        for group, table in _grouped_tables(records, {}, where):
+        for group, table in _grouped_tables(records, where):
             if group not in files:
                 files[group] = _ShardFile.open(directory, shard_file(*group, index, num_shards), *group)
             files[group].write(table)

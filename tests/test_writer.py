@@ -60,6 +60,17 @@ def test_write_is_deterministic_and_counts_stats(tmp_path):
     assert pq.ParquetFile(tmp_path / "a" / "data/train-00000-of-00004.parquet").num_row_groups == 1
 
 
+def test_rows_of_interleaved_groups_still_fill_whole_row_groups(tmp_path):
+    """Splits and statuses alternate row by row; each group's file still gets row groups of ROW_GROUP_ROWS (the
+    readers' unit of work), not fragments of every input batch."""
+    m = write_dataset(range(600), tmp_path / "a", name="t", kind="images", transform=Records(), shard_rows=600)
+    for shard in m.shards:
+        meta = pq.ParquetFile(tmp_path / "a" / shard.path).metadata
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        assert all(n == 256 for n in sizes[:-1]) and sum(sizes) == shard.rows, (shard.path, sizes)
+    assert [s.rows for s in m.shards] == [257, 257, 43, 43]
+
+
 def test_finished_datasets_are_immutable(tmp_path):
     out = tmp_path / "d"
     m = write_dataset(range(5), out, name="t", kind="images", transform=Records(), shard_rows=2)
