@@ -129,9 +129,11 @@ class Dataset:
 
     def __repr__(self) -> str:
         m = self.manifest
-        return f"Dataset({str(self.directory)!r}, name={m.name!r}, kind={m.kind!r}, rows={m.num_rows}, id={m.id[:19]})"
+        return (f"Dataset({str(self.directory)!r}, name={m.name!r}, kind={m.kind!r}, rows={m.num_rows} "
+                f"({m.num_usable_rows} usable), id={m.id[:19]})")
 
     def __len__(self) -> int:
+        """Every row, every status (``manifest.num_usable_rows``: those with status ok)."""
         return self.manifest.num_rows
 
     @property
