@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 from .errors import IntegrityError, ManifestError, SchemaMismatchError
 from .keys import describe_repeats, repeated_keys
 from .manifest import Manifest, ShardInfo, read_manifest
-from .schema import check_schema
-from .writer import file_sha256
+from .schema import SPLITS, check_schema
+from .writer import _shard_files_on_disk, file_sha256
 
 _log = logging.getLogger(__name__)
 VERIFY_LEVELS = ("full", "quick", "none")
@@ -54,9 +54,30 @@ def validate_dataset(directory: str | os.PathLike, level: str = "full") -> Valid
         report.problems += problems
         if not problems:
             sound.append(shard.path)
+    report.problems += _unlisted_file_problems(root, report.manifest)
     if level == "full":
         report.problems += _repeated_key_problems(root, sound)
     return report
+
+
+def _unlisted_file_problems(root: Path, manifest: Manifest) -> list[str]:
+    """Shard files under data/ or rejected/ that the manifest does not list: every loader of the directory (or of
+    data/) would read their rows, which no checksum covers."""
+    listed = {s.path for s in manifest.shards}
+    stray = [p.relative_to(root).as_posix() for p in _shard_files_on_disk(root)]
+    return [f"{path}: not listed in the manifest, yet loaders of the directory read it; it was added after the "
+            "dataset was written: move it out" for path in stray if path not in listed]
+
+
+def layout_note(directory: str | os.PathLike, manifest: Manifest) -> str | None:
+    """For a dataset in the older layout: what reads it and how to get the current one (docs/formats.md#old-layout)."""
+    if manifest.split_files:
+        return None
+    return (f"{directory} has the older layout (manifest format 1: part-NNNNN.parquet files holding every split and "
+            "status). plip and synth_pedes read it as before, but datasets.load_dataset(DIR), pandas.read_parquet and "
+            "pyarrow.dataset cannot read it as it is. To get the current layout (the usable rows of each split under "
+            f"data/, the rest under rejected/), copy it: python -m synth_pedes.migrate {directory} NEW_DIR "
+            "(docs/formats.md#old-layout)")
 
 
 def _shard_problems(root: Path, shard: ShardInfo, level: str) -> list[str]:
@@ -108,9 +129,11 @@ class Dataset:
 
     def __repr__(self) -> str:
         m = self.manifest
-        return f"Dataset({str(self.directory)!r}, name={m.name!r}, kind={m.kind!r}, rows={m.num_rows}, id={m.id[:19]})"
+        return (f"Dataset({str(self.directory)!r}, name={m.name!r}, kind={m.kind!r}, rows={m.num_rows} "
+                f"({m.num_usable_rows} usable), id={m.id[:19]})")
 
     def __len__(self) -> int:
+        """Every row, every status (``manifest.num_usable_rows``: those with status ok)."""
         return self.manifest.num_rows
 
     @property
@@ -119,12 +142,19 @@ class Dataset:
 
     @property
     def shard_paths(self) -> list[Path]:
+        """Every shard file: the rows of every status (see :meth:`paths_for` for one status's)."""
         return [self.directory / s.path for s in self.manifest.shards]
+
+    def paths_for(self, status: str | None) -> list[Path]:
+        """The files that can hold rows of ``status`` (None: every file): for ``ok`` only ``data/`` files, for
+        another status only ``rejected/`` ones (files of the older layout hold every status: all of them)."""
+        usable = None if status is None else status == "ok"
+        return [self.directory / s.path for s in self.manifest.files(usable)]
 
     def iter_batches(self, columns: Sequence[str] | None = None, batch_size: int = 256,
                      status: str | None = None) -> Iterator[pa.RecordBatch]:
         """Stream record batches shard by shard (memory: one batch), optionally only rows of ``status``."""
-        for path in self.shard_paths:
+        for path in self.paths_for(status):
             cols = None if columns is None else list(dict.fromkeys([*columns, *(["status"] if status else [])]))
             for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=cols):
                 if status is not None:
@@ -141,19 +171,45 @@ class Dataset:
         """The whole dataset in memory: for small datasets and tests."""
         return pa.concat_tables(pq.read_table(p, columns=columns) for p in self.shard_paths)
 
-    def to_hf(self, streaming: bool = False, cache_dir: str | None = None):
-        """The dataset as a Hugging Face ``datasets`` object: ``image`` decodes to PIL, captions stay nested."""
+    def to_hf(self, split: str | None = None, rejected: bool = False, streaming: bool = False,
+              cache_dir: str | None = None):
+        """The usable rows (status ok) as a Hugging Face ``DatasetDict`` with one split per ``split`` value (or the
+        ``Dataset`` of one ``split``); ``rejected=True``: the other rows instead. ``image`` decodes to PIL, captions
+        stay nested. The same as ``datasets.load_dataset(DIR)`` (and its ``rejected`` config), but on the files
+        this manifest lists and that were verified when the dataset was opened."""
         import datasets
 
-        files = [str(p) for p in self.shard_paths]
-        return datasets.load_dataset("parquet", data_files=files, split="train", streaming=streaming,
-                                     cache_dir=cache_dir)
+        data_files = self.hf_data_files(rejected)
+        if not data_files:  # (datasets cannot make a split of no rows)
+            raise ValueError(f"{self.directory} has no {'rejected' if rejected else 'usable (status ok)'} rows; "
+                             + ("every row is usable" if rejected else "to_hf(rejected=True) gives the rejected ones"))
+        hf = datasets.load_dataset("parquet", data_files=data_files, split=split, streaming=streaming,
+                                   cache_dir=cache_dir)
+        if self.manifest.split_files:
+            return hf
+        keep = (lambda status: status != "ok") if rejected else (lambda status: status == "ok")
+        return hf.filter(keep, input_columns="status")  # older layout: every file holds rows of every status
+
+    def hf_data_files(self, rejected: bool = False) -> dict[str, list[str]]:
+        """``{split: [file, ...]}`` of the usable rows (or the rejected ones), in split order; files of the older
+        layout mix splits and statuses, so there they all form one ``train`` split."""
+        if not self.manifest.split_files:
+            return {"train": [str(p) for p in self.shard_paths]}
+        out: dict[str, list[str]] = {}
+        for shard in sorted(self.manifest.files(not rejected), key=lambda s: _split_order(s.split)):
+            if shard.rows:  # the empty data/ files of a dataset without usable rows (see writer._empty_usable_files)
+                out.setdefault(shard.split, []).append(str(self.directory / shard.path))
+        return out
 
     def torch(self, **kwargs):
         """A torch IterableDataset over the rows, split across DDP ranks and dataloader workers."""
         from .torch_data import ShardedIterableDataset
 
         return ShardedIterableDataset(self, **kwargs)
+
+
+def _split_order(split: str) -> tuple:
+    return (SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
 
 
 def open_dataset(path: str | os.PathLike, verify: bool | str = True) -> Dataset:

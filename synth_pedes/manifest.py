@@ -1,6 +1,10 @@
 """Versioned dataset manifests: how stages connect (docs/formats.md#the-manifest).
 
-A dataset is a directory holding ``manifest.json`` and Parquet shards. The manifest's ``id`` is the
+A dataset is a directory holding ``manifest.json`` and Parquet shard files (docs/formats.md#dataset-directory):
+format 2 puts the usable rows (status ``ok``) under ``data/`` and the rest under ``rejected/``, one file per
+split, shard and group, so standard loaders read ``DIR`` or ``DIR/data`` as they are; format 1 (older
+datasets) has ``part-NNNNN.parquet`` files at the top holding rows of every split and status, and is still
+read. The manifest's ``id`` is the
 sha256 of its canonical body (everything except ``id`` and ``created_at``), so the same content gives
 the same id and any edit to the manifest is detectable. Once written, a manifest and its shards are
 immutable: a new run writes a new version into a new directory.
@@ -18,7 +22,9 @@ from typing import Any
 from .errors import ManifestError, ShardPathError
 from .schema import SCHEMA_FINGERPRINT, SCHEMA_VERSION
 
-MANIFEST_FORMAT = "synth-pedes-manifest/1"
+MANIFEST_FORMAT = "synth-pedes-manifest/2"  # what is written: data/ and rejected/ files, per split
+PARTS_FORMAT = "synth-pedes-manifest/1"  # older datasets: part-NNNNN.parquet at the top, every split and status
+READ_FORMATS = (MANIFEST_FORMAT, PARTS_FORMAT)
 MANIFEST_NAME = "manifest.json"
 KINDS = ("images", "captions", "benchmark")
 _VOLATILE = ("id", "created_at")  # not part of the content hash
@@ -30,6 +36,12 @@ class ShardInfo:
     rows: int
     bytes: int
     sha256: str
+    split: str | None = None  # format 2: the split of every row in the file (format 1 files mix splits)
+    usable: bool | None = None  # format 2: True for data/ (status ok), False for rejected/ (format 1: mixed)
+
+    def body(self) -> dict:
+        """The file's entry as written: format 1 entries have no split or usable (so their ids stay as written)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k not in ("split", "usable")}
 
 
 @dataclass(frozen=True)
@@ -52,8 +64,12 @@ class Manifest:
             raise ManifestError(f"manifest kind {self.kind!r} is not one of {KINDS}")
         if not self.name:
             raise ManifestError("a manifest needs a non-empty name")
-        for shard in self.shards:
+        for i, shard in enumerate(self.shards):
             check_shard_path(shard.path)
+            if self.split_files and not (isinstance(shard.split, str) and isinstance(shard.usable, bool)):
+                raise ManifestError(f"shard entry {i} ({shard.path!r}) has no split or usable flag, which a "
+                                    f"{self.format} manifest gives every file; the manifest was edited or crafted: "
+                                    "restore it or re-create the dataset")
         check_shards_listed_once(self.shards)
 
     @property
@@ -64,13 +80,34 @@ class Manifest:
     def num_bytes(self) -> int:
         return sum(s.bytes for s in self.shards)
 
+    @property
+    def split_files(self) -> bool:
+        """Whether the files are split by split and status (format 2), so loaders can read the usable rows alone."""
+        return self.format != PARTS_FORMAT
+
+    @property
+    def num_usable_rows(self) -> int:
+        """Rows with status ``ok``: what loaders give by default (the rest stays for provenance)."""
+        if self.split_files:
+            return sum(s.rows for s in self.shards if s.usable)
+        return self.status_counts.get("ok", 0)
+
+    def files(self, usable: bool | None = None) -> tuple[ShardInfo, ...]:
+        """The shard files of the usable rows (True), the rejected ones (False) or all (None). Format 1 files mix
+        statuses, so there every file is returned whatever is asked: the reader must still filter by status."""
+        if usable is None or not self.split_files:
+            return self.shards
+        return tuple(s for s in self.shards if s.usable == usable)
+
     def body(self) -> dict[str, Any]:
         """The canonical content (what the id hashes), in a stable key order."""
         d = dataclasses.asdict(self)
-        d["shards"] = [dataclasses.asdict(s) for s in self.shards]
+        d["shards"] = [s.body() for s in self.shards]
         d["parents"] = list(self.parents)
-        d["num_rows"] = self.num_rows
+        d["num_rows"] = self.num_rows  # all rows, every status
         d["num_bytes"] = self.num_bytes
+        if self.split_files:  # (format 1 bodies stay as they were written, so their ids still match)
+            d["num_usable_rows"] = self.num_usable_rows  # status ok: the rows under data/
         return {k: v for k, v in d.items() if k not in _VOLATILE}
 
     @property
@@ -84,9 +121,10 @@ class Manifest:
     @classmethod
     def from_dict(cls, doc: dict, where: str = "manifest") -> "Manifest":
         fmt = doc.get("format")
-        if fmt != MANIFEST_FORMAT:
+        if fmt not in READ_FORMATS:
             raise ManifestError(f"{where}: unknown manifest format {fmt!r}; this version of plip reads "
-                                f"{MANIFEST_FORMAT!r}. Upgrade plip, or re-create the dataset with this version.")
+                                f"{' and '.join(map(repr, READ_FORMATS))}. Upgrade plip, or re-create the dataset "
+                                "with this version.")
         try:
             shards = tuple(ShardInfo(**s) for s in doc["shards"])
             fields = {f.name for f in dataclasses.fields(cls)} - {"shards"}
@@ -102,7 +140,7 @@ class Manifest:
         if stated != manifest.id:
             raise ManifestError(f"{where}: manifest id {stated!r} does not match its content ({manifest.id}); "
                                 "the manifest was edited after it was written. Restore it or re-create the dataset.")
-        for key in ("num_rows", "num_bytes"):
+        for key in ("num_rows", "num_bytes", "num_usable_rows"):
             if key in doc and doc[key] != getattr(manifest, key):
                 raise ManifestError(f"{where}: {key}={doc[key]} but its shards add up to {getattr(manifest, key)}")
         return manifest

@@ -48,7 +48,9 @@ class ShardedIterableDataset(IterableDataset):
             from .dataset import open_dataset
 
             dataset = open_dataset(dataset)
-        self.paths = [str(p) for p in dataset.shard_paths]
+        # only the files that can hold rows of ``status`` (data/ for ok); rows are still filtered, for older layouts
+        self.paths = [str(p) for p in (dataset.paths_for(status) if hasattr(dataset, "paths_for")
+                                       else dataset.shard_paths)]
         self.columns = None if columns is None else list(columns)
         self.transform, self.status = transform, status
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0

@@ -2,14 +2,20 @@
 
 Layout of a dataset directory::
 
-    manifest.json              written last: its presence means the dataset is finished
-    part-00000.parquet ...     the shards, one per planned unit of work
-    _stats/plan.json           the shard plan's fingerprint (written first)
-    _stats/part-00000.json     per-shard stats: rows, bytes, sha256, status counts, errors, timing
-    _stats/lock                held (flock) by the process writing: a second writer is refused, naming it
+    manifest.json                              written last: its presence means the dataset is finished
+    data/train-00000-of-00003.parquet ...      usable rows (status ok) of shard 0 of 3 whose split is train
+    rejected/train-00000-of-00003.parquet ...  the other rows of that shard and split (error, filtered)
+    _stats/plan.json                           the shard plan's fingerprint (written first)
+    _stats/part-00000.json                     shard 0's stats, listing its files: rows, bytes, sha256, counts
+    _stats/lock                                held (flock) by the process writing: a second writer is refused
 
-Each shard is written to a temporary name in the same directory, hashed, and renamed into place; its
-stats file is written (atomically) after the rename and is the completion marker. A re-run with the
+A shard (one planned unit of work) writes one file per (split, usable or not) group among its rows, so that
+``datasets.load_dataset(DIR)`` (the ``data/{split}-NNNNN-of-MMMMM`` pattern it knows), ``pandas.read_parquet``
+and ``pyarrow.dataset`` on ``DIR/data`` give the usable rows, per split, with no arguments; rejected rows stay
+in ``rejected/`` for provenance. Groups absent from a shard have no file.
+
+Each shard's files are written to temporary (hidden) names next to their final ones, hashed, and renamed into
+place; its stats file is written (atomically) after the renames and is the completion marker. A re-run with the
 same plan skips shards whose marker and file agree and redoes the rest, so a write killed at any
 moment (kill -9 included) finishes with exactly the rows of an uninterrupted run. No key is written twice.
 Shards run as Dask tasks on whatever cluster the caller's ``client`` points at, or in-process without one.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import functools
@@ -29,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 import socket
 import stat
@@ -52,7 +60,7 @@ from .errors import (DatasetExistsError, DuplicateKeyError, OutputDirectoryError
 from .futures import NoWorkersError, as_finished
 from .keys import describe_repeats, repeated_keys
 from .manifest import MANIFEST_NAME, Manifest, ShardInfo, read_manifest
-from .schema import RECORD_SCHEMA, check_schema
+from .schema import RECORD_SCHEMA, SPLITS, check_schema
 
 _log = logging.getLogger(__name__)
 STATS_DIR = "_stats"
@@ -72,8 +80,18 @@ _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 _NO_DICTIONARY = {"image.bytes", "key", "image_sha256", "image.path", "extra"}  # unique per row
 
 
-def shard_name(index: int) -> str:
-    return f"part-{index:05d}.parquet"
+USABLE_DIR, REJECTED_DIR = "data", "rejected"  # status ok rows / the rest (docs/formats.md#dataset-directory)
+_SPLIT_NAME = re.compile(r"^\w+$")  # a split names files and Hugging Face splits (which must match \w+(\.\w+)*)
+
+
+def shard_file(split: str, usable: bool, index: int, num_shards: int) -> str:
+    """The path, relative to the dataset directory, of shard ``index``'s file for one split and group: the
+    Hugging Face name ``{split}-NNNNN-of-MMMMM`` that ``datasets.load_dataset(DIR)`` maps to split ``split``."""
+    return f"{USABLE_DIR if usable else REJECTED_DIR}/{split}-{index:05d}-of-{num_shards:05d}.parquet"
+
+
+def marker_name(index: int) -> str:
+    return f"part-{index:05d}.json"  # in STATS_DIR: shard index's completion marker
 
 
 # --- transforms: work item(s) -> records ----------------------------------------------------------------
@@ -193,10 +211,9 @@ def transform_fingerprint(transform: Transform | None) -> str:
 class ShardStats:
     """What one finished shard holds; serialised as its completion marker."""
     index: int
-    path: str
-    rows: int
-    bytes: int
-    sha256: str
+    rows: int  # all of the shard's rows, every status
+    bytes: int  # of all its files
+    files: list = field(default_factory=list)  # one ShardInfo dict per file: path, rows, bytes, sha256, split, usable
     status_counts: dict = field(default_factory=dict)
     splits: dict = field(default_factory=dict)
     error_counts: dict = field(default_factory=dict)  # error reason (before ':') -> rows
@@ -204,8 +221,8 @@ class ShardStats:
     seconds: float = 0.0
     skipped: bool = False  # True when a re-run found it already finished
 
-    def to_info(self) -> ShardInfo:
-        return ShardInfo(path=self.path, rows=self.rows, bytes=self.bytes, sha256=self.sha256)
+    def to_infos(self) -> list[ShardInfo]:
+        return [ShardInfo(**f) for f in self.files]
 
 
 def plan_shards(items: Sequence, *, shard_rows: int | None = None, shard_bytes: int | None = None,
@@ -265,20 +282,61 @@ def _row_size(record: dict) -> int:
     return len(image.get("bytes") or b"") + 512  # the rest of a row is small text
 
 
-def _record_batches(records: Iterable) -> Iterator[pa.Table]:
-    """Group records (dicts, pandas frames or Arrow tables) into row-group-sized tables."""
-    buf, buf_bytes = [], 0
+Group = tuple[str, bool]  # (split, usable): the rows of one shard file
+
+
+def _group_sort_key(group: Group) -> tuple:
+    split, usable = group
+    return (not usable, SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
+
+
+def _grouped_tables(records: Iterable, where: str) -> Iterator[tuple[Group, pa.Table]]:
+    """Records (dicts or Arrow tables) as row-group-sized tables of one group each, their keys checked new in
+    input order. Memory: one row group per group (a shard has a handful), and the buffered image bytes are
+    flushed together when they reach ROW_GROUP_BYTES."""
+    buffers: dict[Group, list] = {}
+    buffered_bytes, row, row_of_key = 0, 0, {}
     for rec in records:
         if isinstance(rec, (pa.Table, pa.RecordBatch)):
-            yield pa.Table.from_batches([rec]) if isinstance(rec, pa.RecordBatch) else rec
+            table = pa.Table.from_batches([rec]) if isinstance(rec, pa.RecordBatch) else rec
+            check_schema(table.schema, where)
+            _check_new_keys(table.column("key").to_pylist(), row_of_key, row, where)
+            row += table.num_rows
+            yield from _split_table(table, where)
             continue
-        buf.append(rec)
-        buf_bytes += _row_size(rec)
-        if len(buf) >= ROW_GROUP_ROWS or buf_bytes >= ROW_GROUP_BYTES:
-            yield pa.Table.from_pylist(buf, schema=RECORD_SCHEMA)
-            buf, buf_bytes = [], 0
-    if buf:
-        yield pa.Table.from_pylist(buf, schema=RECORD_SCHEMA)
+        if not isinstance(rec, dict):
+            raise TypeError(f"{where}: a record must be a dict (see synth_pedes.make_record), got {type(rec).__name__}")
+        _check_new_keys([rec.get("key")], row_of_key, row, where)
+        row += 1
+        group = (_checked_split(rec.get("split"), rec.get("key"), where), rec.get("status") == "ok")
+        buffers.setdefault(group, []).append(rec)
+        buffered_bytes += _row_size(rec)
+        if buffered_bytes >= ROW_GROUP_BYTES:
+            yield from ((g, pa.Table.from_pylist(b, schema=RECORD_SCHEMA)) for g, b in buffers.items())
+            buffers, buffered_bytes = {}, 0
+        elif len(buffers[group]) >= ROW_GROUP_ROWS:
+            full = buffers.pop(group)
+            buffered_bytes -= sum(map(_row_size, full))
+            yield group, pa.Table.from_pylist(full, schema=RECORD_SCHEMA)
+    yield from ((g, pa.Table.from_pylist(b, schema=RECORD_SCHEMA)) for g, b in buffers.items())
+
+
+def _split_table(table: pa.Table, where: str) -> Iterator[tuple[Group, pa.Table]]:
+    usable = pc.fill_null(pc.equal(table.column("status"), "ok"), False)
+    for split in pc.unique(table.column("split")).to_pylist():
+        in_split = pc.fill_null(pc.equal(table.column("split"), _checked_split(split, None, where)), False)
+        for ok in (True, False):
+            part = table.filter(pc.and_(in_split, usable if ok else pc.invert(usable)))
+            if part.num_rows:
+                yield (split, ok), part
+
+
+def _checked_split(split: Any, key: Any, where: str) -> str:
+    if isinstance(split, str) and _SPLIT_NAME.match(split):
+        return split
+    row = "" if key is None else f"record {key!r}: "
+    raise ValueError(f"{where}: {row}split {split!r} cannot name a shard file: a split is a non-empty name of "
+                     f"letters, digits and '_' (usually one of {', '.join(SPLITS)}; docs/formats.md#dataset-directory)")
 
 
 def _parquet_writer(path: Path) -> pq.ParquetWriter:
@@ -311,41 +369,85 @@ def _count_into(counter: collections.Counter, column: pa.ChunkedArray) -> None:
         counter[entry["values"]] += entry["counts"]
 
 
-def write_shard(records: Iterable, directory: str | os.PathLike, index: int) -> ShardStats:
-    """Write one shard atomically and record its stats marker. ``records`` may be a lazy iterator:
-    memory stays bounded by one row group."""
-    t0 = time.perf_counter()
-    directory = Path(directory)
-    final = directory / shard_name(index)
-    tmp = directory / f".{final.name}.{uuid.uuid4().hex}.tmp"
-    status, splits, reasons = collections.Counter(), collections.Counter(), collections.Counter()
-    errors, rows, row_of_key = [], 0, {}
-    try:
-        with _parquet_writer(tmp) as writer:
-            for table in _record_batches(records):
-                check_schema(table.schema, f"shard {index} of {directory}")
-                _check_new_keys(table.column("key").to_pylist(), row_of_key, rows, f"shard {index} of {directory}")
-                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-                rows += table.num_rows
-                _count_into(status, table.column("status"))
-                _count_into(splits, table.column("split"))
-                bad = table.filter(pc.not_equal(table.column("status"), "ok"))
-                for key, st, err in zip(*(bad.column(c).to_pylist() for c in ("key", "status", "error"))):
-                    reasons[(err or st).split(":")[0]] += 1
-                    if len(errors) < MAX_ERRORS_KEPT:
-                        errors.append([key, err])
-        with open(tmp, "rb+") as f:
+@dataclass
+class _ShardFile:
+    """One group's file of a shard being written: a hidden temporary name until every file of the shard is done."""
+    info: ShardInfo  # path, split, usable; rows, bytes and sha256 are filled in by finish()
+    tmp: Path
+    writer: pq.ParquetWriter
+
+    @classmethod
+    def open(cls, directory: Path, path: str, split: str, usable: bool) -> "_ShardFile":
+        final = directory / path
+        final.parent.mkdir(exist_ok=True)
+        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+        return cls(ShardInfo(path=path, rows=0, bytes=0, sha256="", split=split, usable=usable), tmp,
+                   _parquet_writer(tmp))
+
+    def write(self, table: pa.Table) -> None:
+        self.writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self.info = dataclasses.replace(self.info, rows=self.info.rows + table.num_rows)
+
+    def finish(self) -> ShardInfo:
+        self.writer.close()
+        with open(self.tmp, "rb+") as f:
             os.fsync(f.fileno())
-        stats = ShardStats(index=index, path=final.name, rows=rows, bytes=tmp.stat().st_size,
-                           sha256=file_sha256(tmp), status_counts=dict(status), splits=dict(splits),
-                           error_counts=dict(reasons), errors=errors)
-        os.replace(tmp, final)
+        self.info = dataclasses.replace(self.info, bytes=self.tmp.stat().st_size, sha256=file_sha256(self.tmp))
+        return self.info
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def write_shard(records: Iterable, directory: str | os.PathLike, index: int, num_shards: int) -> ShardStats:
+    """Write shard ``index`` of ``num_shards`` atomically, one file per (split, usable) group of its rows, and record
+    its stats marker. ``records`` may be a lazy iterator: memory stays bounded by a row group per group."""
+    t0 = time.perf_counter()
+    directory, where = Path(directory), f"shard {index} of {directory}"
+    status, splits, reasons = collections.Counter(), collections.Counter(), collections.Counter()
+    errors, rows, files = [], 0, {}
+    try:
+        for group, table in _grouped_tables(records, where):
+            if group not in files:
+                files[group] = _ShardFile.open(directory, shard_file(*group, index, num_shards), *group)
+            files[group].write(table)
+            rows += table.num_rows
+            _count_into(status, table.column("status"))
+            _count_into(splits, table.column("split"))
+            bad = table.filter(pc.not_equal(table.column("status"), "ok"))
+            for key, st, err in zip(*(bad.column(c).to_pylist() for c in ("key", "status", "error"))):
+                reasons[(err or st).split(":")[0]] += 1
+                if len(errors) < MAX_ERRORS_KEPT:
+                    errors.append([key, err])
+        infos = [files[g].finish() for g in sorted(files, key=_group_sort_key)]
+        for f in files.values():  # all hashed: only now do they take their final names
+            os.replace(f.tmp, directory / f.info.path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for f in files.values():
+            f.discard()
         raise
-    stats.seconds = round(time.perf_counter() - t0, 4)
-    _atomic_write_text(directory / STATS_DIR / f"{final.stem}.json", json.dumps(stats.__dict__, indent=1))
+    _remove_other_files(directory, index, {i.path for i in infos})
+    stats = ShardStats(index=index, rows=rows, bytes=sum(i.bytes for i in infos), files=[i.body() for i in infos],
+                       status_counts=dict(status), splits=dict(splits), error_counts=dict(reasons), errors=errors,
+                       seconds=round(time.perf_counter() - t0, 4))
+    _atomic_write_text(directory / STATS_DIR / marker_name(index), json.dumps(dataclasses.asdict(stats), indent=1))
     return stats
+
+
+def _shard_files_on_disk(directory: Path, index: int | str = "*") -> list[Path]:
+    """The files of shard ``index`` (every shard's by default) that are in the directory, listed or not."""
+    pattern = f"*-{index:05d}-of-*.parquet" if isinstance(index, int) else "*-of-*.parquet"
+    return [p for d in (USABLE_DIR, REJECTED_DIR) for p in sorted((directory / d).glob(pattern))]
+
+
+def _remove_other_files(directory: Path, index: int, written: set[str]) -> None:
+    """Remove shard ``index``'s files that this attempt did not write (a killed attempt's, whose transform gave
+    rows of another group): unlisted files under data/ would still be read by every loader of the directory."""
+    for path in _shard_files_on_disk(directory, index):
+        if path.relative_to(directory).as_posix() not in written:
+            path.unlink(missing_ok=True)
 
 
 def _check_new_keys(keys: list[str], row_of_key: dict[str, int], first_row: int, where: str) -> None:
@@ -378,39 +480,47 @@ def _apply(transform: Transform | None, items: list) -> Iterator:
             yield from records
 
 
-def _write_items_shard(items: list, transform: Transform | None, directory: str, index: int) -> ShardStats:
-    return write_shard(_apply(transform, items), directory, index)
+def _write_items_shard(items: list, transform: Transform | None, directory: str, index: int,
+                       num_shards: int) -> ShardStats:
+    return write_shard(_apply(transform, items), directory, index, num_shards)
 
 
-def _write_partition_shard(partition: Any, directory: str, index: int) -> ShardStats:
+def _write_partition_shard(partition: Any, directory: str, index: int, num_shards: int) -> ShardStats:
     if hasattr(partition, "to_dict") and hasattr(partition, "columns"):  # a pandas partition
         if len(partition) and isinstance(partition["image"].iloc[0], str):
             raise TypeError("the DataFrame's nested columns arrived as strings: dask converted them. Build it "
                             "under dask.config.set({'dataframe.convert-string': False}), or pass a dask Bag.")
         partition = [pa.Table.from_pandas(partition, schema=RECORD_SCHEMA, preserve_index=False)]
-    return write_shard(partition, directory, index)
+    return write_shard(partition, directory, index, num_shards)
 
 
 def _finished_stats(directory: Path, index: int) -> ShardStats | None:
     """The stats of a shard that a previous run finished, or None if it must be (re)done: a shard is kept only
-    when its marker and file agree on size, row count and sha256 (a byte flipped since would otherwise pass
-    into the manifest). Logs why a shard that looked finished is redone."""
-    marker = directory / STATS_DIR / f"part-{index:05d}.json"
-    shard = directory / shard_name(index)
-    if not marker.is_file() or not shard.is_file():
-        return None  # not finished (a shard renamed but not yet marked is redone, never trusted)
+    when its marker and every file it lists agree on size, row count and sha256 (a byte flipped since would
+    otherwise pass into the manifest). Logs why a shard that looked finished is redone."""
+    marker = directory / STATS_DIR / marker_name(index)
+    if not marker.is_file():
+        return None  # not finished (files renamed but not yet marked are redone, never trusted)
     try:
         stats = ShardStats(**json.loads(marker.read_text()))
-        if shard.stat().st_size != stats.bytes or pq.ParquetFile(shard).metadata.num_rows != stats.rows:
-            problem = "its size or row count does not match its completion marker"
-        elif file_sha256(shard) != stats.sha256:
-            problem = "its sha256 does not match its completion marker (the file changed after it was written)"
-        else:
+        problem = next(filter(None, (_file_problem(directory, ShardInfo(**f)) for f in stats.files)), None)
+        if problem is None:
             stats.skipped = True
             return stats
     except (OSError, ValueError, TypeError, pa.ArrowException) as e:
-        problem = f"its marker or file is unreadable ({type(e).__name__}: {e})"
-    _log.warning("%s: redoing %s: %s", directory, shard.name, problem)
+        problem = f"its marker or a file it lists is unreadable ({type(e).__name__}: {e})"
+    _log.warning("%s: redoing shard %d: %s", directory, index, problem)
+    return None
+
+
+def _file_problem(directory: Path, info: ShardInfo) -> str | None:
+    path = directory / info.path
+    if not path.is_file():
+        return f"{info.path} is missing"
+    if path.stat().st_size != info.bytes or pq.ParquetFile(path).metadata.num_rows != info.rows:
+        return f"the size or row count of {info.path} does not match its completion marker"
+    if file_sha256(path) != info.sha256:
+        return f"the sha256 of {info.path} does not match its completion marker (the file changed after it was written)"
     return None
 
 
@@ -435,7 +545,7 @@ def _plan(source: Any, transform: Transform | None, shard_rows: int | None, shar
 
         fingerprint = f"dask:{tokenize(source)}:{len(parts)}"
         return len(parts), fingerprint, lambda i: dask.delayed(_write_partition_shard, pure=False)(
-            parts[i], directory, i)
+            parts[i], directory, i, len(parts))
     transform_kind(transform)  # a transform that declares a wrong kind fails here, before any shard runs
     items = list(source)
     if shard_rows is None and shard_bytes is None:
@@ -447,7 +557,7 @@ def _plan(source: Any, transform: Transform | None, shard_rows: int | None, shar
         h.update(b"\x00")
     fingerprint = f"items:{len(items)}:{len(shards)}:{transform_fingerprint(transform)}:{h.hexdigest()}"
     return len(shards), fingerprint, lambda i: dask.delayed(_write_items_shard, pure=False)(
-        shards[i], transform, directory, i)
+        shards[i], transform, directory, i, len(shards))
 
 
 def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind: str,
@@ -498,6 +608,8 @@ def _write_shards(directory: Path, n: int, make_task: Callable[[int], Any], clie
             _atomic_write_text(directory / STATS_DIR / PLAN_NAME, json.dumps(plan_doc, indent=1, sort_keys=True))
         for leftover in _leftovers(directory):  # left by a killed run: never part of the dataset
             leftover.unlink(missing_ok=True)
+        for old in directory.glob("part-*.parquet"):  # this unfinished write's shards as plip wrote them before
+            old.unlink()  # the data/ layout: their markers do not list files, so those shards are redone
     done = {i: s for i in range(n) if (s := _finished_stats(directory, i)) is not None}
     for k, stats in enumerate(done.values(), 1):
         if on_progress:
@@ -691,7 +803,8 @@ def _run_tasks(tasks: list, indices: list[int], client: Any, retries: int, done:
 
 
 def _finish(directory: Path, shard_stats: list[ShardStats], plan_doc: dict, description: str) -> Manifest:
-    repeats = repeated_keys(directory, [s.path for s in shard_stats])  # within a shard, write_shard refused them
+    files = tuple(info for s in shard_stats for info in s.to_infos())
+    repeats = repeated_keys(directory, [f.path for f in files])  # within a shard, write_shard refused them
     if repeats:
         raise DuplicateKeyError(
             f"{directory}: {describe_repeats(repeats)}; every key must be unique (docs/formats.md#columns). The "
@@ -702,19 +815,41 @@ def _finish(directory: Path, shard_stats: list[ShardStats], plan_doc: dict, desc
     for s in shard_stats:
         splits.update(s.splits)
         statuses.update(s.status_counts)
+    if not any(f.usable for f in files):
+        files = (*_empty_usable_files(directory, sorted(splits, key=lambda s: _group_sort_key((s, True))) or ["train"],
+                                      len(shard_stats)), *files)
     manifest = Manifest(name=plan_doc["name"], kind=plan_doc["kind"], version=plan_doc["version"],
-                        shards=tuple(s.to_info() for s in shard_stats), parents=tuple(plan_doc["parents"]),
+                        shards=files, parents=tuple(plan_doc["parents"]),
                         producer=plan_doc["producer"], splits=dict(sorted(splits.items())),
                         status_counts=dict(sorted(statuses.items())), description=description,
                         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     _atomic_write_text(directory / MANIFEST_NAME, manifest.to_json())
-    _log.info("%s: finished %s, %d rows in %d shards", directory, manifest.id, manifest.num_rows, len(shard_stats))
+    _log.info("%s: finished %s, %d rows (%d usable, status ok) in %d files of %d shards", directory, manifest.id,
+              manifest.num_rows, manifest.num_usable_rows, len(files), len(shard_stats))
     return manifest
 
 
+def _empty_usable_files(directory: Path, splits: list[str], num_shards: int) -> list[ShardInfo]:
+    """Empty data/ files, one per split, for a dataset without a usable row: with data/ empty, datasets.load_dataset
+    (DIR) would fall back to matching split names anywhere and give the rejected rows as its default view, and
+    pandas/pyarrow on DIR/data would fail instead of giving no rows. (Shard 0 wrote no data/ file, so no name is
+    taken; rewritten the same on a resume.)"""
+    infos = []
+    for split in splits:
+        file = _ShardFile.open(directory, shard_file(split, True, 0, max(num_shards, 1)), split, True)
+        try:  # no row group at all: datasets' Parquet reader fails on an empty one, and skips a file without
+            infos.append(file.finish())
+            os.replace(file.tmp, directory / file.info.path)
+        except BaseException:
+            file.discard()
+            raise
+    return infos
+
+
 def _leftovers(directory: Path) -> list[Path]:
-    """Temporary files of killed writes (shards, markers, the plan, the manifest): never part of a dataset."""
-    return [*directory.glob(".part-*.tmp"), *directory.glob(f".{MANIFEST_NAME}.*.tmp"),
+    """Temporary files of killed writes (shard files, markers, the plan, the manifest): never part of a dataset."""
+    return [*(directory / USABLE_DIR).glob(".*.tmp"), *(directory / REJECTED_DIR).glob(".*.tmp"),
+            *directory.glob(".part-*.tmp"), *directory.glob(f".{MANIFEST_NAME}.*.tmp"),
             *(directory / STATS_DIR).glob(".*.tmp")]
 
 

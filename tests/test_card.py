@@ -10,7 +10,7 @@ import stat
 
 import pytest
 import yaml
-from _fixtures import jpeg_bytes, make_writable
+from _fixtures import jpeg_bytes, make_writable, write_old_layout_dataset
 from PIL import Image
 
 from pipelines.cli import main
@@ -64,7 +64,7 @@ def carded(tmp_path_factory):
 
 def test_statistics_match_the_hand_computed_numbers(carded):
     s = json.loads((carded / "report" / "stats.json").read_text())
-    assert s["rows"] == 12 and s["shards"] == 3 and s["images"] == 10
+    assert s["rows"] == 12 and s["files"] == 3 and s["images"] == 10
     assert s["status_counts"] == {"error": 1, "filtered": 1, "ok": 10}
     assert s["reasons"] == {"error": {"corrupt image": 1}, "filtered": {"gender-vote": 1}}
     ids = s["identities"]
@@ -94,15 +94,21 @@ def test_faithfulness_compares_stored_spans_with_the_attributes(carded):
     assert f["by_slot"]["upper"]["contradiction_rate"] == 0.5 and f["by_slot"]["belongings"]["unsupported"] == 5
 
 
-def test_card_front_matter_prose_and_report(carded, tmp_path):
+def test_card_front_matter_prose_and_report(carded, tmp_path, monkeypatch):
     text = (carded / "README.md").read_text()
     assert text.startswith("---\n")
     meta = yaml.safe_load(text.split("---\n")[1])
-    assert meta["dataset_info"]["splits"] == [{"name": "train", "num_bytes": meta["dataset_info"]["dataset_size"],
-                                               "num_examples": 12}]
-    assert [f["name"] for f in meta["dataset_info"]["features"]][:3] == ["key", "identity", "source"]
-    assert meta["configs"][0]["data_files"][0]["path"] == ["part-00000.parquet", "part-00001.parquet",
-                                                           "part-00002.parquet"]
+    default, rejected = meta["dataset_info"]  # the usable rows (status ok) and the rows kept for provenance
+    assert default["config_name"] == "default" and rejected["config_name"] == "rejected"
+    assert default["splits"] == [{"name": "train", "num_bytes": default["dataset_size"], "num_examples": 10}]
+    assert rejected["splits"] == [{"name": "train", "num_bytes": rejected["dataset_size"], "num_examples": 2}]
+    assert [f["name"] for f in default["features"]][:3] == ["key", "identity", "source"]
+    assert meta["configs"] == [
+        {"config_name": "default", "data_files": [{"split": "train", "path": ["data/train-00000-of-00003.parquet",
+                                                                             "data/train-00001-of-00003.parquet"]}]},
+        {"config_name": "rejected", "data_files": [{"split": "train",
+                                                    "path": ["rejected/train-00002-of-00003.parquet"]}]}]
+    assert meta["synth_pedes"]["rows"] == {"all": 12, "default_config": 10}  # size_categories counts the default's
     assert meta["size_categories"] == ["n<1K"] and meta["pretty_name"] == "tiny-captions" and meta["license"]
     assert "synthetic-captions" in meta["tags"] and meta["synth_pedes"]["verified"] == "full"
     for needle in ("## How it was made", "stage `test`", "model `captioner`: /m", "72.7%", "9.1% describe a slot",
@@ -122,9 +128,13 @@ def test_card_front_matter_prose_and_report(carded, tmp_path):
     assert validate_dataset(carded).ok  # the card's files are not shards: the dataset still validates
     import datasets
 
-    hf = datasets.load_dataset(str(carded), split="train", cache_dir=str(tmp_path))  # through the card's YAML
-    assert hf.num_rows == 12 and hf.features["image"].__class__.__name__ == "Image"
-    assert not os.stat(carded / "part-00000.parquet").st_mode & stat.S_IWUSR  # and stays read-only
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path)
+    hf = datasets.load_dataset(str(carded))  # through the card's YAML, with no other argument: the usable rows
+    assert list(hf) == ["train"] and hf["train"].num_rows == 10 and set(hf["train"]["status"]) == {"ok"}
+    assert hf["train"].features["image"].__class__.__name__ == "Image" and hf["train"][0]["image"].size == (32, 64)
+    kept = datasets.load_dataset(str(carded), "rejected")["train"]  # the rows kept for provenance, by name
+    assert sorted(kept["status"]) == ["error", "filtered"]
+    assert not os.stat(carded / "data/train-00000-of-00003.parquet").st_mode & stat.S_IWUSR  # and stays read-only
 
 
 def _flip_image_byte(shard):
@@ -141,20 +151,20 @@ def test_tampered_dataset_is_refused_unless_no_verify(carded, tmp_path, capsys):
     shutil.copytree(carded, ds)
     shutil.rmtree(ds / "report")
     (ds / "README.md").unlink()
-    _flip_image_byte(ds / "part-00001.parquet")
+    _flip_image_byte(ds / "data/train-00001-of-00003.parquet")
     assert main(["card", str(ds), "--workers", "0"]) == 2
     err = capsys.readouterr().err
-    assert "part-00001.parquet" in err and "sha256" in err and "no card was written" in err
+    assert "data/train-00001-of-00003.parquet" in err and "sha256" in err and "no card was written" in err
     assert not (ds / "README.md").exists() and not (ds / "report").exists()
     assert main(["card", str(ds), "--workers", "0", "--no-verify"]) == 0
     text = (ds / "README.md").read_text()
     assert "**Not verified.**" in text and yaml.safe_load(text.split("---\n")[1])["synth_pedes"]["verified"] == "none"
     assert "Not verified" in (ds / "report" / "index.html").read_text()
-    shard = ds / "part-00002.parquet"
+    shard = ds / "rejected/train-00002-of-00003.parquet"
     make_writable(shard)
     shard.write_bytes(shard.read_bytes()[:300])  # unreadable: without verification it is named, not a traceback
     assert main(["card", str(ds), "--workers", "0", "--no-verify"]) == 2
-    assert "part-00002.parquet cannot be read" in capsys.readouterr().err
+    assert "rejected/train-00002-of-00003.parquet cannot be read" in capsys.readouterr().err
 
 
 def test_edited_manifest_is_refused_and_described_with_no_verify(carded, tmp_path, capsys):
@@ -178,7 +188,7 @@ def test_out_dir_hand_written_readme_and_read_only_directory(carded, tmp_path, m
     assert (out / "README.md").read_text() == "# my notes\n"
     assert main([*args, "--force"]) == 0
     meta = yaml.safe_load((out / "README.md").read_text().split("---\n")[1])
-    assert meta["configs"][0]["data_files"][0]["path"][0] == os.path.relpath(carded / "part-00000.parquet", out)
+    assert meta["configs"][0]["data_files"][0]["path"][0] == os.path.relpath(carded / "data/train-00000-of-00003.parquet", out)
     assert main(args) == 0  # our own card is replaced without --force
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
@@ -414,3 +424,17 @@ def test_report_page_has_the_samples_captions_as_text_beside_their_images(procpe
     names = plots.sample_images([{"key": "a.jpg", "image": b"not an image"}, {"key": "b.jpg", "image": None}],
                                 tmp_path)
     assert names == ["samples/00.png", "samples/01.png"]
+
+
+def test_a_card_of_an_old_layout_dataset_lists_every_file_and_says_how_to_migrate(tmp_path):
+    """Datasets written before the data/ layout keep their cards: one train split of every file, and the way out."""
+    old = tmp_path / "old"
+    write_old_layout_dataset(old, _rows())
+    assert main(["card", str(old), "--workers", "0"]) == 0
+    text = (old / "README.md").read_text()
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": [
+        "part-00000.parquet"]}]}]
+    assert meta["synth_pedes"]["rows"] == {"all": 12, "default_config": 12}
+    assert "older layout" in text and f"python -m synth_pedes.migrate {old} NEW_DIR" in text
+

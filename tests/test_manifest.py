@@ -6,9 +6,39 @@ from synth_pedes import Manifest, ShardInfo, read_manifest
 from synth_pedes.errors import ManifestError, ShardPathError
 
 
+def _shard(path="data/train-00000-of-00001.parquet"):
+    return ShardInfo(path, 3, 100, "ab" * 32, split="train", usable=True)
+
+
 def _manifest(**kw):
-    shards = (ShardInfo("part-00000.parquet", 3, 100, "ab" * 32),)
-    return Manifest(name="m", kind="images", shards=shards, **kw)
+    return Manifest(name="m", kind="images", shards=(_shard(),), **kw)
+
+
+# as plip wrote it before the data/ layout (format 1): its id must still match, so older datasets keep loading
+FORMAT_1 = """{"format": "synth-pedes-manifest/1",
+ "id": "sha256:d9c8a2947627081cfff10be4624b72eb233b58185a76b3360a58e4c607849280", "name": "t", "kind": "images",
+ "shards": [{"path": "part-00000.parquet", "rows": 3, "bytes": 100,
+             "sha256": "abababababababababababababababababababababababababababababababab"}],
+ "version": "1.0.0", "parents": [], "producer": {}, "splits": {}, "status_counts": {"ok": 2, "error": 1},
+ "description": "", "schema": {"version": 1, "fingerprint": "sha256:0ab5bc54bfeadf4a"}, "num_rows": 3,
+ "num_bytes": 100, "created_at": "2026-01-01T00:00:00+00:00"}"""
+
+
+def test_a_format_1_manifest_still_reads_with_its_id_and_counts_its_usable_rows(tmp_path):
+    (tmp_path / "manifest.json").write_text(FORMAT_1)
+    m = read_manifest(tmp_path)
+    assert not m.split_files and m.num_rows == 3 and m.num_usable_rows == 2
+    assert m.files(usable=True) == m.shards  # its files mix statuses: readers filter rows
+    assert json.loads(m.to_json())["id"] == json.loads(FORMAT_1)["id"]
+
+
+def test_format_2_counts_usable_rows_and_needs_every_file_s_split(tmp_path):
+    rejected = ShardInfo("rejected/train-00000-of-00001.parquet", 1, 50, "cd" * 32, split="train", usable=False)
+    m = Manifest(name="m", kind="images", shards=(_shard(), rejected))
+    doc = json.loads(m.to_json())
+    assert doc["num_rows"] == 4 and doc["num_usable_rows"] == 3 and m.files(usable=False) == (rejected,)
+    with pytest.raises(ManifestError, match=r"shard entry 0 \('data/x.parquet'\) has no split or usable flag"):
+        Manifest(name="m", kind="images", shards=(ShardInfo("data/x.parquet", 3, 100, "ab" * 32),))
 
 
 def test_id_is_a_content_hash_that_ignores_creation_time():
@@ -51,12 +81,12 @@ def test_missing_and_garbled_manifests(tmp_path):
         read_manifest(tmp_path)
 
 
-@pytest.mark.parametrize("again", ["part-00000.parquet", "./part-00000.parquet"])
+@pytest.mark.parametrize("again", ["data/train-00000-of-00001.parquet", "./data/train-00000-of-00001.parquet"])
 def test_a_shard_listed_twice_is_refused_naming_the_file(tmp_path, again):
     """A manifest listing one shard twice (id recomputed, so the edit is not caught by the id) would make every
     reader see its rows twice: reading it fails, naming the manifest, the path and the fix."""
-    shards = (ShardInfo("part-00000.parquet", 3, 100, "ab" * 32), ShardInfo(again, 3, 100, "ab" * 32))
-    with pytest.raises(ManifestError, match="shard path 'part-00000.parquet' is listed 2 times"):
+    shards = (_shard(), _shard(again))
+    with pytest.raises(ManifestError, match="shard path 'data/train-00000-of-00001.parquet' is listed 2 times"):
         Manifest(name="m", kind="images", shards=shards)
     doc = json.loads(_manifest().to_json())
     doc["shards"].append(dict(doc["shards"][0], path=again))
@@ -66,6 +96,6 @@ def test_a_shard_listed_twice_is_refused_naming_the_file(tmp_path, again):
 
     doc["id"] = content_id(body)  # recomputed: only the repeat is wrong
     (tmp_path / "manifest.json").write_text(json.dumps(doc))
-    with pytest.raises(ManifestError, match=rf"{tmp_path}/manifest.json: shard path 'part-00000.parquet' is listed "
+    with pytest.raises(ManifestError, match=rf"{tmp_path}/manifest.json: shard path 'data/train-00000-of-00001.parquet' is listed "
                                             r"2 times \(entries 0 and 1\).*re-create the dataset"):
         read_manifest(tmp_path)

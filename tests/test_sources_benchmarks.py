@@ -38,6 +38,13 @@ def _rows(out):
     return ds, list(ds.iter_records())
 
 
+def _in_entry_order(rows, entries):
+    """Rows in the order of the entries they came from (keys are the source and the entry's file_path): a dataset
+    keeps each split's usable and rejected rows in files of their own, so it is not read in input order."""
+    position = {e["file_path"]: i for i, e in reversed(list(enumerate(entries))) if isinstance(e, dict)}
+    return sorted(rows, key=lambda r: position[r["key"].split("/", 1)[1]])
+
+
 def test_cuhk_pedes_keeps_one_based_ids_splits_and_captions(tmp_path, capsys):
     src = _write_benchmark(tmp_path / "CUHK-PEDES", "reid_raw.json", CUHK)
     out = tmp_path / "cuhk"
@@ -144,6 +151,7 @@ def test_bad_entries_warn_keeps_error_rows(tmp_path, capsys):
     assert "WARNING" in captured.err and "2 bad entries kept as status=error rows" in captured.err  # logged
     assert "bad entries  2 (kept as error rows: 2, skipped: 0" in captured.out
     ds, rows = _rows(out)
+    rows = _in_entry_order(rows, json.loads((src / "reid_raw.json").read_text()))
     assert len(rows) == 4 and ds.manifest.status_counts == {"error": 2, "ok": 2}
     missing, malformed = rows[1], rows[3]
     assert missing["status"] == "error" and missing["error"].startswith("missing image: ")
@@ -182,7 +190,7 @@ def test_corrupt_images_are_always_error_rows_and_odd_entries_are_bad(tmp_path):
     assert len({i.key for i in result.items}) == len(result.items)  # keys stay unique
     out = tmp_path / "cuhk"
     assert main(["import", "cuhk-pedes", str(src), "--out", str(out), "--workers", "0", "--on-bad-files", "skip"]) == 0
-    _, rows = _rows(out)
+    rows = _in_entry_order(_rows(out)[1], entries)
     assert len(rows) == 4 and rows[2]["status"] == "error" and rows[2]["error"].startswith("not an image")
     assert rows[2]["image_sha256"] is not None  # the bytes were read, then rejected
 
@@ -262,6 +270,7 @@ def test_blank_captions_are_dropped_and_counted_and_none_left_is_malformed(tmp_p
     assert main(["import", "cuhk-pedes", str(src), "--out", str(out), "--workers", "0", "--on-bad-files", "warn"]) == 0
     assert "captions     2 (blank, dropped: 4)" in capsys.readouterr().out
     ds, rows = _rows(out)
+    rows = _in_entry_order(rows, entries)
     assert [c["text"] for c in rows[0]["captions"]] == ["A woman in a red coat."] and rows[0]["status"] == "ok"
     assert [r["status"] for r in rows] == ["ok", "error", "error", "ok", "error"]
     assert rows[1]["error"] == ("malformed entry: 'captions' holds only blank text; give the image at least one "
@@ -298,6 +307,7 @@ def test_symlinks_out_of_imgs_are_refused_unread_unless_allowed(tmp_path):
     out = tmp_path / "cuhk"
     assert main(["import", "cuhk-pedes", str(src), "--out", str(out), "--workers", "0", "--on-bad-files", "warn"]) == 0
     ds, rows = _rows(out)
+    rows = _in_entry_order(rows, entries)
     assert [r["status"] for r in rows] == ["ok", "ok", "error", "error", "ok"]
     targets = {2: outside / "cam_a/001_45.bmp", 3: outside / "p3_s1.jpg"}
     for i, target in targets.items():
@@ -309,5 +319,6 @@ def test_symlinks_out_of_imgs_are_refused_unread_unless_allowed(tmp_path):
     assert main(["import", "cuhk-pedes", str(src), "--out", str(allowed), "--workers", "0",
                  "--allow-outside-root"]) == 0
     ds, rows = _rows(allowed)
+    rows = _in_entry_order(rows, entries)
     assert ds.manifest.status_counts == {"ok": 5} and ds.manifest.producer["config"]["allow_outside_root"] is True
     assert rows[3]["image"]["bytes"] == jpeg_bytes(7)

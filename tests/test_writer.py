@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from _fixtures import Records, make_writable
 
-from synth_pedes import open_dataset, plan_shards, write_dataset
+from synth_pedes import open_dataset, plan_shards, validate_dataset, write_dataset
 from synth_pedes.errors import (DatasetExistsError, DuplicateKeyError, OutputDirectoryError, ShardWriteError,
                                WriteInProgressError)
 from synth_pedes.writer import BATCHED, EXPANDING, PER_ITEM, transform_fingerprint, transform_kind
@@ -21,7 +21,13 @@ TESTS = Path(__file__).parent
 
 
 def _rows(path):
-    return open_dataset(path).to_table().to_pylist()
+    """Every row, by key: a shard's rows are in its files of one split and status each (input order within a file)."""
+    return sorted(open_dataset(path).to_table().to_pylist(), key=lambda r: r["key"])
+
+
+def _shard_rows(path):
+    """Rows per planned shard, from the completion markers (a shard's rows span its files)."""
+    return [json.loads(p.read_text())["rows"] for p in sorted((Path(path) / "_stats").glob("part-*.json"))]
 
 
 def test_plan_shards_by_rows_and_bytes():
@@ -40,14 +46,29 @@ def test_write_is_deterministic_and_counts_stats(tmp_path):
     a = write_dataset(range(30), tmp_path / "a", name="t", kind="images", transform=Records(), shard_rows=8)
     b = write_dataset(range(30), tmp_path / "b", name="t", kind="images", transform=Records(), shard_rows=8)
     assert a.id == b.id and [s.sha256 for s in a.shards] == [s.sha256 for s in b.shards]
-    assert [s.path for s in a.shards] == [f"part-{i:05d}.parquet" for i in range(4)]
-    assert [s.rows for s in a.shards] == [8, 8, 8, 6]
+    assert [s.path for s in a.shards[:4]] == ["data/train-00000-of-00004.parquet", "data/val-00000-of-00004.parquet",
+                                              "rejected/train-00000-of-00004.parquet",
+                                              "rejected/val-00000-of-00004.parquet"]
+    assert [(s.split, s.usable, s.rows) for s in a.shards[:4]] == [("train", True, 3), ("val", True, 3),
+                                                                   ("train", False, 1), ("val", False, 1)]
+    assert _shard_rows(tmp_path / "a") == [8, 8, 8, 6]
     assert a.status_counts == {"error": 5, "ok": 25} and a.splits == {"train": 15, "val": 15}
     stats = json.loads((tmp_path / "a" / "_stats" / "part-00000.json").read_text())
     assert stats["error_counts"] == {"synthetic": 2} and stats["errors"][0] == ["test/00000.jpg", "synthetic: test error"]
     assert [r["key"] for r in _rows(tmp_path / "a")] == [f"test/{i:05d}.jpg" for i in range(30)]
     # row groups bound the readers' unit of work
-    assert pq.ParquetFile(tmp_path / "a" / "part-00000.parquet").num_row_groups == 1
+    assert pq.ParquetFile(tmp_path / "a" / "data/train-00000-of-00004.parquet").num_row_groups == 1
+
+
+def test_rows_of_interleaved_groups_still_fill_whole_row_groups(tmp_path):
+    """Splits and statuses alternate row by row; each group's file still gets row groups of ROW_GROUP_ROWS (the
+    readers' unit of work), not fragments of every input batch."""
+    m = write_dataset(range(600), tmp_path / "a", name="t", kind="images", transform=Records(), shard_rows=600)
+    for shard in m.shards:
+        meta = pq.ParquetFile(tmp_path / "a" / shard.path).metadata
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        assert all(n == 256 for n in sizes[:-1]) and sum(sizes) == shard.rows, (shard.path, sizes)
+    assert [s.rows for s in m.shards] == [257, 257, 43, 43]
 
 
 def test_finished_datasets_are_immutable(tmp_path):
@@ -56,7 +77,7 @@ def test_finished_datasets_are_immutable(tmp_path):
     assert write_dataset(range(5), out, name="t", kind="images", transform=Records(), shard_rows=2).id == m.id
     with pytest.raises(DatasetExistsError, match="immutable"):
         write_dataset(range(6), out, name="t", kind="images", transform=Records(), shard_rows=2)
-    assert not os.access(out / "part-00000.parquet", os.W_OK) or os.geteuid() == 0
+    assert not os.access(out / "data/train-00000-of-00003.parquet", os.W_OK) or os.geteuid() == 0
     assert oct(os.stat(out / "manifest.json").st_mode & 0o777) == "0o444"
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
@@ -106,16 +127,18 @@ def test_failed_shards_are_retried_then_reported_and_resumable(tmp_path):
     with pytest.raises(ShardWriteError, match="1 of 3 shards failed after 1 retries.*shard 1: RuntimeError"):
         write_dataset(range(6), tmp_path / "b", name="t", kind="images", transform=_AlwaysFail(), shard_rows=2,
                       retries=1)
-    assert sorted(p.name for p in (tmp_path / "b").glob("part-*")) == ["part-00000.parquet", "part-00002.parquet"]
-    assert not list((tmp_path / "b").glob(".*tmp"))  # no half-written shard left behind
+    assert sorted(p.name for p in (tmp_path / "b" / "_stats").glob("part-*")) == ["part-00000.json", "part-00002.json"]
+    assert not any("-00001-of-" in p.name for p in (tmp_path / "b").rglob("*"))  # no half-written shard left behind
 
 
 def test_a_repeated_key_is_never_written(tmp_path):
     """Issue 18: an input naming an item twice gave a dataset with a repeated key, which validated."""
-    with pytest.raises(DuplicateKeyError, match=r"2 keys appear more than once, e.g. 'test/00000.jpg' in "
-                                                r"part-00000.parquet row 0 and part-00001.parquet row 0; "
-                                                r"'test/00001.jpg' in part-00000.parquet row 1 and "
-                                                r"part-00001.parquet row 2.*no manifest was written"):
+    with pytest.raises(DuplicateKeyError, match=r"2 keys appear more than once, e.g. 'test/00001.jpg' in "
+                                                r"data/val-00000-of-00002.parquet row 0 and "
+                                                r"data/val-00001-of-00002.parquet row 1; 'test/00000.jpg' in "
+                                                r"rejected/train-00000-of-00002.parquet row 0 and "
+                                                r"rejected/train-00001-of-00002.parquet row 0.*no manifest was "
+                                                r"written"):
         write_dataset([0, 1, 2, 0, 3, 1], tmp_path / "a", name="t", kind="images", transform=Records(), shard_rows=3)
     assert not (tmp_path / "a" / "manifest.json").exists()
     assert len(list((tmp_path / "a" / "_stats").glob("part-*.json"))) == 2  # found at the finish: shards kept
@@ -152,7 +175,7 @@ def test_bag_and_dataframe_sources_one_shard_per_partition(tmp_path):
     records = [Records()(i) for i in range(10)]
     bag = db.from_sequence(records, npartitions=3)
     m = write_dataset(bag, tmp_path / "bag", name="t", kind="images")
-    assert len(m.shards) == 3 and m.num_rows == 10
+    assert len(_shard_rows(tmp_path / "bag")) == 3 and m.num_rows == 10
     assert [r["key"] for r in _rows(tmp_path / "bag")] == [r["key"] for r in records]
     with pytest.raises(ValueError, match="partitions are its shards"):
         write_dataset(bag, tmp_path / "bag2", name="t", kind="images", shard_rows=4)
@@ -167,7 +190,7 @@ def test_bag_and_dataframe_sources_one_shard_per_partition(tmp_path):
     with dask.config.set({"dataframe.convert-string": False}):  # else dask casts the nested columns to str
         frame = dd.from_pandas(pd.DataFrame(records), npartitions=2)
     m2 = write_dataset(frame, tmp_path / "df", name="t", kind="images")
-    assert m2.num_rows == 10 and len(m2.shards) == 2
+    assert m2.num_rows == 10 and len(_shard_rows(tmp_path / "df")) == 2
     assert _rows(tmp_path / "df") == _rows(tmp_path / "bag")
 
 
@@ -221,7 +244,7 @@ def test_kill_9_mid_write_then_resume_gives_exactly_the_uninterrupted_rows(tmp_p
 
 def _as_killed_before_the_finish(out):
     """Turn a finished dataset back into a write killed just before its manifest: shards writable, no manifest."""
-    for path in out.glob("*"):
+    for path in out.rglob("*"):
         make_writable(path)
     (out / "manifest.json").unlink()
 
@@ -232,26 +255,60 @@ def test_a_resume_redoes_a_kept_shard_whose_checksum_no_longer_matches(tmp_path,
     out = tmp_path / "d"
     reference = write_dataset(range(12), out, name="t", kind="images", transform=Records(), shard_rows=4)
     _as_killed_before_the_finish(out)
-    data = bytearray((out / "part-00001.parquet").read_bytes())
+    data = bytearray((out / "data/train-00001-of-00003.parquet").read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (out / "part-00001.parquet").write_bytes(bytes(data))
+    (out / "data/train-00001-of-00003.parquet").write_bytes(bytes(data))
     skipped = {}
     with caplog.at_level("WARNING", logger="synth_pedes.writer"):
         m = write_dataset(range(12), out, name="t", kind="images", transform=Records(), shard_rows=4,
                           on_progress=lambda s, done, total: skipped.__setitem__(s.index, s.skipped))
     assert skipped == {0: True, 1: False, 2: True}
-    assert f"{out}: redoing part-00001.parquet: its sha256 does not match its completion marker" in caplog.text
+    assert (f"{out}: redoing shard 1: the sha256 of data/train-00001-of-00003.parquet does not match its completion "
+            "marker") in caplog.text
     assert m.id == reference.id and open_dataset(out).id == reference.id  # verified: every checksum agrees
 
 
+def test_a_resume_redoes_a_shard_missing_one_of_its_files_and_removes_files_it_no_longer_writes(tmp_path, caplog):
+    """A shard writes one file per split and status group; its marker lists them all. A listed file gone makes the
+    shard redone; a file of the shard's that the redo does not write (a killed attempt's) would be read by every
+    loader of data/, so it goes."""
+    out = tmp_path / "d"
+    reference = write_dataset(range(12), out, name="t", kind="images", transform=Records(), shard_rows=4)
+    _as_killed_before_the_finish(out)
+    (out / "data/val-00001-of-00003.parquet").unlink()
+    stray = out / "data/test-00002-of-00003.parquet"
+    stray.write_bytes((out / "data/train-00002-of-00003.parquet").read_bytes())
+    (out / "_stats/part-00002.json").unlink()  # shard 2 was killed after its renames, before its marker
+    with caplog.at_level("WARNING", logger="synth_pedes.writer"):
+        m = write_dataset(range(12), out, name="t", kind="images", transform=Records(), shard_rows=4)
+    assert f"{out}: redoing shard 1: data/val-00001-of-00003.parquet is missing" in caplog.text
+    assert not stray.exists() and m.id == reference.id and validate_dataset(out).ok
+
+
+def test_an_unfinished_write_of_the_old_layout_is_finished_in_the_new_one(tmp_path):
+    """A write stopped before plip wrote data/ files: its markers name one top-level part file each. Resumed, its
+    shards are redone in the new layout and the old files go (no loader or manifest would account for them)."""
+    out = tmp_path / "d"
+    reference = write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4)
+    _as_killed_before_the_finish(out)
+    for index in (0, 1):
+        marker = out / "_stats" / f"part-{index:05d}.json"
+        stats = json.loads(marker.read_text())
+        (out / f"part-{index:05d}.parquet").write_bytes(b"PAR1 as the old writer left it")
+        marker.write_text(json.dumps({**{k: v for k, v in stats.items() if k != "files"},
+                                      "path": f"part-{index:05d}.parquet", "sha256": "ab" * 32}))
+    assert write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4).id == reference.id
+    assert not list(out.glob("part-*")) and validate_dataset(out).ok
+
+
 def _temporary_files(out):
-    return sorted(p.name for p in [*out.glob(".*.tmp"), *(out / "_stats").glob(".*.tmp")])
+    return sorted(p.name for p in out.rglob(".*.tmp"))
 
 
 def _record_leaving_a_stray_shard(directory, i):
     """As if a worker killed mid-shard had left its temporary file after a retry elsewhere finished the shard."""
     if i == 5:
-        (Path(directory) / ".part-00000.parquet.0123abcd.tmp").write_bytes(b"PAR1 half a shard")
+        (Path(directory) / "data" / ".train-00000-of-00002.parquet.0123abcd.tmp").write_bytes(b"PAR1 half a shard")
     return Records()(i)
 
 
@@ -269,13 +326,13 @@ def test_the_next_run_finishes_an_interrupted_finish(tmp_path):
     run called finished; a kill while writing the manifest left its temporary file inside it."""
     out = tmp_path / "d"
     reference = write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4)
-    for path in out.glob("*"):
+    for path in out.rglob("*"):
         make_writable(path)
     (out / ".manifest.json.0123abcd.tmp").write_text("{")
     (out / "_stats" / ".part-00000.json.0123abcd.tmp").write_text("{")
     assert write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4).id == reference.id
     assert _temporary_files(out) == []
-    assert [oct(p.stat().st_mode & 0o777) for p in sorted(out.glob("*.*"))] == ["0o444"] * 3  # manifest, 2 shards
+    assert {oct(p.stat().st_mode & 0o777) for p in [out / "manifest.json", *out.rglob("*.parquet")]} == {"0o444"}
     _as_killed_before_the_finish(out)
     (out / ".manifest.json.4567cdef.tmp").write_text("{")
     assert write_dataset(range(8), out, name="t", kind="images", transform=Records(), shard_rows=4).id == reference.id
@@ -393,10 +450,10 @@ def test_expanding_transforms_flat_map_items(tmp_path):
     units = [(0, 4), (4, 3), (7, 5)]
     m = write_dataset(units, tmp_path / "a", name="t", kind="images", transform=_Expanding(), shard_rows=7,
                       rows_of=lambda u: u[1])
-    assert m.num_rows == 12 and [s.rows for s in m.shards] == [7, 5]  # shards hold whole items
+    assert m.num_rows == 12 and _shard_rows(tmp_path / "a") == [7, 5]  # shards hold whole items
     m = write_dataset(units, tmp_path / "b", name="t", kind="images", transform=_Expanding(), shard_rows=100,
                       rows_of=lambda u: u[1])
-    assert [s.rows for s in m.shards] == [12]
+    assert _shard_rows(tmp_path / "b") == [12]
     assert [r["key"] for r in _rows(tmp_path / "b")] == [f"test/{i:05d}.jpg" for i in range(12)]
 
 

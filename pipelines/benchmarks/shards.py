@@ -117,7 +117,7 @@ def run(quick: bool, workdir: Path) -> dict:
     import synth_pedes  # noqa: F401
     t_plain = _write_plain(n, plain_dir)
     t_ours = _write_ours(n, ours_dir)
-    mib = sum(p.stat().st_size for p in ours_dir.glob("*.parquet")) / 2**20
+    mib = sum(p.stat().st_size for p in ours_dir.rglob("*.parquet")) / 2**20  # under data/ (and rejected/)
     read0, read0_mb = _read_rows_per_s(ours_dir, 0)
     read2, read2_mb = _read_rows_per_s(ours_dir, 2)
     batched0, _ = _read_rows_per_s(ours_dir, 0, batch_size=256)

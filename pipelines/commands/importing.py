@@ -80,7 +80,7 @@ def import_images(args: argparse.Namespace) -> int:
         ("status", ", ".join(f"{k}={v}" for k, v in manifest.status_counts.items())),
         *error_files(args.out, manifest, source.source),
         ("skipped", ", ".join(f"{k}={v}" for k, v in scan.skipped.items()) or "none"),
-        ("shards", len(manifest.shards)), ("size", f"{manifest.num_bytes / 2**20:.1f} MiB"),
+        ("files", len(manifest.shards)), ("size", f"{manifest.num_bytes / 2**20:.1f} MiB"),
         ("time", f"{seconds:.1f} s ({len(items) / seconds:.0f} images/s)"),
     ])
     return 0
@@ -220,7 +220,7 @@ def import_entries(args: argparse.Namespace) -> int:
                         f"{counts['skipped']}; --on-bad-files {args.on_bad_files})"
                         + (f": {', '.join(f'{k}={v}' for k, v in scan.bad_reasons.items())}" if counts["bad"] else "")),
         *extra_rows,
-        ("shards", len(manifest.shards)), ("size", f"{manifest.num_bytes / 2**20:.1f} MiB"),
+        ("files", len(manifest.shards)), ("size", f"{manifest.num_bytes / 2**20:.1f} MiB"),
         ("time", f"{seconds:.1f} s ({counts['entries'] / max(seconds, 1e-9):.0f} entries/s)"),
     ])
     return 0

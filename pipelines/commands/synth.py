@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     print_summary(f"SPAC captions for {args.data}", [
         ("dataset", args.out), ("id", manifest.id), ("parent", manifest.parents[0]), ("rows", manifest.num_rows),
         ("status", ", ".join(f"{k}={v}" for k, v in manifest.status_counts.items())),
-        ("shards", len(manifest.shards)),
+        ("files", len(manifest.shards)),
         ("time", f"{seconds:.1f} s ({manifest.num_rows / max(seconds, 1e-9):.1f} images/s, "
                  f"{progress.skipped} shards resumed)")])
     return 0

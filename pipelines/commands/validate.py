@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from synth_pedes import validate_dataset
+    from synth_pedes.dataset import layout_note
 
     args.dataset = checked_dataset_argument(args)
     report = validate_dataset(args.dataset, args.verify)
@@ -22,8 +23,11 @@ def run(args: argparse.Namespace) -> int:
     if report.ok:
         checks = "manifest, schema, row counts and sha256 of every shard, unique keys" if report.checked_checksums \
             else "manifest, schema and row counts (checksums and keys skipped: --verify quick)"
-        print(f"OK {args.dataset}: {m.name!r} v{m.version} ({m.kind}), {m.num_rows} rows in {len(m.shards)} shards, "
-              f"id {m.id}\n   checked: {checks}")
+        print(f"OK {args.dataset}: {m.name!r} v{m.version} ({m.kind}), {m.num_rows} rows ({m.num_usable_rows} usable: "
+              f"status ok; {m.num_rows - m.num_usable_rows} rejected) in {len(m.shards)} files, id {m.id}\n"
+              f"   checked: {checks}")
+        if note := layout_note(args.dataset, m):
+            print(f"   note: {note}")
         return 0
     print(f"INVALID {args.dataset}: {len(report.problems)} problem(s)", file=sys.stderr)
     for problem in report.problems:

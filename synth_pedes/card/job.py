@@ -287,7 +287,7 @@ def make_card(directory: str | os.PathLike, out: str | os.PathLike | None = None
     with writable(out):
         _check_readme(out, force)
         files = _write_report(out, doc, picked)
-        data_files = [Path(os.path.relpath(directory / s.path, out)).as_posix() for s in manifest.shards]
+        data_files = readme.data_file_configs(manifest, directory, out)
         # the path as the user would type it here (the CLI made it absolute; a card shared with the data should
         # not carry this machine's directories when they can be left out)
         shown = os.path.relpath(directory) if directory.resolve().is_relative_to(Path.cwd().resolve()) else directory

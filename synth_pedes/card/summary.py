@@ -50,9 +50,9 @@ def group_name(kind: str, style: str) -> str:
 
 def summarize(stats: PartialStats) -> dict:
     """The statistics document (without dataset identity, comparison and timing: see ``job``)."""
-    images = stats.status_counts.get("ok", 0)
-    doc = {
-        "rows": stats.rows, "shards": stats.shards, "status_counts": dict(sorted(stats.status_counts.items())),
+    images = stats.status_counts.get("ok", 0)  # the usable rows, which the statistics below describe
+    doc = {  # "rows": every row, every status; "files": the shard files read (data/ and rejected/)
+        "rows": stats.rows, "files": stats.shards, "status_counts": dict(sorted(stats.status_counts.items())),
         "reasons": _reasons(stats), "images": images, "splits": dict(sorted(stats.splits.items())),
         "sources": dict(stats.sources.most_common(TOP)),
         "identities": _identities(stats), "image_sizes": dict(stats.sizes.most_common(TOP)),
