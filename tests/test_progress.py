@@ -20,8 +20,7 @@ class FakeClock:
 
 
 def _stats(index: int, rows: int, skipped: bool = False) -> ShardStats:
-    return ShardStats(index=index, path=f"part-{index:05d}.parquet", rows=rows, bytes=1, sha256="x",
-                      status_counts={"ok": rows}, skipped=skipped)
+    return ShardStats(index=index, rows=rows, bytes=1, status_counts={"ok": rows}, skipped=skipped)
 
 
 def test_shard_progress_writes_a_line_per_interval_to_a_log_counting_rows():
