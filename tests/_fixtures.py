@@ -82,3 +82,19 @@ def write_old_layout_dataset(directory: Path, records: list[dict]) -> Manifest:
     assert "split" not in m.body()["shards"][0] and "num_usable_rows" not in m.body()  # as format 1 hashed it
     (directory / MANIFEST_NAME).write_text(m.to_json())
     return m
+
+
+def write_tiny_captioner(directory: Path) -> Path:
+    """A random-init ``tiny`` SPAC captioner checkpoint (seed 0) whose small output vocabulary ends sequences
+    early, so decoding in tests is fast; what synthesis needs without training one."""
+    import torch
+
+    from spac.captioner import CaptionTokenizer, SpacCaptioner, load_config, save_checkpoint
+
+    cfg = load_config("tiny")
+    tok = CaptionTokenizer.from_config(cfg)
+    torch.manual_seed(0)
+    model = SpacCaptioner(cfg, tok.vocab_size, tok.eos_id).eval()
+    model.set_shortlist(range(2000, 2024))
+    save_checkpoint(directory, model, tok)
+    return directory

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from _fixtures import write_person_folder
+from _fixtures import write_person_folder, write_tiny_captioner
 from pipelines.cli import build_parser, main
 from synth_pedes import open_dataset
 
@@ -136,17 +136,10 @@ def test_render_takes_a_shard_size_in_bytes(tmp_path):
 @pytest.fixture(scope="module")
 def synth_inputs(tmp_path_factory):
     """An image dataset stored as one row group of 6 rows, and a tiny random-init captioner."""
-    from spac.captioner import CaptionTokenizer, SpacCaptioner, load_config, save_checkpoint
-
     root = tmp_path_factory.mktemp("vocab-synth")
     write_person_folder(root / "src", n_ids=3, per_id=2)
     assert main(["import", "images", str(root / "src"), "--out", str(root / "images"), "--workers", "0"]) == 0
-    cfg = load_config("tiny")
-    tok = CaptionTokenizer.from_config(cfg)
-    torch.manual_seed(0)
-    model = SpacCaptioner(cfg, tok.vocab_size, tok.eos_id).eval()
-    model.set_shortlist(range(2000, 2024))  # a small output vocabulary ends sequences early: fast decoding
-    save_checkpoint(root / "captioner", model, tok)
+    write_tiny_captioner(root / "captioner")
     return root
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from _fixtures import make_writable
+from _fixtures import make_writable, write_tiny_captioner
 from pipelines.cli import main
-from spac.captioner import CaptionTokenizer, SpacCaptioner, load_config, save_checkpoint
+from spac.captioner import load_config
 from spac.annotator import SynthConfig
 from synth_pedes import SLOTS, open_dataset
 from synth_pedes.card.faithfulness import captions_faithfulness
@@ -28,14 +28,9 @@ def setup(tmp_path_factory):
                  "--images-per-identity", "4", "--captions-per-image", "0", "--seed", "3"]) == 0
     broken = sorted((root / "folder").rglob("*.jpg"))[5]
     broken.write_bytes(broken.read_bytes()[:150])  # a corrupt file among the inputs
-    assert main(["import", "images", str(root / "folder"), "--out", str(root / "images"), "--shard-rows", "20",
+    assert main(["import", "images", str(root / "folder"), "--out", str(root / "images"), "--shard-size", "20",
                  "--workers", "0"]) == 0
-    cfg = load_config("tiny")
-    tok = CaptionTokenizer.from_config(cfg)
-    torch.manual_seed(0)
-    model = SpacCaptioner(cfg, tok.vocab_size, tok.eos_id).eval()
-    model.set_shortlist(range(2000, 2024))  # a small output vocabulary ends sequences early: fast decoding
-    save_checkpoint(root / "captioner", model, tok)
+    write_tiny_captioner(root / "captioner")
     return root
 
 
