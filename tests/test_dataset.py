@@ -28,7 +28,7 @@ def test_validate_good_dataset(dataset_dir):
     report = validate_dataset(dataset_dir)
     assert report.ok and report.checked_checksums and report.manifest.num_rows == 40
     proc = _plip("validate", dataset_dir)
-    assert proc.returncode == 0 and "OK" in proc.stdout and "sha256 of every shard" in proc.stdout
+    assert proc.returncode == 0 and "OK" in proc.stdout and "sha256 of every file" in proc.stdout
 
 
 def test_flipped_byte_is_detected_and_named(dataset_dir):

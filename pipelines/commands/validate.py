@@ -21,10 +21,10 @@ def run(args: argparse.Namespace) -> int:
     report = validate_dataset(args.dataset, args.verify)
     m = report.manifest
     if report.ok:
-        checks = "manifest, schema, row counts and sha256 of every shard, unique keys" if report.checked_checksums \
+        checks = "manifest, schema, row counts and sha256 of every file, unique keys" if report.checked_checksums \
             else "manifest, schema and row counts (checksums and keys skipped: --verify quick)"
         print(f"OK {args.dataset}: {m.name!r} v{m.version} ({m.kind}), {m.num_rows} rows ({m.num_usable_rows} usable: "
-              f"status ok; {m.num_rows - m.num_usable_rows} rejected) in {len(m.shards)} files, id {m.id}\n"
+              f"status ok; {m.num_rows - m.num_usable_rows} rejected) in {len(m.shards)} file{'s' if len(m.shards) != 1 else ''}, id {m.id}\n"
               f"   checked: {checks}")
         if note := layout_note(args.dataset, m):
             print(f"   note: {note}")
