@@ -27,6 +27,7 @@ COMMANDS = {
     "synth": ("pipelines.commands.synth", "run SPAC over an image dataset on Dask: a SYNTH-PEDES-style caption dataset"),
     "filter": ("pipelines.commands.filter", "apply the SYNTH-PEDES quality filters: a new, filtered dataset version"),
     "validate": ("pipelines.commands.validate", "check a dataset: manifest, schema, row counts, every checksum"),
+    "migrate": ("pipelines.commands.migrate", "copy a dataset of the older layout into the current one"),
     "card": ("pipelines.commands.card", "write a dataset card (README.md) and statistics report with plots"),
     "train": ("pipelines.commands.train", "pre-train PLIP on a caption dataset (IVLC + TIC + IAP; torchrun for DDP)"),
     "eval": ("pipelines.commands.eval", "zero-shot retrieval on a benchmark (t2i/i2t, Market-1501 image ReID)"),

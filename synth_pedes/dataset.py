@@ -76,7 +76,7 @@ def layout_note(directory: str | os.PathLike, manifest: Manifest) -> str | None:
     return (f"{directory} has the older layout (manifest format 1: part-NNNNN.parquet files holding every split and "
             "status). plip and synth_pedes read it as before, but datasets.load_dataset(DIR), pandas.read_parquet and "
             "pyarrow.dataset cannot read it as it is. To get the current layout (the usable rows of each split under "
-            f"data/, the rest under rejected/), copy it: python -m synth_pedes.migrate {directory} NEW_DIR "
+            f"data/, the rest under rejected/), copy it: plip migrate {directory} --out NEW_DIR "
             "(docs/formats.md#old-layout)")
 
 

@@ -1,13 +1,12 @@
 """Copy a dataset of the older layout into the current one (docs/formats.md#old-layout).
 
-``python -m synth_pedes.migrate OLD_DIR NEW_DIR`` reads every row of ``OLD_DIR`` (verified first) and writes them,
+``plip migrate OLD_DIR --out NEW_DIR`` reads every row of ``OLD_DIR`` (verified first) and writes them,
 unchanged, to ``NEW_DIR`` with the current writer: usable rows per split under ``data/``, the rest under
 ``rejected/``. The new manifest keeps the name, kind, version, parents and description, and its producer names the
 old manifest's id (``migrated_from``). Resumable like every write: re-run the same command after a crash.
 """
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
@@ -33,25 +32,11 @@ class FileRows:
         return class_fingerprint(self)
 
 
-def migrate_dataset(old: str | os.PathLike, new: str | os.PathLike, client=None) -> Manifest:
+def migrate_dataset(old: str | os.PathLike, new: str | os.PathLike, client=None, on_progress=None) -> Manifest:
     """Write ``old``'s rows to ``new`` in the current layout, one shard per old shard file; returns the new manifest."""
     dataset = open_dataset(old)
     m = dataset.manifest
     return write_dataset([str(p) for p in dataset.shard_paths], new, name=m.name, kind=m.kind, transform=FileRows(),
                          shard_rows=1, rows_of=lambda path: 1, version=m.version, parents=m.parents,
-                         producer={**m.producer, "migrated_from": m.id}, description=m.description, client=client)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synth_pedes.migrate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("old", metavar="OLD_DIR", help="a dataset in the older layout (part-NNNNN.parquet files)")
-    parser.add_argument("new", metavar="NEW_DIR", help="a new directory for the copy in the current layout")
-    args = parser.parse_args(argv)
-    m = migrate_dataset(args.old, args.new)
-    print(f"{args.new}: {m.name!r}, {m.num_rows} rows ({m.num_usable_rows} usable, status ok) in the current layout; "
-          f"id {m.id}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+                         producer={**m.producer, "migrated_from": m.id}, description=m.description, client=client,
+                         on_progress=on_progress)

@@ -436,5 +436,5 @@ def test_a_card_of_an_old_layout_dataset_lists_every_file_and_says_how_to_migrat
     assert meta["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": [
         "part-00000.parquet"]}]}]
     assert meta["synth_pedes"]["rows"] == {"all": 12, "default_config": 12}
-    assert "older layout" in text and f"python -m synth_pedes.migrate {old} NEW_DIR" in text
+    assert "older layout" in text and f"plip migrate {old} --out NEW_DIR" in text
 

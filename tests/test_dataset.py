@@ -292,9 +292,8 @@ def test_old_layout_keeps_loading_and_validate_says_how_to_migrate(tmp_path):
     assert list(hf) == ["train"] and hf["train"].num_rows == 25 and set(hf["train"]["status"]) == {"ok"}
     proc = _plip("validate", old)
     assert proc.returncode == 0 and "25 usable: status ok; 5 rejected" in proc.stdout
-    assert "has the older layout" in proc.stdout and f"python -m synth_pedes.migrate {old} NEW_DIR" in proc.stdout
-    migrate = subprocess.run([sys.executable, "-m", "synth_pedes.migrate", str(old), str(tmp_path / "new")],
-                             capture_output=True, text=True)
+    assert "has the older layout" in proc.stdout and f"plip migrate {old} --out NEW_DIR" in proc.stdout
+    migrate = _plip("migrate", old, "--out", tmp_path / "new", "--workers", "0")
     assert migrate.returncode == 0, migrate.stderr
     new = open_dataset(tmp_path / "new")
     assert new.manifest.split_files and new.manifest.producer["migrated_from"] == ds.id

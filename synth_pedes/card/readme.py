@@ -292,7 +292,7 @@ def how_to_load(dataset_path: str, data_files: DataFiles) -> str:
     if not data_files.split_files:
         return f"""This dataset has the older layout (`part-NNNNN.parquet` files holding every split and status):
 `datasets.load_dataset(DIR)` gives one `train` split of every row, so filter on `status`. Copy it into the current
-layout with `python -m synth_pedes.migrate {dataset_path} NEW_DIR` (docs/formats.md#old-layout).
+layout with `plip migrate {dataset_path} --out NEW_DIR` (docs/formats.md#old-layout).
 
 ```python
 import synth_pedes
