@@ -215,6 +215,9 @@ def train(cfg: PlipConfig, data_dir, run_dir, options: RunOptions | None = None)
     try:
         t0 = time.time()
         result = trainer.fit()
+        # every rank is done (the main one draws the loss plot after the others finish) before the process group
+        # goes: a gloo rank destroying it while its peer still works aborted at exit now and then in CI
+        barrier(trainer.env)
         _log.info("trained %d steps in %.1f s", result.steps, time.time() - t0)
         return result
     finally:
