@@ -31,7 +31,7 @@ from plip_runtime.config import ConfigBase
 from plip_runtime.device import PRECISIONS, resolve_device, resolve_precision, tune_for_speed
 from synth_pedes.malloc import keep_heap
 from synth_pedes.schema import SLOTS, make_record
-from synth_pedes.writer import EXPANDING
+from synth_pedes.transforms import EXPANDING
 
 _log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ _PLAN_LABEL = "spac.synth.SpacAnnotator"
 
 class SpacAnnotator:
     """The synthesis transform: a ``RowGroupUnit`` in, its rows' caption records out (an expanding transform,
-    ``synth_pedes.writer.ExpandingTransform``)."""
+    ``synth_pedes.transforms.ExpandingTransform``)."""
     transform_kind = EXPANDING
 
     def __init__(self, config: SynthConfig):

@@ -12,8 +12,8 @@ from .errors import (DatasetExistsError, IntegrityError, ManifestError, SchemaMi
 from .manifest import MANIFEST_FORMAT, Manifest, ShardInfo, read_manifest  # noqa: E402
 from .schema import (HF_FEATURES, RECORD_SCHEMA, SCHEMA_FINGERPRINT, SLOTS, UNKNOWN,  # noqa: E402
                      make_record, records_to_table)
-from .writer import (BatchedTransform, ExpandingTransform, PerItemTransform, ShardStats,  # noqa: E402
-                     class_fingerprint, file_sha256, plan_shards, write_dataset)
+from .transforms import BatchedTransform, ExpandingTransform, PerItemTransform, class_fingerprint  # noqa: E402
+from .writer import ShardStats, file_sha256, plan_shards, write_dataset  # noqa: E402
 
 __all__ = [
     "Dataset", "ValidationReport", "open_dataset", "validate_dataset", "DatasetExistsError", "IntegrityError",

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 
 from .dataset import open_dataset
 from .manifest import Manifest
-from .writer import EXPANDING, class_fingerprint, write_dataset
+from .transforms import EXPANDING, class_fingerprint
+from .writer import write_dataset
 
 
 @dataclass

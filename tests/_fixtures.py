@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from synth_pedes import SLOTS, Manifest, make_record
-from synth_pedes.writer import PER_ITEM, class_fingerprint
+from synth_pedes.transforms import PER_ITEM, class_fingerprint
 
 
 def jpeg_bytes(seed: int, size: tuple[int, int] = (32, 64)) -> bytes:

@@ -15,7 +15,7 @@ from _fixtures import Records, make_writable
 from synth_pedes import open_dataset, plan_shards, validate_dataset, write_dataset
 from synth_pedes.errors import (DatasetExistsError, DuplicateKeyError, OutputDirectoryError, ShardWriteError,
                                WriteInProgressError)
-from synth_pedes.writer import BATCHED, EXPANDING, PER_ITEM, transform_fingerprint, transform_kind
+from synth_pedes.transforms import BATCHED, EXPANDING, PER_ITEM, transform_fingerprint, transform_kind
 
 TESTS = Path(__file__).parent
 

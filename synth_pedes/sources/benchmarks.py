@@ -41,7 +41,7 @@ from typing import Any
 
 from ..errors import SynthPedesError
 from ..schema import RECORD_SCHEMA, SLOTS, make_record
-from ..writer import PER_ITEM, class_fingerprint
+from ..transforms import PER_ITEM, class_fingerprint
 from .images import MAX_FILE_BYTES, MAX_PIXELS, read_image_file, resolve_inside
 
 _log = logging.getLogger(__name__)

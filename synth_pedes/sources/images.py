@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..imaging import displayed_size, exif_orientation
 from ..schema import make_record
-from ..writer import PER_ITEM, class_fingerprint
+from ..transforms import PER_ITEM, class_fingerprint
 
 _log = logging.getLogger(__name__)
 MAX_FILE_BYTES = 64 << 20  # one person crop is KBs; a 64 MB file is not a person image
