@@ -126,6 +126,12 @@ def make_record(key: str, *, identity: int = -1, source: str = "", split: str = 
     }
 
 
+def is_blank_text(text: str | None) -> bool:
+    """A caption with nothing to read (missing, empty or whitespace): importers drop these and the trainer
+    skips them, so both must mean the same thing by it."""
+    return not (text or "").strip()
+
+
 def records_to_table(records: list[dict]) -> pa.Table:
     """Records (dicts in the schema's layout) to a table with exactly the record schema."""
     return pa.Table.from_pylist(records, schema=RECORD_SCHEMA)

@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from synth_pedes.schema import is_blank_text
+
 from .index import BatchShape, TrainIndex, plan_epoch
 from .transforms import CaptionEncoder, ImageTransform
 
@@ -145,8 +147,9 @@ def choose_caption(record: dict, kinds: tuple[str, ...] | None, rng: np.random.G
 
 
 def is_blank(caption: dict) -> bool:
-    """A caption with no text to learn from (empty or whitespace): IAP masks nothing and IVLC matches nothing."""
-    return not (caption.get("text") or "").strip()
+    """A caption with no text to learn from (synth_pedes.schema.is_blank_text): IAP masks nothing and IVLC
+    matches nothing."""
+    return is_blank_text(caption.get("text"))
 
 
 def make_loader(stream: PlipStream, num_workers: int, pin_memory: bool = False) -> DataLoader:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SynthPedesError
-from ..schema import RECORD_SCHEMA, SLOTS, make_record
+from ..schema import RECORD_SCHEMA, SLOTS, is_blank_text, make_record
 from ..transforms import PER_ITEM, class_fingerprint
 from .images import MAX_FILE_BYTES, MAX_PIXELS, read_image_file, resolve_inside
 
@@ -280,7 +280,7 @@ def check_captions(value: Any, name: str) -> tuple[list[str], int]:
     if not isinstance(value, list):
         raise ValueError(f"malformed entry: {name} is {_shown(value)}, not a list of strings")
     texts = [check_text(c, f"{name}[{k}]") for k, c in enumerate(value)]
-    kept = [t for t in texts if t.strip()]
+    kept = [t for t in texts if not is_blank_text(t)]
     return kept, len(texts) - len(kept)
 
 
