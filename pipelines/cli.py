@@ -30,6 +30,8 @@ COMMANDS = {
     "migrate": ("pipelines.commands.migrate", "copy a dataset of the older layout into the current one"),
     "card": ("pipelines.commands.card", "write a dataset card (README.md) and statistics report with plots"),
     "train": ("pipelines.commands.train", "pre-train PLIP on a caption dataset (IVLC + TIC + IAP; torchrun for DDP)"),
+    "finetune": ("pipelines.commands.finetune", "fine-tune a PLIP model downstream: text ReID (CMPM/C, linear probe, "
+                 "few-shot)"),
     "eval": ("pipelines.commands.eval", "zero-shot retrieval on a benchmark (t2i/i2t, Market-1501 image ReID)"),
     "embed": ("pipelines.commands.embed", "write image and caption embeddings of a dataset to Parquet"),
     "convert": ("pipelines.commands.convert", "import the released PLIP checkpoint as a run directory"),

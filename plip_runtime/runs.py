@@ -205,8 +205,8 @@ def resolve_checkpoint(path: str | os.PathLike, checkpoint: str | os.PathLike | 
             return _checked(None, path, weights)  # a bare checkpoint directory
     info = read_run_file(path)  # FileNotFoundError naming the directory when it is neither
     steps = [p.name for p in complete_checkpoints(path)]
-    if checkpoint is None:
-        named = info.get("checkpoint")
+    if checkpoint is None:  # a fine-tune's checkpoint selected on validation, else the run's last
+        named = (info.get("selected") or {}).get("checkpoint") or info.get("checkpoint")
         found = path / named if named and (path / named / STATE_FILE).exists() else latest_checkpoint(path)
         if found is None:
             raise FileNotFoundError(f"{path}: the run has no complete checkpoint yet (none under "
@@ -240,28 +240,34 @@ def _checked(run_dir: Path | None, checkpoint_dir: Path, weights: str) -> tuple[
 # What each trainer's runs are called in messages, and the commands that make them (``Run``'s ``kind``).
 RUN_KINDS = {"plip-pretrain": ("a PLIP run", "plip train or plip convert official"),
              "spac-captioner": ("a SPAC captioner run", "plip spac train"),
-             "spac-recognizer": ("a SPAC attribute-recognizer run", "plip spac train-recognizer")}
+             "spac-recognizer": ("a SPAC attribute-recognizer run", "plip spac train-recognizer"),
+             "plip-text-reid": ("a PLIP text-ReID fine-tune run", "plip finetune text-reid")}
+# The runs holding a PlipModel (model.safetensors + a model config): what plip eval, embed and finetune --init read.
+PLIP_MODEL_KINDS = ("plip-pretrain", "plip-text-reid")
 
 
-def check_run_kind(path: str | os.PathLike, kind: str, flag: str) -> None:
+def check_run_kind(path: str | os.PathLike, kind: str | Sequence[str], flag: str) -> None:
     """``ValueError`` when ``path`` (a run directory, or a checkpoint in one) was made by another trainer than
-    ``kind``: "RUN is a SPAC captioner run, not a PLIP run: pass a PLIP run (plip train ...) to --checkpoint".
-    A path that is no run passes: the loader says what is wrong with it."""
+    ``kind`` (one kind, or several accepted): "RUN is a SPAC captioner run, not a PLIP run: pass a PLIP run
+    (plip train ...) to --checkpoint". A path that is no run passes: the loader says what is wrong with it."""
     path = Path(path)
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     run_dir = path if (path / RUN_FILE).is_file() else _run_around(path)
-    if run_dir is None or (made_by := read_run_file(run_dir)["kind"]) == kind:
+    if run_dir is None or (made_by := read_run_file(run_dir)["kind"]) in kinds:
         return
     made = RUN_KINDS.get(made_by, (f"a {made_by} run", ""))[0]
-    wanted, makers = RUN_KINDS[kind]
+    wanted = " or ".join(RUN_KINDS[k][0] for k in kinds)
+    makers = ", ".join(RUN_KINDS[k][1] for k in kinds)
     what = f"{path} is {made}" if run_dir == path else f"{path} is a checkpoint of {made} ({run_dir})"
     raise ValueError(f"{what}, not {wanted}: pass {wanted} ({makers}) to {flag}")
 
 
 def write_checkpoint(run_dir: str | os.PathLike, step: int, epoch: float | None,
                      write_weights: Callable[[Path], None], trainer_state: dict | None = None,
-                     keep: int | None = None) -> Path:
+                     keep: int | None = None, protect: Sequence[str] = ()) -> Path:
     """Write ``checkpoints/step-NNNNNN`` atomically: ``write_weights(directory)`` writes the model's files, then
-    ``trainer.pt`` (when given) and ``state.json``; keep the newest ``keep`` checkpoints (None: all)."""
+    ``trainer.pt`` (when given) and ``state.json``; keep the newest ``keep`` checkpoints (None: all) and those
+    named in ``protect`` (a checkpoint selected on validation outlives the pruning)."""
     root = Path(run_dir) / CHECKPOINTS_DIR
     final = root / f"step-{step:06d}"
     tmp = root / f".tmp-step-{step:06d}-{os.getpid()}"
@@ -276,7 +282,8 @@ def write_checkpoint(run_dir: str | os.PathLike, step: int, epoch: float | None,
     tmp.rename(final)
     if keep is not None:
         for old in complete_checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            if old.name not in protect:
+                shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -390,7 +397,7 @@ class Run:
                              f"{extendable}; resume with the run's budget, or start a new run")
         if budget:
             self.extension = {"at_step": saved.get("step"), "changed": {n: [o, v] for n, o, v in budget}}
-        self._record = {k: saved[k] for k in ("started", "extensions") if k in saved}
+        self._record = {k: saved[k] for k in ("started", "extensions", "selected") if k in saved}
         last = latest_checkpoint(self.directory)
         if last is not None:
             self.resume_from, self.start_step = last, checkpoint_step(last) or 0
@@ -458,10 +465,24 @@ class Run:
         if self.is_main:
             path = write_checkpoint(self.directory, steps_done, steps_done / self.steps_per_epoch,
                                     lambda directory: write_weights(directory, steps_done), trainer_state,
-                                    keep=self.train.keep_checkpoints)
+                                    keep=self.train.keep_checkpoints, protect=self._protected())
             self._write(steps_done, path, finished=steps_done >= self.total_steps)
         self._barrier()
         return path
+
+    def select(self, steps_done: int, **facts: Any) -> None:
+        """Mark the checkpoint of ``steps_done`` (written at that step, now or just after) as the run's selected
+        one (e.g. best on validation): kept however old, what ``resolve_checkpoint`` and ``plip eval`` load by
+        default, recorded in ``run.json`` as ``selected`` with ``facts`` (the split, the metric...)."""
+        self._record["selected"] = {"checkpoint": f"{CHECKPOINTS_DIR}/step-{steps_done:06d}", "step": steps_done,
+                                    **facts}
+
+    @property
+    def selected(self) -> dict | None:
+        return self._record.get("selected")
+
+    def _protected(self) -> tuple[str, ...]:
+        return (Path(self.selected["checkpoint"]).name,) if self.selected else ()
 
     def finish(self, write_weights: Callable[[Path, int], None], trainer_state: dict) -> Path | None:
         """The last checkpoint (at ``end_step``), the logs closed and ``losses.png`` drawn."""

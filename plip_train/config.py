@@ -55,6 +55,7 @@ class OptimConfig(ConfigBase):
     name: str = "adan"  # adan (timm.optim.Adan) | adamw
     lr: float = 2e-3
     text_lr_scale: float = 0.1  # the BERT group trains at lr × 0.1 (paper)
+    head_lr_scale: float = 1.0  # the task heads (pretext heads, the fine-tune's identity classifier) at lr × this
     weight_decay: float = 0.02
     betas: list[float] = field(default_factory=lambda: [0.98, 0.92, 0.99])
     eps: float = 1e-8
@@ -69,6 +70,7 @@ class OptimConfig(ConfigBase):
         self.require_choice("unit", UNITS)
         self.require_number("lr", 0.0, lo_open=True)
         self.require_number("text_lr_scale", 0.0)
+        self.require_number("head_lr_scale", 0.0)
         self.require("betas", isinstance(self.betas, (list, tuple)) and len(self.betas) == (
             3 if self.name == "adan" else 2), f"needs {3 if self.name == 'adan' else 2} values for {self.name}")
         self.require("milestones", list(self.milestones) == sorted(self.milestones), "must be increasing")

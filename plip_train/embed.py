@@ -177,7 +177,7 @@ def load(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | int | No
     run = read_run_file(run_dir)
     if "config" not in run:
         raise ValueError(f"{run_dir}/run.json has no 'config'; the run directory is damaged")
-    cfg = PlipConfig.from_dict(run["config"])
+    cfg = run_config(run)
     model = build_model(cfg.model, load_pretrained=False)
     load_module(model, path / "model.safetensors")
     step = checkpoint_step(path)
@@ -188,6 +188,16 @@ def load(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | int | No
     if run.get("converted_from"):
         info["converted_from"] = run["converted_from"]
     return Embedder(model, cfg, info, device=device, batch_size=batch_size, precision=precision)
+
+
+def run_config(run: dict):
+    """The config of a run holding a PlipModel: a pre-training ``PlipConfig``, or a fine-tune's ``TextReidConfig``
+    (both have the ``model``, ``data`` and ``train`` sections an :class:`Embedder` reads)."""
+    if run.get("kind") == "plip-text-reid":
+        from .finetune.config import TextReidConfig
+
+        return TextReidConfig.from_dict(run["config"])
+    return PlipConfig.from_dict(run["config"])
 
 
 def from_config(name_or_path: str | os.PathLike | PlipConfig, overrides: list[str] | None = None, *, device=None,

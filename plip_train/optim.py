@@ -23,12 +23,16 @@ def _split_decay(params: list[nn.Parameter]) -> tuple[list, list]:
 
 
 def build_optimizer(cfg: OptimConfig, model, tasks: nn.Module) -> torch.optim.Optimizer:
-    """Groups: image tower + task heads at lr; text tower at lr × text_lr_scale; no decay on 1-D params."""
+    """Groups: image tower at lr; text tower at lr × text_lr_scale; task heads at lr × head_lr_scale (in the image
+    group when that is 1, the layout of the optimizer state of runs written before the scale existed); no decay on
+    1-D params."""
     groups_in = model.param_groups()
     head_params = [p for p in tasks.parameters() if p.requires_grad]
+    own_group = cfg.head_lr_scale != 1.0
     groups = []
-    for name, params, scale in (("image", groups_in["image"] + head_params, 1.0),
-                                ("text", groups_in["text"], cfg.text_lr_scale)):
+    for name, params, scale in (("image", groups_in["image"] + ([] if own_group else head_params), 1.0),
+                                ("text", groups_in["text"], cfg.text_lr_scale),
+                                ("heads", head_params if own_group else [], cfg.head_lr_scale)):
         decay, no_decay = _split_decay(params)
         for suffix, ps, wd in (("", decay, cfg.weight_decay), ("_no_decay", no_decay, 0.0)):
             if ps:

@@ -43,20 +43,24 @@ KIND = "plip-pretrain"
 
 
 class Trainer:
-    """Builds everything for one run; ``fit()`` trains to the run's end step (its budget, or ``--stop-after``)."""
+    """Builds everything for one run; ``fit()`` trains to the run's end step (its budget, or ``--stop-after``).
+
+    The fine-tunes (``plip_train.finetune``) are subclasses: they replace the hooks marked below (which rows train,
+    which model and heads, what happens after a step) and share the rest: run directory, resume, DDP, precision,
+    logs and checkpoints."""
+
+    kind = KIND
 
     def __init__(self, cfg: PlipConfig, data_dir: str | Path, run_dir: str | Path,
                  options: RunOptions | None = None, env: DistEnv | None = None):
         self.cfg, self.options = cfg, options or RunOptions()
         self.env = env or init_distributed(self.options.device)
-        self.run = Run(run_dir, kind=KIND, config=cfg.to_dict(), train=cfg.train, options=self.options,
+        self.run = Run(run_dir, kind=self.kind, config=cfg.to_dict(), train=cfg.train, options=self.options,
                        device=self.env.device, extendable=True, rank=self.env.rank, world_size=self.env.world_size,
                        barrier=lambda: barrier(self.env))
         self.precision = self.run.precision
         self._open_data(data_dir)
-        self.run.plan(self.steps_per_epoch, [{
-            "path": str(self.dataset.directory), "id": self.dataset.id, "name": self.dataset.manifest.name,
-            "rows": len(self.index), "identities": self.index.num_identities}])
+        self.run.plan(self.steps_per_epoch, self.lineage(), **self.record())
         self.total_steps = self.run.total_steps
         # The IAP masking curriculum spans the run's first budget: a run resumed with a larger one trains on at
         # the curriculum's final ratio instead of stepping back into it (mask_ratio clamps progress at 1).
@@ -73,24 +77,51 @@ class Trainer:
 
         cfg = self.cfg
         self.dataset = open_dataset(data_dir, verify={"none": False}.get(cfg.data.verify, cfg.data.verify))
-        splits = None if cfg.data.split is None else (cfg.data.split,)
-        self.index = TrainIndex.build(self.dataset, splits)
-        if cfg.tasks.ivlc.enabled and cfg.tasks.ivlc.mode == "identity" and self.index.num_identities == 0:
-            raise DataError(f"{data_dir}: no row has an identity (all -1), but IVLC in identity mode needs them. "
-                            "Train on a dataset with identities (plip synth/filter of identity-grouped images), or "
-                            "set tasks.ivlc.mode=instance for instance-level contrast (--set tasks.ivlc.mode=\"instance\")")
+        self.index = self.build_index()
         self.shape = BatchShape(cfg.data.batch_size, cfg.data.images_per_identity, cfg.data.window_row_groups)
         self.steps_per_epoch = len(plan_epoch(self.index, self.shape, cfg.train.seed, 0))
 
-    def _build_model(self) -> None:
-        from .models import build_model, build_tokenizer
-        from .optim import build_optimizer, build_scheduler
+    def build_index(self) -> TrainIndex:
+        """Hook: the rows (or row-caption pairs) that train."""
+        cfg = self.cfg
+        index = TrainIndex.build(self.dataset, None if cfg.data.split is None else (cfg.data.split,))
+        if cfg.tasks.ivlc.enabled and cfg.tasks.ivlc.mode == "identity" and index.num_identities == 0:
+            raise DataError(f"{self.dataset.directory}: no row has an identity (all -1), but IVLC in identity mode "
+                            "needs them. Train on a dataset with identities (plip synth/filter of identity-grouped "
+                            "images), or set tasks.ivlc.mode=instance for instance-level contrast "
+                            "(--set tasks.ivlc.mode=\"instance\")")
+        return index
+
+    def lineage(self) -> list[dict]:
+        """The datasets this run reads, for ``run.json`` (checked on resume by their ids)."""
+        return [{"path": str(self.dataset.directory), "id": self.dataset.id, "name": self.dataset.manifest.name,
+                 "rows": len(self.index), "identities": self.index.num_identities}]
+
+    def record(self) -> dict:
+        """Hook: trainer facts for ``run.json``."""
+        return {}
+
+    def build_model(self) -> nn.Module:
+        """Hook: the model, before any checkpoint is loaded."""
+        from .models import build_model
+
+        return build_model(self.cfg.model)
+
+    def build_heads(self, model: nn.Module, tokenizer) -> nn.Module:
+        """Hook: the trained heads and losses: ``heads(model, batch, progress) -> {"loss", ...}``, with
+        ``heads.masker(total_steps)`` (per-sample masks made by the data workers, or None) and ``heads.needs_gray``."""
         from .tasks import build_tasks
 
+        return build_tasks(self.cfg.tasks, model, tokenizer)
+
+    def _build_model(self) -> None:
+        from .models import build_tokenizer
+        from .optim import build_optimizer, build_scheduler
+
         cfg, device = self.cfg, self.env.device
-        self.model = build_model(cfg.model)
+        self.model = self.build_model()
         self.tokenizer = build_tokenizer(cfg.model.text)
-        self.tasks = build_tasks(cfg.tasks, self.model, self.tokenizer)
+        self.tasks = self.build_heads(self.model, self.tokenizer)
         module = PretrainModule(self.model, self.tasks).to(device)
         if cfg.train.channels_last:
             module = module.to(memory_format=torch.channels_last)
@@ -111,8 +142,24 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        self.restore_state(state)
         self.run.restore_rng()
         _log.info("resumed from %s (step %d)", path, self.run.start_step)
+
+    def restore_state(self, state: dict) -> None:
+        """Hook: restore what :meth:`extra_state` saved."""
+
+    def extra_state(self) -> dict:
+        """Hook: more resume state (e.g. the validation history of a fine-tune)."""
+        return {}
+
+    def train_mode(self) -> None:
+        """Hook: put the modules in training mode (a fine-tune keeps frozen towers in eval mode)."""
+        self.module.train()
+
+    def after_step(self, steps_done: int) -> bool:
+        """Hook, after every optimizer step: e.g. validate. True: write a checkpoint at this step."""
+        return False
 
     # ---- training -----------------------------------------------------------------------------
     def stream(self) -> PlipStream:
@@ -121,7 +168,7 @@ class Trainer:
                           world_size=self.env.world_size, accum=cfg.train.grad_accum,
                           caption_kinds=tuple(cfg.data.caption_kinds) if cfg.data.caption_kinds else None,
                           hflip=cfg.data.hflip, image_size=tuple(cfg.model.image.image_size),
-                          mean=tuple(cfg.data.mean), std=tuple(cfg.data.std), gray=cfg.tasks.tic.enabled,
+                          mean=tuple(cfg.data.mean), std=tuple(cfg.data.std), gray=self.tasks.needs_gray,
                           cache_row_groups=cfg.data.window_row_groups,
                           masker=self.tasks.masker(self.curriculum_steps))
         return PlipStream(spec, self.tokenizer, cfg.model.text.max_length, self.run.start_step, self.run.end_step)
@@ -129,14 +176,15 @@ class Trainer:
     def fit(self) -> TrainResult:
         workers = self.cfg.data.num_workers if self.options.workers is None else self.options.workers
         loader = make_loader(self.stream(), workers, self.env.device.type == "cuda")
-        self.module.train()
+        self.train_mode()
         losses = []
         for step, micro_batches in zip(range(self.run.start_step, self.run.end_step), loader):
             lr = self.scheduler.get_last_lr()[0]  # the rate this step trains with
             terms = self.train_step(step, micro_batches)
             losses.append(terms)
             self.run.log(step, terms, lr, self.cfg.data.batch_size)
-            if self.run.checkpoint_due(step + 1):
+            wants_checkpoint = self.after_step(step + 1)
+            if (self.run.checkpoint_due(step + 1) or wants_checkpoint) and step + 1 < self.run.end_step:
                 self.save(step + 1)
         checkpoint = self.run.finish(self._write_weights, self._trainer_state())
         return self.run.result(losses, checkpoint)
@@ -199,7 +247,8 @@ class Trainer:
             rngs = [None] * self.env.world_size
             torch.distributed.all_gather_object(rngs, rng_state())
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "rng": rngs, "curriculum_steps": self.curriculum_steps}
+                "scaler": self.scaler.state_dict(), "rng": rngs, "curriculum_steps": self.curriculum_steps,
+                **self.extra_state()}
 
     def _write_weights(self, directory: Path, step: int) -> None:
         ckpt.write_weights(directory, self.model, self.tasks, step)

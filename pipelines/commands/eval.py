@@ -24,7 +24,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     (shared with ``plip embed``)."""
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, metavar="RUN",
-                     help="a run directory (plip train / plip convert official), or a checkpoint directory in one")
+                     help="a run directory (plip train / plip convert official / plip finetune), or a checkpoint "
+                          "directory in one")
     src.add_argument("--config", metavar="NAME",
                      help="the initial weights of a config (the no-pre-training baseline): cpu-small, tiny, "
                           "paper-rn50-bert or a JSON file")
@@ -44,9 +45,9 @@ def check_model_arguments(args: argparse.Namespace) -> None:
     if args.overrides and args.config is None:
         raise ValueError("--set overrides a config: use it with --config NAME (a run's config is in its run.json)")
     if args.checkpoint is not None:  # the wrong trainer's run, or a missing or truncated checkpoint: before any work
-        from plip_runtime.runs import check_run_kind, resolve_checkpoint
+        from plip_runtime.runs import PLIP_MODEL_KINDS, check_run_kind, resolve_checkpoint
 
-        check_run_kind(args.checkpoint, "plip-pretrain", "--checkpoint")
+        check_run_kind(args.checkpoint, PLIP_MODEL_KINDS, "--checkpoint")
         resolve_checkpoint(args.checkpoint, args.step)
 
 

@@ -33,7 +33,9 @@ class DataError(ValueError):
 
 @dataclass
 class TrainIndex:
-    """The usable rows of a caption dataset: ``status == ok``, in the wanted split, with captions."""
+    """The usable rows of a caption dataset: ``status == ok``, in the wanted split, with captions. Built with
+    ``per_caption``, it holds one entry per (row, caption) instead, ``caption`` naming the caption: an epoch is
+    then one pass over the image-caption pairs (the official fine-tuning's "train-depart" annotation file)."""
 
     paths: list[str]  # shard paths, in manifest order
     shard: np.ndarray  # int32 [N]
@@ -41,6 +43,7 @@ class TrainIndex:
     row: np.ndarray  # int32 [N] row inside its row group
     identity: np.ndarray  # int64 [N]; -1 = unknown
     skipped: dict  # reason -> rows left out
+    caption: np.ndarray | None = None  # int32 [N]: the entry's caption (position in the row's list); None = any
 
     def __len__(self) -> int:
         return len(self.identity)
@@ -51,38 +54,85 @@ class TrainIndex:
         return int(len(np.unique(ids)))
 
     @classmethod
-    def build(cls, dataset, splits: tuple[str, ...] | None = ("train",)) -> "TrainIndex":
-        """Read identity, status, split and caption counts of every row group (narrow columns only)."""
+    def build(cls, dataset, splits: tuple[str, ...] | None = ("train",), *, per_caption: bool = False,
+              caption_kinds: tuple[str, ...] | None = None,
+              caption_styles: tuple[str, ...] | None = None) -> "TrainIndex":
+        """Read identity, status, split and the captions' kind (and style) of every row group (narrow columns only).
+        ``caption_kinds`` / ``caption_styles`` (with ``per_caption``): only captions of these kinds / styles."""
         paths = [str(p) for p in dataset.shard_paths]
-        cols = {k: [] for k in ("shard", "group", "row", "identity")}
+        cols = {k: [] for k in ("shard", "group", "row", "identity", "caption")}
         skipped = {"status": 0, "split": 0, "no_captions": 0}
+        columns = ["identity", "status", "split", "captions.list.element.kind"]
+        if caption_styles:
+            columns.append("captions.list.element.style")
         for s, path in enumerate(paths):
             pf = pq.ParquetFile(path)
             for g in range(pf.num_row_groups):
-                t = pf.read_row_group(g, columns=["identity", "status", "split", "captions.list.element.kind"])
+                t = pf.read_row_group(g, columns=columns)
                 ok = pc.equal(t.column("status"), "ok").to_numpy(zero_copy_only=False)
                 in_split = np.ones(len(ok), bool) if splits is None else \
                     pc.is_in(t.column("split"), value_set=_string_array(splits)).to_numpy(zero_copy_only=False)
-                has_caps = pc.fill_null(pc.list_value_length(t.column("captions")), 0).to_numpy() > 0
+                row_of, position = _eligible_captions(t.column("captions"), caption_kinds, caption_styles,
+                                                      per_caption)
+                has_caps = np.bincount(row_of, minlength=len(ok)) > 0
                 skipped["status"] += int((~ok).sum())
                 skipped["split"] += int((ok & ~in_split).sum())
                 skipped["no_captions"] += int((ok & in_split & ~has_caps).sum())
-                keep = np.flatnonzero(ok & in_split & has_caps)
+                wanted = ok & in_split
+                if per_caption:  # one entry per eligible caption of a wanted row
+                    take = wanted[row_of]
+                    keep, caption = row_of[take], position[take]
+                else:
+                    keep, caption = np.flatnonzero(wanted & has_caps), None
                 cols["shard"].append(np.full(len(keep), s, np.int32))
                 cols["group"].append(np.full(len(keep), g, np.int32))
                 cols["row"].append(keep.astype(np.int32))
                 cols["identity"].append(t.column("identity").to_numpy()[keep].astype(np.int64))
+                if caption is not None:
+                    cols["caption"].append(caption.astype(np.int32))
         arrays = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in cols.items()}
+        arrays["caption"] = arrays["caption"].astype(np.int32) if per_caption else None
         index = cls(paths=paths, skipped=skipped, **arrays)
         if len(index) == 0:
-            raise DataError(f"{dataset.directory}: no trainable rows (status ok, split in {splits}, with captions); "
-                            f"left out: {skipped}. Train on a caption dataset (plip synth / plip filter output) or "
-                            "choose the split to train on: --set data.split=NAME (null: every row).")
+            which = "".join(f", caption {name} in {list(v)}" for name, v in (("kinds", caption_kinds),
+                                                                              ("styles", caption_styles)) if v)
+            raise DataError(f"{dataset.directory}: no trainable rows (status ok, split in {splits}, with captions"
+                            f"{which}); left out: {skipped}. Train on a caption dataset (plip synth / plip filter "
+                            "output) or choose the split to train on: --set data.split=NAME (null: every row).")
         return index
+
+    def take(self, entries: np.ndarray) -> "TrainIndex":
+        """The index restricted to ``entries`` (positions, or a boolean mask), e.g. a few-shot subset."""
+        pick = (lambda a: None if a is None else a[entries])
+        return TrainIndex(self.paths, self.shard[entries], self.group[entries], self.row[entries],
+                          self.identity[entries], dict(self.skipped), pick(self.caption))
+
+    def image_ids(self) -> np.ndarray:
+        """One int64 per entry naming its image (shard, row group, row): equal for the captions of one image."""
+        return (self.shard.astype(np.int64) << 42) | (self.group.astype(np.int64) << 21) | self.row.astype(np.int64)
 
     def units(self) -> np.ndarray:
         """Unique (shard, group) pairs holding usable rows, as an int array [U, 2] in dataset order."""
         return np.unique(np.stack([self.shard, self.group], 1), axis=0)
+
+
+def _eligible_captions(captions, kinds, styles, positions: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """For the captions of a row group (a list column of structs holding kind, and style when asked for) that
+    have a wanted kind and style: the row each belongs to, and (with ``positions``) its place in the row's list."""
+    captions = captions.combine_chunks() if hasattr(captions, "combine_chunks") else captions
+    parents = pc.list_parent_indices(captions).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(captions)
+    keep = np.ones(len(parents), bool)
+    for name, values in (("kind", kinds), ("style", styles)):
+        if values:
+            field = pc.fill_null(pc.struct_field(flat, name), "")
+            keep &= pc.is_in(field, value_set=_string_array(values)).to_numpy(zero_copy_only=False)
+    position = None
+    if positions:
+        offsets = captions.offsets.to_numpy()
+        position = (np.arange(len(parents)) - offsets[parents] + offsets[0]) if len(parents) else parents
+        position = position[keep]
+    return parents[keep], position
 
 
 def _string_array(values):

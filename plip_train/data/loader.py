@@ -124,7 +124,8 @@ class PlipStream(IterableDataset):
             colour, gray = self.images(rec["image"]["bytes"], bool(rng.random() < s.hflip), rec["key"], s.gray)
             colours.append(colour)
             grays.append(gray)
-            captions.append(choose_caption(rec, s.caption_kinds, rng))
+            caption = None if ix.caption is None else int(ix.caption[r])  # per-caption index: this one
+            captions.append(choose_caption(rec, s.caption_kinds, rng) if caption is None else rec["captions"][caption])
             keys.append(rec["key"])
             mask_seeds.append(int(rng.integers(2**62)))
         batch = {"images": torch.stack(colours), "identities": torch.from_numpy(ix.identity[rows].copy()),

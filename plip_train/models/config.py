@@ -234,10 +234,14 @@ class ModelConfig(ConfigBase):
     embed_dim: int
     image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
     text: TextTowerConfig = field(default_factory=TextTowerConfig)
+    # "linear": a D x D map after each tower, initialised to the identity (so it starts as the model without it);
+    # what the linear-probe protocol trains on frozen towers (docs/evaluation.md#fine-tuning-protocols)
+    projection: str = "none"
 
     def validate(self) -> None:
         self.require("name", isinstance(self.name, str) and bool(self.name), "must be a non-empty string")
         self.require_int("embed_dim", 1)
+        self.require_choice("projection", PROJECTIONS)
         for name, cls in (("image", ImageTowerConfig), ("text", TextTowerConfig)):
             if isinstance(getattr(self, name), dict):
                 _set(self, name, cls.from_dict(getattr(self, name)))
@@ -252,6 +256,9 @@ class ModelConfig(ConfigBase):
         for key, value in overrides.items():
             set_path(d, key.split("."), value, create=False, what=f"ModelConfig override {key!r}")
         return ModelConfig.from_dict(d)
+
+
+PROJECTIONS = ("none", "linear")
 
 
 def minilm_package_dir() -> str:

@@ -32,11 +32,21 @@ class PlipModel(nn.Module):
         if text_tower.hidden_size != config.embed_dim:
             raise ValueError(f"ModelConfig.embed_dim: must equal the text tower's hidden size "
                              f"{text_tower.hidden_size} (there is no text projection), got {config.embed_dim}")
+        if config.projection == "linear":  # identity at the start: the model's embeddings are unchanged
+            self.image_projection = _identity_linear(config.embed_dim)
+            self.text_projection = _identity_linear(config.embed_dim)
+        else:
+            self.image_projection = self.text_projection = None
+
+    def projections(self) -> list[nn.Module]:
+        """The linear maps after the towers (``ModelConfig.projection``), if any."""
+        return [m for m in (self.image_projection, self.text_projection) if m is not None]
 
     # image side
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, embed_dim)."""
-        return self.image_tower(images)
+        embed = self.image_tower(images)
+        return embed if self.image_projection is None else self.image_projection(embed)
 
     def image_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The four trunk maps ``[x1, x2, x3, x4]`` at strides 4, 8, 16, 32 (channels ``feature_channels``)."""
@@ -44,16 +54,18 @@ class PlipModel(nn.Module):
 
     def image_forward(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(global (B, D), [x1, x2, x3, x4])`` from one trunk pass."""
-        return self.image_tower.forward_all(images)
+        embed, features = self.image_tower.forward_all(images)
+        return (embed if self.image_projection is None else self.image_projection(embed)), features
 
     # text side
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, L) token ids and mask -> (B, embed_dim)."""
-        return self.text_tower(input_ids, attention_mask)[0]
+        return self.text_forward(input_ids, attention_mask)[0]
 
     def text_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(global (B, D), last hidden states (B, L, D))``."""
-        return self.text_tower(input_ids, attention_mask)
+        embed, hidden = self.text_tower(input_ids, attention_mask)
+        return (embed if self.text_projection is None else self.text_projection(embed)), hidden
 
     def forward(self, images: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, image_features: bool = False) -> dict:
@@ -73,8 +85,17 @@ class PlipModel(nn.Module):
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters by tower: ``{"image": [...], "text": [...]}`` (the trainer runs text at lr x 0.1)."""
-        return {"image": [p for p in self.image_tower.parameters() if p.requires_grad],
-                "text": [p for p in self.text_tower.parameters() if p.requires_grad]}
+        image = [*self.image_tower.parameters(), *(self.image_projection.parameters() if self.image_projection else [])]
+        text = [*self.text_tower.parameters(), *(self.text_projection.parameters() if self.text_projection else [])]
+        return {"image": [p for p in image if p.requires_grad], "text": [p for p in text if p.requires_grad]}
+
+
+def _identity_linear(dim: int) -> nn.Linear:
+    layer = nn.Linear(dim, dim)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(dim))
+        layer.bias.zero_()
+    return layer
 
 
 def build_model(cfg, *, load_pretrained: bool = True) -> PlipModel:

@@ -119,6 +119,11 @@ class PretextTasks(nn.Module):
         return masked_ids, labels, {"iap_mask_ratio": torch.tensor(ratio, device=ids.device),
                                     "iap_fallback_captions": torch.tensor(fallback, device=ids.device)}
 
+    @property
+    def needs_gray(self) -> bool:
+        """TIC colours the grayscale copy of each image: the data pipeline makes it only when this is True."""
+        return self.tic is not None
+
     def masker(self, total_steps: int):
         """A :class:`PhraseMasker` for the data pipeline (None when IAP is off)."""
         if self.iap is None:

@@ -1,0 +1,119 @@
+"""The typed configuration of a text-ReID fine-tune: the model of its initialisation, and the official CMPM/C
+recipe (``Downstreams/CMPM-C`` of the PLIP repository; docs/evaluation.md#fine-tuning-protocols) as defaults.
+
+The document reuses the pre-training sections (``data``, ``optim``, ``train``, plus ``model`` taken from the run
+or config it starts from) and adds ``finetune`` (protocol, loss, selection, few-shot subset) and ``init`` (where
+the weights come from). ``RECIPE`` holds the values where the recipe differs from the pre-training defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from plip_runtime.config import ConfigBase, ConfigError
+
+from ..config import DataConfig, OptimConfig, TrainConfig, apply_model_override
+
+PROTOCOLS = ("finetune", "linear-probe")
+LOSSES = ("cmpm+cmpc", "cmpm")
+FRACTION_OF = ("identities", "images")
+
+# The official downstream recipe (train.py of Downstreams/CMPM-C) where it differs from pre-training's defaults.
+RECIPE = {
+    "data": {"batch_size": 32,  # 32 images per GPU (the official ran 4 GPUs: --batch-size 128 there)
+             "images_per_identity": 1,  # a random sampler, as the official DistributedSampler (no P x K batches)
+             "split": "train", "hflip": 0.5},
+    "optim": {"name": "adan", "lr": 1e-4, "weight_decay": 0.02, "betas": [0.98, 0.92, 0.99], "eps": 1e-8,
+              "text_lr_scale": 1.0,  # the whole BERT at the same lr as the image encoder
+              "head_lr_scale": 10.0,  # the CMPC classifier W at lr x 10
+              "unit": "epoch", "warmup": 5, "milestones": [20], "gamma": 0.1},
+    "train": {"epochs": 30, "checkpoint_every": 1000, "log_every": 50},
+}
+
+
+@dataclass
+class FinetuneConfig(ConfigBase):
+    """What a text-ReID fine-tune trains and how its checkpoint is chosen."""
+
+    where = "finetune"
+    protocol: str = "finetune"  # finetune: both encoders train; linear-probe: frozen towers, linear maps trained
+    loss: str = "cmpm+cmpc"  # cmpm+cmpc (the official recipe) | cmpm (the paper's CMPM-only row)
+    epsilon: float = 1e-8  # CMPM's log(q + eps) (the official args.epsilon)
+    gather: bool = True  # CMPM/CMPC over the global batch under DDP (the official computes them per GPU)
+    one_caption_per_sample: bool = True  # an epoch is one pass over image-caption pairs (the official train-depart)
+    caption_styles: list[str] | None = None  # train on captions of these styles only (the cross-style bench)
+    eval_every: float = 2  # epochs between validations (the official test.py: every second epoch); and the last step
+    select_on: str | None = "val"  # split the checkpoint is selected on (best R1, ties: later); null: the last one
+    train_fraction: float = 1.0  # few-shot: train on this fraction ...
+    fraction_of: str = "identities"  # ... of the identities, or of every identity's images (the LUPerson protocol)
+    fraction_seed: int = 0  # which subset: the same seed picks the same rows (written to RUN/subset.json)
+
+    def validate(self) -> None:
+        self.require_choice("protocol", PROTOCOLS)
+        self.require_choice("loss", LOSSES)
+        self.require_number("epsilon", 0.0, lo_open=True)
+        self.require_bool("gather")
+        self.require_bool("one_caption_per_sample")
+        self.require("caption_styles", self.caption_styles is None or (
+            isinstance(self.caption_styles, list) and all(isinstance(x, str) for x in self.caption_styles)),
+            "must be a list of style names or null")
+        self.require_number("eval_every", 0.0, lo_open=True)
+        self.require("select_on", self.select_on is None or (isinstance(self.select_on, str) and self.select_on
+                                                             and self.select_on != "test"),
+                     "must be a validation split name or null (the last checkpoint); never test")
+        self.require_number("train_fraction", 0.0, 1.0, lo_open=True)
+        self.require_choice("fraction_of", FRACTION_OF)
+        self.require_int("fraction_seed", 0)
+
+
+@dataclass
+class TextReidConfig:
+    """A text-ReID fine-tune's whole configuration (``run.json``'s ``config``)."""
+
+    name: str
+    model: Any  # plip_train.models.ModelConfig (the initialisation's, text tower fully trainable)
+    init: dict  # {"kind": "run"|"config", "source": path or config name, "checkpoint": path or None, "step"}
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TextReidConfig":
+        from ..models import load_model_config
+
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)} - {"_comment"}
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected name, model, init, data, "
+                              "optim, train, finetune")
+        return cls(name=d.get("name", "text-reid"), model=load_model_config(d["model"]), init=dict(d["init"]),
+                   data=DataConfig.from_dict(d.get("data", {})), optim=OptimConfig.from_dict(d.get("optim", {})),
+                   train=TrainConfig.from_dict(d.get("train", {})),
+                   finetune=FinetuneConfig.from_dict(d.get("finetune", {})))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "model": self.model.to_dict(), "init": self.init, "data": self.data.to_dict(),
+                "optim": self.optim.to_dict(), "train": self.train.to_dict(), "finetune": self.finetune.to_dict()}
+
+
+def recipe_config(init_config: dict, init: dict, overrides: list[str] | None = None) -> TextReidConfig:
+    """The fine-tune config for a model whose pre-training config document is ``init_config`` (a ``plip train``
+    run's, or a shipped config's): its model with every text layer trainable (the official downstream model), its
+    image statistics and memory layout, the recipe, then ``section.key=value`` overrides (``--set``)."""
+    from ..models import load_model_config
+
+    model = load_model_config(init_config["model"]).to_dict()
+    model["text"]["trainable_layers"] = "all"
+    data, train = init_config.get("data", {}), init_config.get("train", {})
+    doc = {"name": "text-reid", "model": model, "init": init,
+           "data": {**RECIPE["data"], **{k: data[k] for k in ("mean", "std") if k in data}},
+           "optim": dict(RECIPE["optim"]), "train": {**RECIPE["train"], **{k: train[k] for k in
+                                                                           ("channels_last",) if k in train}},
+           "finetune": {}}
+    for item in overrides or []:
+        apply_model_override(doc, item)
+    if doc["finetune"].get("protocol") == "linear-probe":
+        doc["model"]["projection"] = "linear"  # what the probe trains; the towers stay frozen
+    return TextReidConfig.from_dict(doc)
+

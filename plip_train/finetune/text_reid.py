@@ -1,0 +1,237 @@
+"""Text-based person ReID fine-tuning (``plip finetune text-reid``): the official CMPM/C recipe on the pre-training
+trainer's machinery, with the checkpoint selected on validation and the test split reported once, for it
+(docs/evaluation.md#fine-tuning-protocols).
+
+    from plip_train.finetune import text_reid
+    cfg = text_reid.make_config(init_run="runs/plip")          # or init_config="cpu-small" (no pre-training)
+    result = text_reid.finetune(cfg, "datasets/cuhk-pedes", "runs/cuhk-ft", eval_data=["datasets/icfg-pedes"])
+
+The run directory is a ``plip train`` run's (run.json, checkpoints, metrics.jsonl, tb/), plus ``subset.json``
+(few-shot runs) and ``results.json``: the selected checkpoint's test metrics on the training benchmark and on each
+``eval_data`` benchmark (domain generalisation), with the validation history that chose it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from plip_runtime.runs import PLIP_MODEL_KINDS, RunOptions, TrainResult, check_run_kind, read_run_file, \
+    resolve_checkpoint
+from plip_runtime.version import code_version
+
+from ..data import DataError, TrainIndex
+from ..distributed import barrier
+from ..trainer import Trainer
+from .config import TextReidConfig, recipe_config
+from .objective import TextReidObjective
+from .subset import choose_subset, write_subset
+
+_log = logging.getLogger(__name__)
+KIND = "plip-text-reid"
+RESULTS_FILE, SUBSET_FILE = "results.json", "subset.json"
+RESULTS_FORMAT = "plip-finetune/1"
+SELECTION_METRIC = "R1"  # text-to-image R@1 on the validation split, as the official test.py keeps its best
+
+
+def make_config(*, init_run=None, init_config: str | None = None, step: int | None = None,
+                overrides: list[str] | None = None) -> TextReidConfig:
+    """The fine-tune config starting from a PLIP run (``init_run``: ``plip train``, ``plip convert official``; its
+    latest complete checkpoint or ``step``) or from a config's initial weights (``init_config``: the no-pre-training
+    baseline), with ``--set`` style ``overrides``."""
+    from ..config import load_config
+
+    if (init_run is None) == (init_config is None):
+        raise ValueError("give one initialisation: --init RUN (a PLIP run) or --config NAME (a config's initial "
+                         "weights)")
+    if init_run is not None:
+        check_run_kind(init_run, PLIP_MODEL_KINDS, "--init")
+        run_dir, checkpoint = resolve_checkpoint(init_run, step)
+        if run_dir is None:
+            raise FileNotFoundError(f"{init_run}: a checkpoint directory without its run; pass the run directory "
+                                    "(its run.json holds the model's config)")
+        info = read_run_file(run_dir)
+        init = {"kind": "run", "source": str(run_dir), "checkpoint": str(checkpoint),
+                "step": json.loads((checkpoint / "state.json").read_text()).get("step"),
+                "run_kind": info["kind"], "converted_from": info.get("converted_from")}
+        return recipe_config(info["config"], init, overrides)
+    base = load_config(init_config)
+    init = {"kind": "config", "source": init_config, "checkpoint": None, "step": None}
+    return recipe_config(base.to_dict(), init, overrides)
+
+
+class TextReidTrainer(Trainer):
+    """The pre-training trainer with the fine-tune's rows (one entry per caption, a few-shot subset), model
+    (initial weights, frozen towers for the linear probe), head (CMPM/C) and validation after steps."""
+
+    kind = KIND
+
+    def __init__(self, cfg: TextReidConfig, data_dir, run_dir, options: RunOptions | None = None, env=None):
+        self.subset: dict | None = None
+        self.history: list[dict] = []  # validation results so far (resume state)
+        super().__init__(cfg, data_dir, run_dir, options, env)
+        ft = cfg.finetune
+        self.eval_steps = max(1, round(ft.eval_every * self.steps_per_epoch))
+        if self.subset is not None and self.run.is_main:
+            write_subset(self.run.directory / SUBSET_FILE, self.subset, self.dataset, cfg.data.split)
+
+    # ---- hooks ----------------------------------------------------------------------------------------
+    def build_index(self) -> TrainIndex:
+        cfg, ft, splits = self.cfg, self.cfg.finetune, dict(self.dataset.manifest.splits)
+        if ft.select_on is not None and ft.select_on not in splits:
+            raise DataError(f"{self.dataset.directory} has no {ft.select_on!r} split to select the checkpoint on "
+                            f"(splits: {', '.join(sorted(splits))}); keep the schedule's last checkpoint instead "
+                            "(--select-on last; ICFG-PEDES has train and test only), or import a validation split")
+        if "test" not in splits:
+            raise DataError(f"{self.dataset.directory} has no 'test' split to report (splits: "
+                            f"{', '.join(sorted(splits))}); fine-tune on an imported benchmark (plip import "
+                            "cuhk-pedes|icfg-pedes|rstpreid, or plip render)")
+        index = TrainIndex.build(self.dataset, None if cfg.data.split is None else (cfg.data.split,),
+                                 per_caption=ft.one_caption_per_sample,
+                                 caption_kinds=tuple(cfg.data.caption_kinds) if cfg.data.caption_kinds else None,
+                                 caption_styles=tuple(ft.caption_styles) if ft.caption_styles else None)
+        if (index.identity < 0).any():
+            raise DataError(f"{self.dataset.directory}: {int((index.identity < 0).sum())} training rows have no "
+                            "identity (-1); CMPM/C classifies identities: fine-tune on a benchmark with identities")
+        if ft.train_fraction < 1.0:
+            mask, self.subset = choose_subset(index, ft.train_fraction, ft.fraction_of, ft.fraction_seed)
+            index = index.take(mask)
+        return index
+
+    def record(self) -> dict:
+        ft = self.cfg.finetune
+        subset = None if self.subset is None else {k: self.subset[k] for k in (
+            "fraction", "of", "seed", "counts", "images_sha256")}
+        return {"task": "text-reid", "protocol": ft.protocol, "loss": ft.loss, "classes": self.index.num_identities,
+                "training_pairs": len(self.index), "subset": subset}
+
+    def build_model(self) -> nn.Module:
+        from ..checkpoint import MODEL_FILE
+        from ..models import build_model
+        from .weights import load_init_weights
+
+        cfg = self.cfg
+        if cfg.init["kind"] == "config":  # the no-pre-training baseline: the config's own initial weights
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.train.seed)
+                model = build_model(cfg.model, load_pretrained=True)
+        else:
+            model = build_model(cfg.model, load_pretrained=False)
+            if self.run.resume_from is None:  # (a resumed run loads its own checkpoint instead)
+                load_init_weights(model, Path(cfg.init["checkpoint"]) / MODEL_FILE)
+        if cfg.finetune.protocol == "linear-probe":  # frozen towers: only the linear maps after them train
+            for tower in (model.image_tower, model.text_tower):
+                tower.requires_grad_(False)
+        return model
+
+    def build_heads(self, model, tokenizer) -> nn.Module:
+        return TextReidObjective(self.cfg.finetune, model.embed_dim, self.index.identity)
+
+    def train_mode(self) -> None:
+        self.module.train()
+        if self.cfg.finetune.protocol == "linear-probe":  # frozen BatchNorm statistics stay those of the init
+            self.model.image_tower.eval()
+            self.model.text_tower.eval()
+
+    def after_step(self, steps_done: int) -> bool:
+        if steps_done % self.eval_steps and steps_done != self.total_steps:
+            return False
+        if self.cfg.finetune.select_on is not None:
+            if self.run.is_main:
+                self.validate(steps_done)
+            barrier(self.env)
+        return True  # a checkpoint at every validation: the selected one must exist
+
+    def extra_state(self) -> dict:
+        return {"validation": self.history}
+
+    def restore_state(self, state: dict) -> None:
+        self.history = list(state.get("validation", []))
+
+    # ---- validation -------------------------------------------------------------------------------------
+    def validate(self, steps_done: int) -> dict:
+        """Text-to-image retrieval on the validation split with the live model (fp32, eval mode); the checkpoint
+        of the best R1 so far (ties: the later) becomes the run's selected one."""
+        from ..embed import Embedder
+        from ..zeroshot import evaluate_dataset
+
+        split = self.cfg.finetune.select_on
+        t0 = time.perf_counter()
+        embedder = Embedder(self.model, self.cfg, {"description": f"{self.run.directory} step {steps_done}"},
+                            device=self.env.device, precision="fp32")
+        result = evaluate_dataset(embedder, self.dataset, split=split, direction="t2i",
+                                  caption_kinds=self.cfg.data.caption_kinds)
+        self.train_mode()
+        metrics = {k: round(float(v), 4) for k, v in result["metrics"]["t2i"].items()
+                   if k in ("R1", "R5", "R10", "mAP", "mINP")}
+        entry = {"step": steps_done, "epoch": round(steps_done / self.steps_per_epoch, 3), "split": split,
+                 **metrics, "seconds": round(time.perf_counter() - t0, 2)}
+        self.history.append(entry)
+        best = max(self.history, key=lambda e: (e[SELECTION_METRIC], e["step"]))
+        if best is entry:
+            self.run.select(steps_done, split=split, metric=f"t2i {SELECTION_METRIC}", metrics=metrics)
+        _log.info("validation at step %d (%s, t2i): R1 %.2f mAP %.2f%s", steps_done, split, metrics["R1"],
+                  metrics["mAP"], " (best so far: selected)" if best is entry else "")
+        print(f"validation step {steps_done} ({split}, t2i): R1 {metrics['R1']:.2f}  R5 {metrics['R5']:.2f}  "
+              f"mAP {metrics['mAP']:.2f}{'  <- selected' if best is entry else ''}", flush=True)
+        return entry
+
+
+def report(run_dir: Path, cfg: TextReidConfig, data_dir, eval_data=(), *, device=None, batch_size: int = 128,
+           history: list[dict] | None = None, train_seconds: float | None = None) -> dict:
+    """Evaluate the run's selected checkpoint (the last one without selection) once on the test split of the
+    training benchmark and of each ``eval_data`` benchmark; write and return ``results.json``."""
+    from synth_pedes import open_dataset
+
+    from ..embed import load
+    from ..zeroshot import evaluate_dataset
+
+    t0 = time.perf_counter()
+    run = read_run_file(run_dir)
+    embedder = load(run_dir, device=device, batch_size=batch_size, precision="fp32")
+    evaluations = []
+    for path in [data_dir, *eval_data]:
+        dataset = open_dataset(path, verify=False)
+        result = evaluate_dataset(embedder, dataset, split="test", direction="t2i")
+        evaluations.append({"dataset": {"path": str(dataset.directory), "id": dataset.id,
+                                        "name": dataset.manifest.name, "kind": dataset.manifest.kind},
+                            "split": "test", "direction": "t2i", "metrics": result["metrics"]["t2i"],
+                            "counts": result["counts"], "protocol": result["protocol"]})
+    doc = {"format": RESULTS_FORMAT, "task": "text-reid", "run": str(run_dir),
+           "protocol": cfg.finetune.protocol, "loss": cfg.finetune.loss, "init": cfg.init,
+           "train_data": {**run["datasets"][0], "split": cfg.data.split, "subset": run.get("subset")},
+           "checkpoint": {"path": embedder.info["checkpoint"], "step": embedder.info["step"],
+                          "selected_on": (run.get("selected") or {}).get("split"),
+                          "selection": run.get("selected"), "validation": history or []},
+           "test": evaluations[0], "eval_data": evaluations[1:],
+           "preprocessing": {"image_size": list(embedder.image_size), "resize": "bicubic",
+                             "mean": list(cfg.data.mean), "std": list(cfg.data.std),
+                             "text_max_length": embedder.max_length, "text_pooling": cfg.model.text.pooling},
+           "seconds": {"train": train_seconds, "test": round(time.perf_counter() - t0, 2)}, "code": code_version()}
+    out = Path(run_dir) / RESULTS_FILE
+    out.with_suffix(".json.tmp").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    out.with_suffix(".json.tmp").replace(out)
+    return doc
+
+
+def finetune(cfg: TextReidConfig, data_dir, run_dir, options: RunOptions | None = None,
+             eval_data=()) -> tuple[TrainResult, dict | None]:
+    """Fine-tune (or resume), then, once the schedule is done, report the test split for the selected checkpoint.
+    Returns the training result and the results document (None on other ranks, or when stopped early)."""
+    trainer = TextReidTrainer(cfg, data_dir, run_dir, options)
+    try:
+        t0 = time.time()
+        result = trainer.fit()
+        train_seconds = round(time.time() - t0, 2)
+        doc = None
+        if result.finished and trainer.run.is_main:
+            doc = report(Path(run_dir), cfg, data_dir, eval_data, device=trainer.env.device,
+                         history=trainer.history, train_seconds=train_seconds)
+        barrier(trainer.env)
+        return result, doc
+    finally:
+        trainer.close()
