@@ -94,10 +94,11 @@ def resolve_protocol(splits: dict, split: str | None, direction: str | None) -> 
     return "text", split, direction or "t2i"
 
 
-def _scan(dataset, split: str, caption_kinds, batch_size: int) -> _Rows:
+def _scan(dataset, split: str, caption_kinds, batch_size: int, caption_styles=None) -> _Rows:
     """Pass 1 (no image bytes): the split's ok rows, their identities, cameras and caption texts."""
     rows = _Rows()
     kinds = set(caption_kinds) if caption_kinds else None
+    styles = set(caption_styles) if caption_styles else None
     for batch in dataset.iter_batches(["key", "identity", "split", "camera", "status", "captions"], batch_size):
         batch = batch.filter(pc.equal(batch.column("split"), split))
         if batch.num_rows == 0:
@@ -109,7 +110,8 @@ def _scan(dataset, split: str, caption_kinds, batch_size: int) -> _Rows:
         rows.identities += batch.column("identity").to_pylist()
         rows.cameras += [c or "" for c in batch.column("camera").to_pylist()]
         for caps in batch.column("captions").to_pylist():
-            rows.captions.append([c["text"] for c in caps or [] if kinds is None or c["kind"] in kinds])
+            rows.captions.append([c["text"] for c in caps or [] if (kinds is None or c["kind"] in kinds)
+                                  and (styles is None or c.get("style") in styles)])
     return rows
 
 
@@ -168,13 +170,14 @@ def chunked_metrics(query_emb: torch.Tensor, gallery_emb: torch.Tensor, query_id
 
 
 def evaluate_dataset(embedder, dataset, split: str | None = "test", direction: str | None = None, *,
-                     caption_kinds: list[str] | None = None, batch_size: int | None = None, device=None) -> dict:
+                     caption_kinds: list[str] | None = None, caption_styles: list[str] | None = None,
+                     batch_size: int | None = None, device=None) -> dict:
     """Retrieval metrics of ``embedder`` (an :class:`plip_train.embed.Embedder`, or anything with ``embed_dim``,
     ``encode_image(list[bytes])`` and ``encode_text(list[str])`` returning unit-norm (N, D) tensors) on one split of
     ``dataset`` (a ``synth_pedes.Dataset`` or its path). See the module docstring for the protocols.
 
     ``direction``: t2i | i2t | both | i2i, None = t2i (i2i for query/gallery data). ``caption_kinds``: use only
-    captions of these kinds (default: all). Returns ``{"mode", "split", "direction", "protocol", "metrics":
+    captions of these kinds (default: all); ``caption_styles``: of these annotator styles (default: all). Returns ``{"mode", "split", "direction", "protocol", "metrics":
     {direction: retrieval_metrics dict}, "counts", "seconds", "throughput"}``.
     """
     t0 = time.perf_counter()
@@ -185,7 +188,7 @@ def evaluate_dataset(embedder, dataset, split: str | None = "test", direction: s
     if mode == "reid":
         return _evaluate_reid(embedder, dataset, batch_size, device, t0)
 
-    rows = _scan(dataset, split, caption_kinds, batch_size)
+    rows = _scan(dataset, split, caption_kinds, batch_size, caption_styles)
     where = f"split {split!r} of {dataset.directory}"
     if not rows.keys:
         raise EvaluationError(f"{where}: no row with status ok ({rows.skipped} rows of other status)")
@@ -198,6 +201,7 @@ def evaluate_dataset(embedder, dataset, split: str | None = "test", direction: s
     cap_ids = np.repeat(ids, [len(c) for c in rows.captions])
     if not cap_texts:
         kinds = f" of kind {', '.join(caption_kinds)}" if caption_kinds else ""
+        kinds += f" of style {', '.join(caption_styles)}" if caption_styles else ""
         raise EvaluationError(f"{where}: no captions{kinds}, so there is nothing to query with ({direction} needs "
                               "captions). For an image ReID benchmark (query/gallery splits, e.g. plip import "
                               "market1501) use --direction i2i; otherwise evaluate on a captioned benchmark "

@@ -34,7 +34,8 @@ def test_gpu_suite_runs_in_its_tiny_form_on_the_cpu(tmp_path):
     best = max(r["images_per_s_per_gpu"] for r in runs.values())
     hours = rows["projected: LUPerson's 4.18 M images on one such GPU"]["value"]
     assert abs(hours - 4_180_000 / best / 3600) <= 0.01 * hours + 0.01
-    assert rows["text-ReID fine-tune (CMPM/C) images/s"]["value"] is None
+    ft = res["details"]["finetune"]
+    assert ft["in_memory"] > 0 and ft["end_to_end"] > 0 and ft["batch_size"] == 8 and ft["config"] == "text-reid"
     assert all("pass" not in r for r in res["rows"] if "per GPU" in r.get("goal", ""))  # no GPU: no GPU goal
 
 
@@ -66,3 +67,29 @@ def test_spac_quality_suite_scores_the_real_path_with_tiny_models(tmp_path, monk
     goals = [r for r in res["rows"] if "goal" in r]
     assert len(goals) == 2 + 2 * 2 * 5 and all(isinstance(r["pass"], bool) for r in goals)
     assert "| upper |" in (out.parent / "spac-quality.md").read_text()
+
+
+def test_transfer_suite_compares_initialisations_over_protocols(tmp_path, monkeypatch):
+    """`plip bench transfer` at the tiniest sizes: zero-shot, linear probe, fine-tune (100 % and 10 %) and the
+    cross-style shift, each for both initialisations, in one table with the paper's numbers beside it."""
+    from pipelines.benchmarks import transfer
+
+    pretrained = tmp_path / "pretrained"
+    bench = transfer.render_benchmark(tmp_path, quick=True)
+    assert main(["train", "--data", str(bench), "--out", str(pretrained), "--config", "tiny", "--max-steps", "2",
+                 "--set", "data.num_workers=0"]) == 0
+    monkeypatch.setenv("PLIP_TRANSFER_PRETRAINED", str(pretrained))
+    monkeypatch.setattr(transfer, "SETTINGS", {"config": "tiny", "height": 64, "width": 32, "lr": 1e-3,
+                                                  "batch": 8})
+    out = tmp_path / "bench" / "results.json"
+    assert main(["bench", "transfer", "--quick", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())["transfer"]
+    assert set(res["results"]) == {
+        "zero-shot | -", "linear probe | 100 %", "linear probe | 10 % of identities", "fine-tune (CMPM/C) | 100 %",
+        "fine-tune (CMPM/C) | 10 % of identities", "fine-tune on cuhk-pedes captions, test on icfg-pedes | 100 %",
+        "the same, tested on cuhk-pedes (its own style) | 100 %"}
+    for per_init in res["results"].values():
+        for init in transfer.INITS:
+            assert all(0 <= r["test"]["R1"] <= 100 for r in per_init[init])
+    table = (out.parent / "transfer.md").read_text()
+    assert "| fine-tune (CMPM/C) | 100 % |" in table and "71.13" in table

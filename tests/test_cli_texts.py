@@ -118,6 +118,9 @@ NOT_THIS_COMMANDS_FLAG = {
     **{("demo", flag, "pipelines.cluster"): "the demo runs every stage on its own cluster, passed to each as "
                                             "--scheduler; a message about it names the stage's flag (demo.log "
                                             "shows the stage's command line)" for flag in ("--scheduler", "--worker-timeout")},
+    **{("finetune text-reid", flag, "plip_train.zeroshot"): "the fine-tune evaluates val and test of a benchmark it "
+       "checked has them (TextReidTrainer.build_index), text to image: the evaluator's advice on choosing a split or "
+       "a direction is for plip eval" for flag in ("--split", "--direction")},
     ("convert official", "--set", "plip_runtime.config"): "convert's own config overrides (from --bert-dir) go "
                                                            "through the --set parser, whose messages name --set",
 }
@@ -262,9 +265,11 @@ def entry_points(path: tuple) -> list[tuple[str, str]]:
     """``(module, function)`` where ``plip PATH`` starts its work (``pipelines.cli.main`` calls ``run``)."""
     from pipelines.benchmarks import SUITES
     from pipelines.cli import COMMANDS
+    from pipelines.commands.finetune import SUBCOMMANDS as FINETUNE
     from pipelines.commands.spac import SUBCOMMANDS
 
-    module = SUBCOMMANDS[path[1]][0] if path[0] == "spac" else COMMANDS[path[0]][0]
+    module = {"spac": SUBCOMMANDS, "finetune": FINETUNE}[path[0]][path[1]][0] if path[0] in ("spac", "finetune") \
+        else COMMANDS[path[0]][0]
     if path[0] == "import":  # one module, two code paths
         return [(module, "import_images" if path[1] == "images" else "import_entries")]
     if path[0] == "bench":  # the suites are imported by name

@@ -11,6 +11,7 @@ SUITES = {
     "train": "pipelines.benchmarks.train",
     "retrieval": "pipelines.benchmarks.retrieval",
     "ablation": "pipelines.benchmarks.ablation",
+    "transfer": "pipelines.benchmarks.transfer",
     "gpu": "pipelines.benchmarks.gpu",
     "spac-quality": "pipelines.benchmarks.spac_quality",
 }

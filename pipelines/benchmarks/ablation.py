@@ -27,7 +27,8 @@ VARIANTS = {  # name -> config overrides on top of the common ones
 }
 
 
-def _data(workdir: Path, quick: bool) -> tuple[Path, Path]:
+def demo_datasets(workdir: Path, quick: bool) -> tuple[Path, Path]:
+    """The demo's filtered synthetic captions and its CUHK-PEDES-layout test benchmark (made, or PLIP_ABLATION_DATA)."""
     given = os.environ.get("PLIP_ABLATION_DATA")
     root = Path(given) if given else workdir / "demo"
     if not given:
@@ -41,7 +42,8 @@ def _data(workdir: Path, quick: bool) -> tuple[Path, Path]:
     return root / "datasets" / "synth-filtered", root / "datasets" / "benchmark-test"
 
 
-def _common(steps: int, batch: int, seed: int) -> list[str]:
+def common_overrides(steps: int, batch: int, seed: int) -> list[str]:
+    """The small pre-training every ablation variant (and the transfer benchmark's PLIP) runs: cpu-small at 128x64."""
     return ["model.image.image_size=[128,64]", f"data.batch_size={batch}", "data.split=null", "data.num_workers=1",
             f"train.max_steps={steps}", f"train.seed={seed}", f"train.checkpoint_every={steps}",
             f"optim.warmup={max(1, steps // 10)}", f"optim.milestones=[{steps}]", "train.log_every=1000"]
@@ -58,7 +60,7 @@ def run_variant(name: str, data: Path, bench: Path, workdir: Path, steps: int, b
     from plip_train.embed import from_config, load
     from plip_train.trainer import train
 
-    common = _common(steps, batch, seed)
+    common = common_overrides(steps, batch, seed)
     if name == "no pre-training":
         return _score(from_config(load_config("cpu-small", common)), bench)
     run_dir = workdir / "runs" / f"{name.replace(' ', '_').replace(',', '')}-seed{seed}"
@@ -85,7 +87,7 @@ def table(summary: dict[str, dict], seeds: int) -> str:
 
 def run(quick: bool, workdir: Path) -> dict:
     seeds, steps, batch = ((0,), 3, 8) if quick else ((0, 1, 2), 40, 32)
-    data, bench = _data(workdir, quick)
+    data, bench = demo_datasets(workdir, quick)
     scores: dict[str, list[dict]] = {}
     for name in ["no pre-training", *VARIANTS]:
         scores[name] = [run_variant(name, data, bench, workdir, steps, batch, s) for s in seeds]

@@ -13,7 +13,9 @@ Sections, each a few rows:
   bf16, KV cache; random-init decoder cut at trained-model caption lengths);
 * **synth**: ``plip synth`` end to end at paper size with 1, 2, 4 and 8 Dask workers per GPU: images/s per GPU,
   GPU utilisation, peak GPU memory, and LUPerson's 4.18 M images in hours (goal: 1,000 images/s per GPU);
-* **finetune**: text-ReID fine-tuning throughput (not built yet: ``plip finetune`` is to come);
+* **finetune**: ``plip finetune text-reid`` at the paper configuration (``paper-rn50-bert``, the official 32 images
+  per GPU, bf16, the whole BERT trainable, CMPM + CMPC): images/s in memory and through the data pipeline, peak GPU
+  memory;
 * **retrieval**: ``retrieval_metrics`` on a 20k x 20k similarity on the GPU.
 
 Without a GPU (the test suite, or ``--quick``) the same code runs with the tiny configs and small sizes, so the
@@ -36,9 +38,11 @@ LUPERSON_IMAGES = 4_180_000
 SIZES = {
     "gpu": {"pretrain_config": "paper-rn50-bert", "batch": 128, "steps": 10, "warmup": 5, "train_images": 4096,
             "loader_steps": 8, "caption_config": "paper", "caption_batch": 256, "synth_images": 4096,
+            "finetune_batch": 32, "finetune_images": 2048,
             "synth_batch": 256, "workers_per_gpu": (1, 2, 4, 8), "retrieval": 20000, "matmul": 8192},
     "cpu": {"pretrain_config": "tiny", "batch": 8, "steps": 1, "warmup": 1, "train_images": 64,
             "loader_steps": 2, "caption_config": "tiny", "caption_batch": 4, "synth_images": 32, "synth_batch": 8,
+            "finetune_batch": 8, "finetune_images": 48,
             "workers_per_gpu": (1, 2), "retrieval": 500, "matmul": 256},
 }
 
@@ -210,9 +214,36 @@ def retrieval(size: dict) -> tuple[list, dict]:
              "note": f"{res['queries_per_s']:.0f} queries/s; {res['peak_extra_mib']} MiB extra at peak"}], res
 
 
-def finetune() -> tuple[list, dict]:
-    return [{"metric": "text-ReID fine-tune (CMPM/C) images/s", "value": None, "unit": "images/s",
-             "note": "not built yet: plip finetune text-reid is to come; this row is measured once it exists"}], {}
+def finetune(workdir: Path, size: dict, cores: int) -> tuple[list, dict]:
+    """Text-ReID fine-tuning throughput at the paper configuration: the pre-training measurement on the fine-tune's
+    trainer (random initial weights: the speed does not depend on them)."""
+    from pipelines.benchmarks.synth import _render
+    from pipelines.benchmarks.train import measure_trainer
+    from plip_runtime.runs import RunOptions
+    from plip_train.finetune.text_reid import TextReidTrainer, make_config
+
+    data = _render(workdir / "finetune-bench", size["finetune_images"], captions=2, shard_rows=256, per_identity=4,
+                   workers=0 if cores < 4 else cores)
+    workers = min(8, cores)
+    total = size["warmup"] + 4 * size["steps"]
+    cfg = make_config(init_config=size["pretrain_config"], overrides=[
+        f"data.batch_size={size['finetune_batch']}", f"data.num_workers={workers}", f"train.max_steps={total}",
+        "finetune.select_on=null"])
+    trainer = TextReidTrainer(cfg, data, workdir / "finetune", RunOptions(device="auto"))
+    try:
+        m = measure_trainer(trainer, size["steps"], size["warmup"], workers)
+    finally:
+        trainer.close()
+    where = f"{m['config']} {cfg.model.name}, batch {m['batch_size']}, {m['precision']}, {m['device']}"
+    rows = [{"metric": f"text-ReID fine-tune (CMPM/C) images/s, in-memory batches ({where})", "value": m["in_memory"],
+             "unit": "images/s"},
+            {"metric": f"text-ReID fine-tune images/s through the data pipeline ({workers} loader workers)",
+             "value": m["end_to_end"], "unit": "images/s", "note": f"pipeline / in-memory {m['ratio']:.2f}"},
+            {"metric": "text-ReID fine-tune peak GPU memory", "value": m["peak_gpu_mib"], "unit": "MiB"}]
+    epoch_hours = 68_126 / m["end_to_end"] / 3600  # CUHK-PEDES's training pairs (one caption per sample)
+    rows.append({"metric": "projected: the official 30 epochs on CUHK-PEDES, one such device", "unit": "hours",
+                 "value": round(30 * epoch_hours, 2), "note": "68,126 image-caption pairs per epoch"})
+    return rows, m
 
 
 def run(quick: bool, workdir: Path) -> dict:
@@ -226,7 +257,7 @@ def run(quick: bool, workdir: Path) -> dict:
     for name, section in (("retrieval", lambda: retrieval(size)),
                           ("pretrain", lambda: pretrain_and_loader(workdir, size, ceiling, cores)),
                           ("caption", lambda: caption(size)), ("synth", lambda: synth(workdir, size, cores)),
-                          ("finetune", finetune)):
+                          ("finetune", lambda: finetune(workdir, size, cores))):
         start = time.perf_counter()
         try:
             section_rows, details[name] = section()

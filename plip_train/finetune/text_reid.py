@@ -163,8 +163,9 @@ class TextReidTrainer(Trainer):
         t0 = time.perf_counter()
         embedder = Embedder(self.model, self.cfg, {"description": f"{self.run.directory} step {steps_done}"},
                             device=self.env.device, precision="fp32")
-        result = evaluate_dataset(embedder, self.dataset, split=split, direction="t2i",
-                                  caption_kinds=self.cfg.data.caption_kinds)
+        result = evaluate_dataset(embedder, self.dataset, split=split, direction="t2i",  # captions as trained on
+                                  caption_kinds=self.cfg.data.caption_kinds,
+                                  caption_styles=self.cfg.finetune.caption_styles)
         self.train_mode()
         metrics = {k: round(float(v), 4) for k, v in result["metrics"]["t2i"].items()
                    if k in ("R1", "R5", "R10", "mAP", "mINP")}
