@@ -182,3 +182,31 @@ def test_bad_inputs_are_named(bench, pretrained, tmp_path, capsys):
     assert plip(["finetune", "text-reid", "--init", str(spac_like), "--data", str(bench),
                  "--out", str(tmp_path / "e")]) == 2
     assert "a SPAC captioner run, not a PLIP run or a PLIP text-ReID fine-tune run" in capsys.readouterr().err
+
+
+def test_two_gloo_ranks_match_one_process_with_validation(bench, tmp_path):
+    """DDP: the embeddings are gathered, so two ranks of 4 reproduce one process of 8; the main rank validates while
+    the other waits, and both finish with the same selected checkpoint and one results.json."""
+    exact = ["model.image.norm=\"group\"", "model.text.bert.hidden_dropout_prob=0.0",
+             "model.text.bert.attention_probs_dropout_prob=0.0", "finetune.eval_every=0.13", "data.num_workers=0", "train.log_every=1"]
+    sets = sum((["--set", s] for s in exact), [])
+    # 3 steps, as the pre-training test: further on, Adan's lr-sized moves of parameters with no true gradient (the
+    # attention pool's key bias) differ between the two reduction orders and reach the loss
+    args = ["finetune", "text-reid", "--config", "tiny", "--data", str(bench), "--max-steps", "3", "--batch-size", "8",
+            *sets]
+    assert plip([*args, "--out", str(tmp_path / "single")]) == 0
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "pipelines.cli", *args, "--out", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = [json.loads(x) for x in (tmp_path / "single/metrics.jsonl").read_text().splitlines()]
+    two = [json.loads(x) for x in (tmp_path / "ddp/metrics.jsonl").read_text().splitlines()]
+    assert len(one) == len(two) == 3
+    for a, b in zip(one, two):
+        for k in ("loss", "cmpm_loss", "cmpc_loss"):
+            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), (a["step"], k)
+    res_one = json.loads((tmp_path / "single/results.json").read_text())
+    res_two = json.loads((tmp_path / "ddp/results.json").read_text())
+    assert [h["step"] for h in res_two["checkpoint"]["validation"]] == [2, 3]
+    assert res_two["checkpoint"]["step"] == res_one["checkpoint"]["step"]

@@ -37,6 +37,10 @@ run card data/synth-filtered --truth raw/folder/ground-truth.jsonl --workers 2
 run train --data data/synth-filtered --out runs/plip --config tiny --max-steps 3
 run eval --checkpoint runs/plip --data data/cuhk --split test
 run eval --config tiny --data data/cuhk --out base.json
+run finetune text-reid --init runs/plip --data data/cuhk --out runs/cuhk-ft --eval-data data/procpedes \
+  --max-steps 3 --batch-size 8
+run finetune text-reid --config tiny --data data/cuhk --out runs/cuhk-10 --train-fraction 0.5 --max-steps 2 \
+  --batch-size 8
 run embed --checkpoint runs/plip --data data/cuhk --out emb.parquet
 run validate data/luperson-nl
 run validate --data data/synth-filtered --verify quick

@@ -116,6 +116,12 @@ class TextReidTrainer(Trainer):
 
         cfg = self.cfg
         if cfg.init["kind"] == "config":  # the no-pre-training baseline: the config's own initial weights
+            random = [f"model.{name}.pretrained" for name in ("image", "text")
+                      if getattr(cfg.model, name).pretrained is None]
+            if random:
+                _log.warning("fine-tuning from config %s with randomly initialised %s: set %s to local weights "
+                             "(--set KEY=PATH) for an ImageNet / BERT baseline", cfg.init["source"],
+                             " and ".join(r.split(".")[1] + " tower" for r in random), " and ".join(random))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.train.seed)
                 model = build_model(cfg.model, load_pretrained=True)
