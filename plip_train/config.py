@@ -105,10 +105,7 @@ class PlipConfig:
         from .models import load_model_config
         from .tasks.config import TasksConfig
 
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)} - {"_comment"}
-        if unknown:
-            raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected name, model, tasks, data, "
-                              "optim, train")
+        check_sections(cls, d)
         return cls(name=d.get("name", "custom"), model=load_model_config(d["model"]),
                    tasks=TasksConfig.from_dict(d.get("tasks", {})),
                    data=DataConfig.from_dict(d.get("data", {})), optim=OptimConfig.from_dict(d.get("optim", {})),
@@ -117,6 +114,14 @@ class PlipConfig:
     def to_dict(self) -> dict:
         return {"name": self.name, "model": self.model.to_dict(), "tasks": self.tasks.to_dict(),
                 "data": self.data.to_dict(), "optim": self.optim.to_dict(), "train": self.train.to_dict()}
+
+
+def check_sections(cls, d: dict) -> None:
+    """``ConfigError`` naming the sections of config document ``d`` that the dataclass ``cls`` does not have."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = set(d) - set(names) - {"_comment"}
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected {', '.join(names)}")
 
 
 def _is_int(value) -> bool:

@@ -321,3 +321,23 @@ def int_at_least(lo: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+# ---- command groups (plip spac ..., plip finetune ...) --------------------------------------------------
+def add_subcommands(parser: argparse.ArgumentParser, subcommands: dict[str, tuple[str, str]], dest: str,
+                    metavar: str) -> None:
+    """One subparser per ``{name: (module, one-line help)}``; each module has ``add_arguments`` and ``run``."""
+    import importlib
+
+    sub = parser.add_subparsers(dest=dest, metavar=metavar, required=True)
+    for name, (module, help_text) in subcommands.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(cmd)
+        cmd.set_defaults(_subcommand_module=module)
+
+
+def run_subcommand(args: argparse.Namespace) -> int:
+    import importlib
+
+    return importlib.import_module(args._subcommand_module).run(args)
+

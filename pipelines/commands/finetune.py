@@ -5,7 +5,8 @@ Each task lives in its own module with ``add_arguments`` and ``run``, listed in 
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from ._common import add_subcommands, run_subcommand
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
@@ -16,12 +17,8 @@ SUBCOMMANDS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="finetune_task", metavar="TASK", required=True)
-    for name, (module, help_text) in SUBCOMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(cmd)
-        cmd.set_defaults(_finetune_module=module)
+    add_subcommands(parser, SUBCOMMANDS, dest="finetune_task", metavar="TASK")
 
 
 def run(args: argparse.Namespace) -> int:
-    return importlib.import_module(args._finetune_module).run(args)
+    return run_subcommand(args)

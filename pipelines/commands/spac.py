@@ -5,7 +5,8 @@ Each subcommand lives in its own module with ``add_arguments`` and ``run``, list
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from ._common import add_subcommands, run_subcommand
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
@@ -25,12 +26,8 @@ SUBCOMMANDS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="spac_command", metavar="SUBCOMMAND", required=True)
-    for name, (module, help_text) in SUBCOMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(cmd)
-        cmd.set_defaults(_spac_module=module)
+    add_subcommands(parser, SUBCOMMANDS, dest="spac_command", metavar="SUBCOMMAND")
 
 
 def run(args: argparse.Namespace) -> int:
-    return importlib.import_module(args._spac_module).run(args)
+    return run_subcommand(args)

@@ -7,13 +7,12 @@ the weights come from). ``RECIPE`` holds the values where the recipe differs fro
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from plip_runtime.config import ConfigBase, ConfigError
+from plip_runtime.config import ConfigBase
 
-from ..config import DataConfig, OptimConfig, TrainConfig, apply_model_override
+from ..config import DataConfig, OptimConfig, TrainConfig, apply_model_override, check_sections
 
 PROTOCOLS = ("finetune", "linear-probe")
 LOSSES = ("cmpm+cmpc", "cmpm")
@@ -83,10 +82,7 @@ class TextReidConfig:
     def from_dict(cls, d: dict) -> "TextReidConfig":
         from ..models import load_model_config
 
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)} - {"_comment"}
-        if unknown:
-            raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected name, model, init, data, "
-                              "optim, train, finetune")
+        check_sections(cls, d)
         return cls(name=d.get("name", "text-reid"), model=load_model_config(d["model"]), init=dict(d["init"]),
                    data=DataConfig.from_dict(d.get("data", {})), optim=OptimConfig.from_dict(d.get("optim", {})),
                    train=TrainConfig.from_dict(d.get("train", {})),
