@@ -36,9 +36,12 @@ def demo_datasets(workdir: Path, quick: bool) -> tuple[Path, Path]:
 
         ctx = demo.DemoContext(out=root, quick=quick, workers=0, log=io.StringIO())
         root.mkdir(parents=True, exist_ok=True)
-        wanted = ("unlabeled", "captioned", "benchmark", "recognizer", "spac_train", "synth", "filter")
-        for fn in (getattr(demo, f"stage_{name}") for name in wanted):
-            fn(ctx)
+        # the demo's own stages up to the filtered shards, so a stage added to the demo is not missed here (the
+        # calibration stage was, and synth then failed for want of its file)
+        last = [fn for _, fn in demo.STAGES].index(demo.stage_filter)
+        for _, fn in demo.STAGES[:last + 1]:
+            if fn is not demo.stage_card:
+                fn(ctx)
     return root / "datasets" / "synth-filtered", root / "datasets" / "benchmark-test"
 
 
