@@ -207,7 +207,8 @@ class _Mat:
         try:
             self.data = loadmat(self.path)
         except (MatReadError, ValueError, NotImplementedError) as error:
-            # NotImplementedError: a MATLAB v7.3 (HDF5) file, which scipy cannot read; the published files are v5.
+            # NotImplementedError: a MATLAB v7.3 (HDF5) file, which scipy cannot read. A missing file is not
+            # caught: FileNotFoundError already says what is wrong.
             raise ValueError(f"{self.name}: cannot read it as a MATLAB v5 .mat file ({error}); "
                              f"expected the {dataset} annotation file {expected}") from error
 
