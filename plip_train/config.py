@@ -52,7 +52,7 @@ class DataConfig(ConfigBase):
 @dataclass
 class OptimConfig(ConfigBase):
     where = "optim"
-    name: str = "adan"  # adan (timm.optim.Adan) | adamw
+    name: str = "adan"  # adan (timm.optim.Adan) | adamw | adam (torch's, L2 weight decay: the BoT recipe)
     lr: float = 2e-3
     text_lr_scale: float = 0.1  # the BERT group trains at lr × 0.1 (paper)
     head_lr_scale: float = 1.0  # the task heads (pretext heads, the fine-tune's identity classifier) at lr × this
@@ -66,7 +66,7 @@ class OptimConfig(ConfigBase):
     gamma: float = 0.1
 
     def validate(self) -> None:
-        self.require_choice("name", ("adan", "adamw"))
+        self.require_choice("name", ("adan", "adamw", "adam"))
         self.require_choice("unit", UNITS)
         self.require_number("lr", 0.0, lo_open=True)
         self.require_number("text_lr_scale", 0.0)

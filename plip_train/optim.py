@@ -22,12 +22,12 @@ def _split_decay(params: list[nn.Parameter]) -> tuple[list, list]:
     return decay, no_decay
 
 
-def build_optimizer(cfg: OptimConfig, model, tasks: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg: OptimConfig, model, tasks) -> torch.optim.Optimizer:
     """Groups: image tower at lr; text tower at lr × text_lr_scale; task heads at lr × head_lr_scale (in the image
     group when that is 1, the layout of the optimizer state of runs written before the scale existed); no decay on
-    1-D params."""
+    1-D params. ``tasks``: the heads' module, or just the head parameters this optimizer trains."""
     groups_in = model.param_groups()
-    head_params = [p for p in tasks.parameters() if p.requires_grad]
+    head_params = [p for p in (tasks.parameters() if isinstance(tasks, nn.Module) else tasks) if p.requires_grad]
     own_group = cfg.head_lr_scale != 1.0
     groups = []
     for name, params, scale in (("image", groups_in["image"] + ([] if own_group else head_params), 1.0),
@@ -41,7 +41,8 @@ def build_optimizer(cfg: OptimConfig, model, tasks: nn.Module) -> torch.optim.Op
         from timm.optim import Adan
 
         return Adan(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
+    return optimizer(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
 def lr_factor(step: int, warmup_steps: float, milestone_steps: list[float], gamma: float) -> float:

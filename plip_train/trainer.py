@@ -116,7 +116,7 @@ class Trainer:
 
     def _build_model(self) -> None:
         from .models import build_tokenizer
-        from .optim import build_optimizer, build_scheduler
+        from .optim import build_scheduler
 
         cfg, device = self.cfg, self.env.device
         self.model = self.build_model()
@@ -131,9 +131,22 @@ class Trainer:
             module = nn.parallel.DistributedDataParallel(
                 module, device_ids=[device.index] if device.type == "cuda" else None)
         self.module = module
-        self.optimizer = build_optimizer(cfg.optim, self.model, self.tasks)
+        self.optimizer = self.build_optimizer()
         self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.steps_per_epoch)
         self.scaler = grad_scaler(device, self.precision)
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """Hook: the optimizer of the model and the heads (a recipe with a second optimizer adds it here)."""
+        from .optim import build_optimizer
+
+        return build_optimizer(self.cfg.optim, self.model, self.tasks)
+
+    def optimizer_step(self) -> None:
+        """Hook: step the optimizer(s) once the step's gradients are in (through the loss scaler)."""
+        if self.cfg.optim.max_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.optim.max_grad_norm)
+        self.scaler.step(self.optimizer)
 
     def _load_checkpoint(self, path: Path) -> None:
         ckpt.load_module(self.model, path / "model.safetensors")
@@ -212,10 +225,7 @@ class Trainer:
             vec = torch.tensor([sums[k] for k in names], dtype=torch.float64, device=self.env.device)
             torch.distributed.all_reduce(vec)
             sums = dict(zip(names, (vec / self.env.world_size).tolist()))
-        if self.cfg.optim.max_grad_norm:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.optim.max_grad_norm)
-        self.scaler.step(self.optimizer)
+        self.optimizer_step()
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()

@@ -56,9 +56,10 @@ class TrainIndex:
     @classmethod
     def build(cls, dataset, splits: tuple[str, ...] | None = ("train",), *, per_caption: bool = False,
               caption_kinds: tuple[str, ...] | None = None,
-              caption_styles: tuple[str, ...] | None = None) -> "TrainIndex":
+              caption_styles: tuple[str, ...] | None = None, captions: bool = True) -> "TrainIndex":
         """Read identity, status, split and the captions' kind (and style) of every row group (narrow columns only).
-        ``caption_kinds`` / ``caption_styles`` (with ``per_caption``): only captions of these kinds / styles."""
+        ``caption_kinds`` / ``caption_styles`` (with ``per_caption``): only captions of these kinds / styles.
+        ``captions=False``: images train alone (image ReID), rows without captions included."""
         paths = [str(p) for p in dataset.shard_paths]
         cols = {k: [] for k in ("shard", "group", "row", "identity", "caption")}
         skipped = {"status": 0, "split": 0, "no_captions": 0}
@@ -77,13 +78,13 @@ class TrainIndex:
                 has_caps = np.bincount(row_of, minlength=len(ok)) > 0
                 skipped["status"] += int((~ok).sum())
                 skipped["split"] += int((ok & ~in_split).sum())
-                skipped["no_captions"] += int((ok & in_split & ~has_caps).sum())
+                skipped["no_captions"] += int((ok & in_split & ~has_caps).sum()) if captions else 0
                 wanted = ok & in_split
                 if per_caption:  # one entry per eligible caption of a wanted row
                     take = wanted[row_of]
                     keep, caption = row_of[take], position[take]
                 else:
-                    keep, caption = np.flatnonzero(wanted & has_caps), None
+                    keep, caption = np.flatnonzero(wanted & (has_caps | (not captions))), None
                 cols["shard"].append(np.full(len(keep), s, np.int32))
                 cols["group"].append(np.full(len(keep), g, np.int32))
                 cols["row"].append(keep.astype(np.int32))
@@ -96,8 +97,8 @@ class TrainIndex:
         if len(index) == 0:
             which = "".join(f", caption {name} in {list(v)}" for name, v in (("kinds", caption_kinds),
                                                                               ("styles", caption_styles)) if v)
-            raise DataError(f"{dataset.directory}: no trainable rows (status ok, split in {splits}, with captions"
-                            f"{which}); left out: {skipped}. Train on a caption dataset (plip synth / plip filter "
+            raise DataError(f"{dataset.directory}: no trainable rows (status ok, split in {splits}"
+                            f"{', with captions' if captions else ''}{which}); left out: {skipped}. Train on a caption dataset (plip synth / plip filter "
                             "output) or choose the split to train on: --set data.split=NAME (null: every row).")
         return index
 

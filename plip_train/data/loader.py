@@ -46,6 +46,8 @@ class StreamSpec:
     gray: bool = True  # TIC needs the grayscale copy
     cache_row_groups: int = 32
     masker: Any = None  # tasks.PhraseMasker: IAP masks made here, in the workers, per sample
+    text: bool = True  # False: images alone (image ReID): no caption is read or tokenised
+    augment: Any = None  # transforms.ImageAugment: padded random crop and random erasing (image ReID), or None
     _plans: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -121,19 +123,24 @@ class PlipStream(IterableDataset):
         for pos, r in zip(positions, rows):
             rec = cache.row(int(ix.shard[r]), int(ix.group[r]), int(ix.row[r]))
             rng = sample_rng(s.seed, step, int(pos))
-            colour, gray = self.images(rec["image"]["bytes"], bool(rng.random() < s.hflip), rec["key"], s.gray)
+            colour, gray = self.images(rec["image"]["bytes"], bool(rng.random() < s.hflip), rec["key"], s.gray,
+                                       augment=s.augment, rng=rng)
             colours.append(colour)
             grays.append(gray)
-            caption = None if ix.caption is None else int(ix.caption[r])  # per-caption index: this one
-            captions.append(choose_caption(rec, s.caption_kinds, rng) if caption is None else rec["captions"][caption])
+            if s.text:
+                caption = None if ix.caption is None else int(ix.caption[r])  # per-caption index: this one
+                captions.append(choose_caption(rec, s.caption_kinds, rng) if caption is None
+                                else rec["captions"][caption])
             keys.append(rec["key"])
             mask_seeds.append(int(rng.integers(2**62)))
         batch = {"images": torch.stack(colours), "identities": torch.from_numpy(ix.identity[rows].copy()),
                  "keys": keys, "mask_seeds": torch.tensor(mask_seeds), "step": step,
-                 "blank_caption_keys": [k for k, c in zip(keys, captions) if is_blank(c)], **self.encoder(captions)}
+                 "blank_caption_keys": [k for k, c in zip(keys, captions) if is_blank(c)]}
+        if s.text:
+            batch.update(self.encoder(captions))
         if s.gray:
             batch["gray"] = torch.stack(grays)
-        if s.masker is not None:
+        if s.masker is not None and s.text:
             batch.update(s.masker(batch["input_ids"], batch["attention_mask"], batch["phrase_index"], step,
                                   mask_seeds, keys))
         return batch

@@ -4,6 +4,8 @@ for TIC; captions tokenized with the attribute-phrase spans stored in the shards
 IAP."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from PIL import Image
@@ -12,6 +14,41 @@ from synth_pedes.imaging import open_rgb
 
 SYNTH_PEDES_MEAN = (0.357, 0.323, 0.328)
 SYNTH_PEDES_STD = (0.252, 0.242, 0.239)
+
+
+@dataclass(frozen=True)
+class ImageAugment:
+    """The image-ReID augmentations of BoT (Luo et al.; reid-strong-baseline ``data/transforms``), after resize and
+    flip: zero-pad ``pad`` pixels on every side and crop back to the size at a random place; then, with probability
+    ``erasing``, one random rectangle (2-40 % of the area, aspect 0.3-3.3, up to 100 tries) is filled with ``fill``.
+    BoT applies its erasing after normalisation and writes the ImageNet mean's numbers into the normalised tensor
+    (not the mean colour, which would be 0 there); ``fill`` keeps that. Random draws come from the sample's
+    generator, so a resumed run repeats them."""
+
+    pad: int = 10
+    erasing: float = 0.5
+    erase_area: tuple = (0.02, 0.4)
+    erase_aspect: float = 0.3
+    fill: tuple = (0.485, 0.456, 0.406)
+
+    def __call__(self, chw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        _, height, width = chw.shape
+        if self.pad:
+            padded = np.zeros((3, height + 2 * self.pad, width + 2 * self.pad), chw.dtype)
+            padded[:, self.pad:self.pad + height, self.pad:self.pad + width] = chw
+            top, left = rng.integers(0, 2 * self.pad + 1, size=2)
+            chw = padded[:, top:top + height, left:left + width]
+        if self.erasing and rng.random() < self.erasing:
+            chw = chw.copy()
+            for _ in range(100):
+                area = rng.uniform(*self.erase_area) * height * width
+                aspect = rng.uniform(self.erase_aspect, 1 / self.erase_aspect)
+                h, w = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
+                if h < height and w < width:
+                    top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
+                    chw[:, top:top + h, left:left + w] = np.asarray(self.fill, chw.dtype)[:, None, None]
+                    break
+        return np.ascontiguousarray(chw)
 
 
 class ImageTransform:
@@ -28,11 +65,14 @@ class ImageTransform:
         except Exception as e:  # the shard was verified, so this is a codec problem worth naming
             raise ValueError(f"image of row {key!r} could not be decoded: {e}") from e
 
-    def __call__(self, data: bytes, flip: bool, key: str = "", gray: bool = True):
+    def __call__(self, data: bytes, flip: bool, key: str = "", gray: bool = True,
+                 augment: ImageAugment | None = None, rng: np.random.Generator | None = None):
         img = self.load(data, key)
         if flip:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         colour = self._normalise(np.asarray(img, np.float32).transpose(2, 0, 1))
+        if augment is not None:
+            colour = torch.from_numpy(augment(colour.numpy(), rng))
         if not gray:
             return colour, None
         g = np.asarray(img.convert("L"), np.float32)[None].repeat(3, 0)  # [3,H,W], ITU-R 601 luma

@@ -235,7 +235,8 @@ class ModelConfig(ConfigBase):
     image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
     text: TextTowerConfig = field(default_factory=TextTowerConfig)
     # "linear": a D x D map after each tower, initialised to the identity (so it starts as the model without it);
-    # what the linear-probe protocol trains on frozen towers (docs/evaluation.md#fine-tuning-protocols)
+    # what the linear-probe protocol trains on frozen towers (docs/evaluation.md#fine-tuning-protocols).
+    # "bnneck": a BatchNorm after the image tower, its shift frozen at 0 (BoT's BNNeck; image ReID embeds after it)
     projection: str = "none"
 
     def validate(self) -> None:
@@ -258,7 +259,7 @@ class ModelConfig(ConfigBase):
         return ModelConfig.from_dict(d)
 
 
-PROJECTIONS = ("none", "linear")
+PROJECTIONS = ("none", "linear", "bnneck")
 
 
 def minilm_package_dir() -> str:

@@ -32,11 +32,13 @@ class PlipModel(nn.Module):
         if text_tower.hidden_size != config.embed_dim:
             raise ValueError(f"ModelConfig.embed_dim: must equal the text tower's hidden size "
                              f"{text_tower.hidden_size} (there is no text projection), got {config.embed_dim}")
+        self.image_projection = self.text_projection = None
         if config.projection == "linear":  # identity at the start: the model's embeddings are unchanged
             self.image_projection = _identity_linear(config.embed_dim)
             self.text_projection = _identity_linear(config.embed_dim)
-        else:
-            self.image_projection = self.text_projection = None
+        elif config.projection == "bnneck":  # BoT: the ID loss sees the normalised feature, the triplet the raw one
+            self.image_projection = nn.BatchNorm1d(config.embed_dim)
+            self.image_projection.bias.requires_grad_(False)
 
     def projections(self) -> list[nn.Module]:
         """The linear maps after the towers (``ModelConfig.projection``), if any."""
