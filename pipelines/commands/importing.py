@@ -128,6 +128,14 @@ ENTRY_IMPORTERS = {
                    "Import Market-1501: bounding_box_train/ -> train, query/ -> query, bounding_box_test/ -> "
                    "gallery; identity and camera from PPPP_cXsY_FFFFFF_NN.jpg. Junk (-1) and distractor (0000) "
                    "images are kept and flagged in 'extra' (junk: true / distractor: true)."),
+    "dukemtmc-reid": ("benchmark", "DukeMTMC-reID (bounding_box_train/, query/, bounding_box_test/)",
+                      "Import DukeMTMC-reID: bounding_box_train/ -> train, query/ -> query, bounding_box_test/ -> "
+                      "gallery; identity and camera from PPPP_cX_fFFFFFFF.jpg (no junk or distractor ids)."),
+    "msmt17": ("benchmark", "MSMT17 (list_train/val/query/gallery.txt + train/, test/)",
+               "Import MSMT17: list_train.txt -> train, list_val.txt -> val (images under train/), "
+               "list_query.txt -> query, list_gallery.txt -> gallery (images under test/; MSMT17_V2's "
+               "mask_train_v2/, mask_test_v2/ also found). identity is the listed pid (training and test ids "
+               "are numbered separately from 0); camera from the third '_' field of the file name."),
 }
 DEFAULT_SOURCES = {"synth-pedes-json": "synth-pedes"}
 BENCHMARK_KINDS = ("cuhk-pedes", "icfg-pedes", "rstpreid")  # image paths relative to SRC/imgs/
@@ -167,6 +175,11 @@ def _scan(args: argparse.Namespace):
         from synth_pedes.sources.market1501 import scan_market1501
 
         return scan_market1501(args.src, args.on_bad_files, allow_outside=args.allow_outside_root)
+    if args.kind in ("dukemtmc-reid", "msmt17"):
+        from synth_pedes.sources.reid_datasets import scan_dukemtmc_reid, scan_msmt17
+
+        scan = scan_dukemtmc_reid if args.kind == "dukemtmc-reid" else scan_msmt17
+        return scan(args.src, args.on_bad_files, allow_outside=args.allow_outside_root)
     from synth_pedes.sources.benchmarks import scan_benchmark
 
     return scan_benchmark(args.src, args.kind, args.on_bad_files, split_file=getattr(args, "split_file", None),
@@ -174,7 +187,7 @@ def _scan(args: argparse.Namespace):
 
 
 def import_entries(args: argparse.Namespace) -> int:
-    """``plip import cuhk-pedes|icfg-pedes|rstpreid|synth-pedes-json|market1501 SRC --out DIR``."""
+    """``plip import cuhk-pedes|icfg-pedes|rstpreid|synth-pedes-json|market1501|dukemtmc-reid|msmt17 SRC --out DIR``."""
     import dataclasses
 
     from synth_pedes import write_dataset
@@ -209,6 +222,8 @@ def import_entries(args: argparse.Namespace) -> int:
     if args.kind == "market1501":
         extra_rows = [("junk (-1)", counts["junk"]), ("distractors (0000)", counts["distractors"]),
                       ("ignored files", counts["ignored_files"])]
+    elif args.kind == "dukemtmc-reid":
+        extra_rows = [("ignored files", counts["ignored_files"])]
     print_summary(f"imported {counts['entries']} entries from {args.src} as {manifest.kind} dataset {name!r}", [
         ("dataset", args.out), ("id", manifest.id), ("rows", manifest.num_rows),
         ("splits", ", ".join(f"{k}={v}" for k, v in manifest.splits.items()) or "-"),

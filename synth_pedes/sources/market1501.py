@@ -32,6 +32,7 @@ import os
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from .benchmarks import (MAX_ID, EntryItem, EntrySource, ScanResult, check_on_bad, check_text, entry_image_size,
                          resolve_bad_entries)
@@ -71,51 +72,62 @@ def _list_files(folder: Path) -> tuple[list[str], int]:
     return sorted(names), ignored
 
 
-def _market_item(index: int, src: Path, folder: str, name: str, allow_outside: bool) -> EntryItem:
-    """One file as an item; a name that is not ``PPPP_cXsY_FFFFFF_NN.jpg`` (or not UTF-8), or a symlink
-    leading outside ``src`` (unless ``allow_outside``), sets ``error``."""
+def _market_item(index: int, src: Path, folder: str, name: str, allow_outside: bool, source: str = SOURCE,
+                 parse: Callable[[str], dict] = parse_name) -> EntryItem:
+    """One file as an item; a name that ``parse`` refuses (Market-1501's ``PPPP_cXsY_FFFFFF_NN.jpg`` by default) or
+    that is not UTF-8, or a symlink leading outside ``src`` (unless ``allow_outside``), sets ``error``. What ``parse``
+    returns beside identity and camera goes into ``extra``."""
     relpath = f"{folder}/{name}"
-    item = EntryItem(index=index, key=f"{SOURCE}/{relpath}", relpath=relpath, size=0, split=FOLDERS[folder],
+    item = EntryItem(index=index, key=f"{source}/{relpath}", relpath=relpath, size=0, split=FOLDERS[folder],
                      extra=(("folder", folder),))
     try:
         check_text(name, "the file name")
     except ValueError:  # os.scandir hands non-UTF-8 bytes over as surrogates, which no key can hold
         shown = stored_path(relpath)
-        return replace(item, key=f"{SOURCE}/{shown}#entry-{index}", relpath=shown,
+        return replace(item, key=f"{source}/{shown}#entry-{index}", relpath=shown,
                        error=f"unexpected file name: {stored_path(name)!r} is not UTF-8 text; rename the file")
     try:
         item = replace(item, size=entry_image_size(src, relpath, allow_outside))
-        info = parse_name(name)
+        info = parse(name)
     except ValueError as e:
         return replace(item, error=str(e))
-    extra = (("folder", folder), ("sequence", info["sequence"]), ("frame", info["frame"]),
-             ("bbox", info["bbox"]), ("junk", info["junk"]), ("distractor", info["distractor"]))
+    extra = (("folder", folder), *((k, v) for k, v in info.items() if k not in ("identity", "camera")))
     return replace(item, identity=info["identity"], camera=info["camera"], extra=extra)
+
+
+def scan_three_folders(src: str | os.PathLike, on_bad: str, allow_outside: bool, *, source: str,
+                       parse: Callable[[str], dict], dataset: str, archive: str) -> ScanResult:
+    """List and parse the Market-1501 folder layout (``FOLDERS``) under ``src``, file names read by ``parse``; the
+    messages name ``dataset`` and the ``archive`` it ships as. Shared by Market-1501 and DukeMTMC-reID."""
+    check_on_bad(on_bad)
+    src = Path(src)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: not a directory; pass the {dataset} root folder holding "
+                                f"{', '.join(f + '/' for f in FOLDERS)}")
+    missing = [f for f in FOLDERS if not (src / f).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{src}: no {', '.join(f + '/' for f in missing)} here; a {dataset} root holds "
+                                f"{', '.join(f + '/' for f in FOLDERS)} (as in {archive})")
+    items, ignored = [], 0
+    for folder in sorted(FOLDERS):
+        names, n_ignored = _list_files(src / folder)
+        ignored += n_ignored
+        items += [_market_item(len(items) + k, src, folder, name, allow_outside, source, parse)
+                  for k, name in enumerate(names)]
+    if ignored:
+        _log.info("%s: ignored %d hidden or Thumbs.db files", src, ignored)
+    result = resolve_bad_entries(items, on_bad, str(src))
+    result.counts["ignored_files"] = ignored
+    result.files = {"images": str(src)}
+    return result
 
 
 def scan_market1501(src: str | os.PathLike, on_bad: str = "error",
                     allow_outside: bool = False) -> tuple[ScanResult, EntrySource]:
     """List and parse the three folders under ``src`` (see the module docstring). A file that resolves
     outside ``src`` (through a symlink) is a bad entry, never read, unless ``allow_outside``."""
-    check_on_bad(on_bad)
-    src = Path(src)
-    if not src.is_dir():
-        raise FileNotFoundError(f"{src}: not a directory; pass the Market-1501 root folder holding "
-                                f"{', '.join(f + '/' for f in FOLDERS)}")
-    missing = [f for f in FOLDERS if not (src / f).is_dir()]
-    if missing:
-        raise FileNotFoundError(f"{src}: no {', '.join(f + '/' for f in missing)} here; a Market-1501 root holds "
-                                f"{', '.join(f + '/' for f in FOLDERS)} (as in Market-1501-v15.09.15.zip)")
-    items, ignored = [], 0
-    for folder in sorted(FOLDERS):
-        names, n_ignored = _list_files(src / folder)
-        ignored += n_ignored
-        items += [_market_item(len(items) + k, src, folder, name, allow_outside) for k, name in enumerate(names)]
-    if ignored:
-        _log.info("%s: ignored %d hidden or Thumbs.db files", src, ignored)
-    result = resolve_bad_entries(items, on_bad, str(src))
-    result.counts["ignored_files"] = ignored
+    result = scan_three_folders(src, on_bad, allow_outside, source=SOURCE, parse=parse_name, dataset="Market-1501",
+                                archive="Market-1501-v15.09.15.zip")
     result.counts["junk"] = sum(1 for i in result.items if i.identity == -1 and not i.error)
     result.counts["distractors"] = sum(1 for i in result.items if i.identity == 0 and not i.error)
-    result.files = {"images": str(src)}
-    return result, EntrySource(root=str(src.resolve()), source=SOURCE)
+    return result, EntrySource(root=str(Path(src).resolve()), source=SOURCE)

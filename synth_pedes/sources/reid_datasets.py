@@ -11,7 +11,7 @@ File names are ``PPPP_cX_fFFFFFFF.jpg``: person id ``PPPP`` (``identity = int(PP
 (-1) and no distractor (0000) images**: BoT (``michuanhaohao/reid-strong-baseline``
 ``data/datasets/dukemtmcreid.py``) keeps every file and asserts ``1 <= camera <= 8``. The gallery's extra
 identities (ones that never appear in a query) are ordinary ids and simply never match. The folders are listed
-and checked by Market-1501's own code (``market1501.FOLDERS``, ``_list_files``: hidden files and ``Thumbs.db``
+and checked by Market-1501's own code (``market1501.scan_three_folders``: hidden files and ``Thumbs.db``
 ignored and counted, subfolders not scanned, path order); only the name pattern differs.
 
 **MSMT17** (Wei et al., CVPR 2018) comes with list files of ``relative/path.jpg pid`` lines::
@@ -42,8 +42,7 @@ from pathlib import Path
 
 from .benchmarks import (MAX_ID, EntryItem, EntrySource, ScanResult, check_on_bad, check_text, entry_image_size,
                          mark_duplicates, resolve_bad_entries)
-from .images import stored_path
-from .market1501 import FOLDERS, _list_files
+from .market1501 import scan_three_folders
 
 _log = logging.getLogger(__name__)
 
@@ -67,49 +66,12 @@ def parse_duke_name(name: str) -> dict:
     return {"identity": pid, "camera": f"c{cam}", "frame": int(m.group(3))}
 
 
-def _duke_item(index: int, src: Path, folder: str, name: str, allow_outside: bool) -> EntryItem:
-    """One file as an item (as ``market1501._market_item``, with Duke's names); errors set ``error``."""
-    relpath = f"{folder}/{name}"
-    item = EntryItem(index=index, key=f"{DUKE_SOURCE}/{relpath}", relpath=relpath, size=0, split=FOLDERS[folder],
-                     extra=(("folder", folder),))
-    try:
-        check_text(name, "the file name")
-    except ValueError:  # os.scandir hands non-UTF-8 bytes over as surrogates, which no key can hold
-        shown = stored_path(relpath)
-        return replace(item, key=f"{DUKE_SOURCE}/{shown}#entry-{index}", relpath=shown,
-                       error=f"unexpected file name: {stored_path(name)!r} is not UTF-8 text; rename the file")
-    try:
-        item = replace(item, size=entry_image_size(src, relpath, allow_outside))
-        info = parse_duke_name(name)
-    except ValueError as e:
-        return replace(item, error=str(e))
-    return replace(item, identity=info["identity"], camera=info["camera"],
-                   extra=(("folder", folder), ("frame", info["frame"])))
-
-
 def scan_dukemtmc_reid(src: str | os.PathLike, on_bad: str = "error",
                        allow_outside: bool = False) -> tuple[ScanResult, EntrySource]:
     """List and parse DukeMTMC-reID's three folders under ``src`` (see the module docstring)."""
-    check_on_bad(on_bad)
-    src = Path(src)
-    wanted = ", ".join(f + "/" for f in FOLDERS)
-    if not src.is_dir():
-        raise FileNotFoundError(f"{src}: not a directory; pass the DukeMTMC-reID root folder holding {wanted}")
-    missing = [f for f in FOLDERS if not (src / f).is_dir()]
-    if missing:
-        raise FileNotFoundError(f"{src}: no {', '.join(f + '/' for f in missing)} here; a DukeMTMC-reID root "
-                                f"holds {wanted} (as in DukeMTMC-reID.zip)")
-    items, ignored = [], 0
-    for folder in sorted(FOLDERS):
-        names, n_ignored = _list_files(src / folder)
-        ignored += n_ignored
-        items += [_duke_item(len(items) + k, src, folder, name, allow_outside) for k, name in enumerate(names)]
-    if ignored:
-        _log.info("%s: ignored %d hidden or Thumbs.db files", src, ignored)
-    result = resolve_bad_entries(items, on_bad, str(src))
-    result.counts["ignored_files"] = ignored
-    result.files = {"images": str(src)}
-    return result, EntrySource(root=str(src.resolve()), source=DUKE_SOURCE)
+    result = scan_three_folders(src, on_bad, allow_outside, source=DUKE_SOURCE, parse=parse_duke_name,
+                                dataset="DukeMTMC-reID", archive="DukeMTMC-reID.zip")
+    return result, EntrySource(root=str(Path(src).resolve()), source=DUKE_SOURCE)
 
 
 # ------------------------------------------------------------------ MSMT17
