@@ -171,14 +171,16 @@ def chunked_metrics(query_emb: torch.Tensor, gallery_emb: torch.Tensor, query_id
 
 def evaluate_dataset(embedder, dataset, split: str | None = "test", direction: str | None = None, *,
                      caption_kinds: list[str] | None = None, caption_styles: list[str] | None = None,
-                     batch_size: int | None = None, device=None) -> dict:
+                     batch_size: int | None = None, device=None, rerank: bool = False) -> dict:
     """Retrieval metrics of ``embedder`` (an :class:`plip_train.embed.Embedder`, or anything with ``embed_dim``,
     ``encode_image(list[bytes])`` and ``encode_text(list[str])`` returning unit-norm (N, D) tensors) on one split of
     ``dataset`` (a ``synth_pedes.Dataset`` or its path). See the module docstring for the protocols.
 
     ``direction``: t2i | i2t | both | i2i, None = t2i (i2i for query/gallery data). ``caption_kinds``: use only
     captions of these kinds (default: all); ``caption_styles``: of these annotator styles (default: all). Returns ``{"mode", "split", "direction", "protocol", "metrics":
-    {direction: retrieval_metrics dict}, "counts", "seconds", "throughput"}``.
+    {direction: retrieval_metrics dict}, "counts", "seconds", "throughput"}``. ``rerank`` (image ReID only): also
+    ``"metrics_reranked"``, the same metrics after k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3:
+    :mod:`plip_train.rerank`).
     """
     t0 = time.perf_counter()
     dataset = _open(dataset)
@@ -186,7 +188,10 @@ def evaluate_dataset(embedder, dataset, split: str | None = "test", direction: s
     batch_size = batch_size or getattr(embedder, "batch_size", 128)
     device = device if device is not None else getattr(embedder, "device", None)
     if mode == "reid":
-        return _evaluate_reid(embedder, dataset, batch_size, device, t0)
+        return _evaluate_reid(embedder, dataset, batch_size, device, t0, rerank)
+    if rerank:
+        raise EvaluationError("re-ranking is for image ReID (query/gallery splits); text retrieval is reported "
+                              "without it")
 
     rows = _scan(dataset, split, caption_kinds, batch_size, caption_styles)
     where = f"split {split!r} of {dataset.directory}"
@@ -254,7 +259,7 @@ def _camera_codes(query: list[str], gallery: list[str]) -> tuple[np.ndarray, np.
     return q, g, missing
 
 
-def _evaluate_reid(embedder, dataset, batch_size: int, device, t0: float) -> dict:
+def _evaluate_reid(embedder, dataset, batch_size: int, device, t0: float, rerank: bool = False) -> dict:
     q_rows = _scan(dataset, "query", None, batch_size)
     g_rows = _scan(dataset, "gallery", None, batch_size)
     where = f"{dataset.directory} (query/gallery)"
@@ -274,6 +279,14 @@ def _evaluate_reid(embedder, dataset, batch_size: int, device, t0: float) -> dic
     known = qid != -1  # a junk query (never in Market-1501) has no positives by definition
     metrics = {"i2i": chunked_metrics(q_emb[torch.from_numpy(known)], g_emb, qid[known], gid, query_cams=qcam[known],
                                       gallery_cams=gcam, device=device)}
+    extra = {}
+    if rerank:  # the standard k-reciprocal re-ranking of the same embeddings (a distance: lower is closer)
+        from .evaluate import retrieval_metrics
+        from .rerank import k_reciprocal_rerank
+
+        distance = k_reciprocal_rerank(q_emb[torch.from_numpy(known)], g_emb)
+        extra["metrics_reranked"] = retrieval_metrics(-torch.from_numpy(distance), qid[known], gid,
+                                                      query_cams=qcam[known], gallery_cams=gcam)
     t4 = time.perf_counter()
     n = len(q_rows.keys) + len(g_rows.keys)
     counts = {"query_images": len(q_rows.keys), "gallery_images": len(g_rows.keys),
@@ -284,7 +297,7 @@ def _evaluate_reid(embedder, dataset, batch_size: int, device, t0: float) -> dic
             "protocol": "image ReID (Market-1501): each query against the gallery; gallery images of the same "
                         "identity and camera are excluded, and junk images (identity -1); distractors (identity 0) "
                         "are negatives",
-            "metrics": metrics, "counts": counts, **_timing(t0, t1, t2, t2, t4, n, 0)}
+            "metrics": metrics, **extra, "counts": counts, **_timing(t0, t1, t2, t2, t4, n, 0)}
 
 
 def select_checkpoint(run_dir, dataset, split: str = "val", direction: str | None = None, metric: str = "R1",

@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plip_train.finetune.text_reid import RESULTS_FILE, finetune, make_config
+    from plip_train.finetune.results import RESULTS_FILE
+    from plip_train.finetune.text_reid import finetune, make_config
 
     if (args.init is None) == (args.config is None):
         raise ValueError("give one initialisation: --init RUN (a PLIP run) or --config NAME (a config's initial "

@@ -93,23 +93,126 @@ class TextReidConfig:
                 "optim": self.optim.to_dict(), "train": self.train.to_dict(), "finetune": self.finetune.to_dict()}
 
 
-def recipe_config(init_config: dict, init: dict, overrides: list[str] | None = None) -> TextReidConfig:
-    """The fine-tune config for a model whose pre-training config document is ``init_config`` (a ``plip train``
-    run's, or a shipped config's): its model with every text layer trainable (the official downstream model), its
-    image statistics and memory layout, the recipe, then ``section.key=value`` overrides (``--set``)."""
+@dataclass
+class BotConfig(ConfigBase):
+    """The BoT recipe's losses, augmentations and evaluation (Luo et al., reid-strong-baseline,
+    softmax_triplet_with_center; docs/evaluation.md#image-reid-fine-tuning)."""
+
+    where = "reid"
+    id_epsilon: float = 0.1  # label smoothing of the identity loss
+    margin: float = 0.3  # batch-hard triplet margin (on the feature before the BNNeck)
+    center_weight: float = 5e-4  # center loss weight; the centers train by their own SGD ...
+    center_lr: float = 0.5  # ... at this lr, on gradients divided by center_weight (as BoT's trainer)
+    pad: int = 10  # zero padding before the random crop back to the image size
+    erasing: float = 0.5  # random erasing probability
+    rerank: bool = False  # also report the final checkpoint with k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3)
+
+    def validate(self) -> None:
+        self.require_number("id_epsilon", 0.0, 1.0)
+        self.require_number("margin", 0.0, lo_open=True)
+        self.require_number("center_weight", 0.0)
+        self.require_number("center_lr", 0.0, lo_open=True)
+        self.require_int("pad", 0)
+        self.require_number("erasing", 0.0, 1.0)
+        self.require_bool("rerank")
+
+
+# BoT's recipe (configs/softmax_triplet_with_center.yml) where it differs from pre-training's defaults
+IMAGE_REID_RECIPE = {
+    "data": {"batch_size": 64, "images_per_identity": 4, "split": "train", "hflip": 0.5},  # P=16 x K=4
+    "optim": {"name": "adam", "lr": 3.5e-4, "weight_decay": 5e-4, "betas": [0.9, 0.999], "eps": 1e-8,
+              "text_lr_scale": 1.0, "head_lr_scale": 1.0, "unit": "epoch", "warmup": 10, "milestones": [40, 70],
+              "gamma": 0.1},
+    "train": {"epochs": 120, "checkpoint_every": 1000, "log_every": 50},
+}
+
+
+@dataclass
+class ImageReidConfig:
+    """An image-ReID fine-tune's whole configuration (``run.json``'s ``config``)."""
+
+    name: str
+    model: Any  # the initialisation's ModelConfig with the BNNeck (projection "bnneck"); the text tower frozen
+    init: dict
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    reid: BotConfig = field(default_factory=BotConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ImageReidConfig":
+        from ..models import load_model_config
+
+        check_sections(cls, d)
+        return cls(name=d.get("name", "image-reid"), model=load_model_config(d["model"]), init=dict(d["init"]),
+                   data=DataConfig.from_dict(d.get("data", {})), optim=OptimConfig.from_dict(d.get("optim", {})),
+                   train=TrainConfig.from_dict(d.get("train", {})), reid=BotConfig.from_dict(d.get("reid", {})))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "model": self.model.to_dict(), "init": self.init, "data": self.data.to_dict(),
+                "optim": self.optim.to_dict(), "train": self.train.to_dict(), "reid": self.reid.to_dict()}
+
+
+# task -> (config class, recipe, the task's own section)
+TASKS = {"text-reid": (TextReidConfig, RECIPE, "finetune"), "image-reid": (ImageReidConfig, IMAGE_REID_RECIPE, "reid")}
+
+
+def recipe_config(init_config: dict, init: dict, overrides: list[str] | None = None, task: str = "text-reid"):
+    """The ``task``'s fine-tune config for a model whose pre-training config document is ``init_config`` (a ``plip
+    train`` run's, or a shipped config's): its model, its image statistics and memory layout, the task's recipe,
+    then ``section.key=value`` overrides (``--set``). Text ReID trains every text layer (the official downstream
+    model); image ReID adds the BNNeck and freezes the text tower it does not use."""
     from ..models import load_model_config
 
+    cls, recipe, section = TASKS[task]
     model = load_model_config(init_config["model"]).to_dict()
-    model["text"]["trainable_layers"] = "all"
+    if task == "text-reid":
+        model["text"]["trainable_layers"] = "all"
+    else:
+        model["projection"] = "bnneck"
     data, train = init_config.get("data", {}), init_config.get("train", {})
-    doc = {"name": "text-reid", "model": model, "init": init,
-           "data": {**RECIPE["data"], **{k: data[k] for k in ("mean", "std") if k in data}},
-           "optim": dict(RECIPE["optim"]), "train": {**RECIPE["train"], **{k: train[k] for k in
-                                                                           ("channels_last",) if k in train}},
-           "finetune": {}}
+    doc = {"name": task, "model": model, "init": init,
+           "data": {**recipe["data"], **{k: data[k] for k in ("mean", "std") if k in data}},
+           "optim": dict(recipe["optim"]), "train": {**recipe["train"], **{k: train[k] for k in
+                                                                          ("channels_last",) if k in train}},
+           section: {}}
     for item in overrides or []:
         apply_model_override(doc, item)
-    if doc["finetune"].get("protocol") == "linear-probe":
+    if doc[section].get("protocol") == "linear-probe":
         doc["model"]["projection"] = "linear"  # what the probe trains; the towers stay frozen
-    return TextReidConfig.from_dict(doc)
+    return cls.from_dict(doc)
 
+
+def resolve_init(init_run=None, init_config: str | None = None, step: int | None = None) -> tuple[dict, dict]:
+    """``(the initialisation's config document, the init record)`` for ``--init RUN [--step N]`` (a PLIP run:
+    ``plip train``, ``plip convert official``, or a fine-tune) or ``--config NAME`` (a config's initial weights)."""
+    import json
+
+    from plip_runtime.runs import PLIP_MODEL_KINDS, check_run_kind, read_run_file, resolve_checkpoint
+
+    from ..config import load_config
+
+    if (init_run is None) == (init_config is None):
+        raise ValueError("give one initialisation: --init RUN (a PLIP run) or --config NAME (a config's initial "
+                         "weights, the no-pre-training baseline)")
+    if init_run is None:
+        return load_config(init_config).to_dict(), {"kind": "config", "source": init_config, "checkpoint": None,
+                                                    "step": None}
+    check_run_kind(init_run, PLIP_MODEL_KINDS, "--init")
+    run_dir, checkpoint = resolve_checkpoint(init_run, step)
+    if run_dir is None:
+        raise FileNotFoundError(f"{init_run}: a checkpoint directory without its run; pass the run directory (its "
+                                "run.json holds the model's config)")
+    info = read_run_file(run_dir)
+    init = {"kind": "run", "source": str(run_dir), "checkpoint": str(checkpoint),
+            "step": json.loads((checkpoint / "state.json").read_text()).get("step"), "run_kind": info["kind"],
+            "converted_from": info.get("converted_from")}
+    return info["config"], init
+
+
+def make_config(task: str, *, init_run=None, init_config: str | None = None, step: int | None = None,
+                overrides: list[str] | None = None):
+    """The ``task`` fine-tune config starting from a PLIP run (``init_run``; its latest complete checkpoint or
+    ``step``) or from a config's initial weights (``init_config``: the no-pre-training baseline)."""
+    init_doc, init = resolve_init(init_run, init_config, step)
+    return recipe_config(init_doc, init, overrides, task)

@@ -40,25 +40,17 @@ def cmpc_loss(image_embeddings: Tensor, text_embeddings: Tensor, labels: Tensor,
     return F.cross_entropy(image_logits, labels) + F.cross_entropy(text_logits, labels)
 
 
-class TextReidObjective(nn.Module):
-    """The fine-tune's head: the CMPC classifier (when the loss has it) and the loss terms for one batch.
-
-    ``forward(model, batch, progress)`` returns ``{"loss", "cmpm_loss", ["cmpc_loss", "cmpc_image_acc",
-    "cmpc_text_acc"]}``, as the pre-training tasks do, so the same trainer runs it. ``identities`` are the training
-    identities; they are kept (as the buffer ``class_identities``) so a checkpoint says which class is whom."""
+class IdentityHead(nn.Module):
+    """A fine-tune head that classifies identities: the classes are the training identities in sorted order, kept
+    as the buffer ``class_identities`` (so a checkpoint says which class is whom). Like the pre-training tasks,
+    ``forward(model, batch, progress)`` returns named loss terms, so the same trainer runs it."""
 
     needs_gray = False  # no colorization here
 
-    def __init__(self, cfg: FinetuneConfig, embed_dim: int, identities: np.ndarray):
+    def __init__(self, identities: np.ndarray):
         super().__init__()
-        self.cfg = cfg
         ids = np.unique(np.asarray(identities, dtype=np.int64))
         self.register_buffer("class_identities", torch.from_numpy(ids))
-        if cfg.loss == "cmpm+cmpc":
-            self.classifier = nn.Parameter(torch.empty(embed_dim, len(ids)))  # W: D x C, as the official loss.py
-            nn.init.xavier_uniform_(self.classifier, gain=1)
-        else:
-            self.classifier = None
 
     @property
     def num_classes(self) -> int:
@@ -75,6 +67,20 @@ class TextReidObjective(nn.Module):
             unknown = sorted(set(ids.tolist()) - set(self.class_identities.tolist()))[:5]
             raise ValueError(f"identities {unknown} are not among the {self.num_classes} training identities")
         return labels
+
+
+class TextReidObjective(IdentityHead):
+    """The text-ReID head: the CMPC classifier (when the loss has it) and the loss terms for one batch:
+    ``{"loss", "cmpm_loss", ["cmpc_loss", "cmpc_image_acc", "cmpc_text_acc"]}``."""
+
+    def __init__(self, cfg: FinetuneConfig, embed_dim: int, identities: np.ndarray):
+        super().__init__(identities)
+        self.cfg = cfg
+        if cfg.loss == "cmpm+cmpc":
+            self.classifier = nn.Parameter(torch.empty(embed_dim, self.num_classes))  # W: D x C, as the official loss.py
+            nn.init.xavier_uniform_(self.classifier, gain=1)
+        else:
+            self.classifier = None
 
     def forward(self, model, batch: dict, progress: float) -> dict:
         image = model.encode_image(batch["images"])

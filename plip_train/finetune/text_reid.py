@@ -12,7 +12,6 @@ The run directory is a ``plip train`` run's (run.json, checkpoints, metrics.json
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -20,48 +19,28 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from plip_runtime.runs import PLIP_MODEL_KINDS, RunOptions, TrainResult, check_run_kind, read_run_file, \
-    resolve_checkpoint
-from plip_runtime.version import code_version
+from plip_runtime.runs import RunOptions, TrainResult
 
 from ..data import DataError, TrainIndex
 from ..distributed import barrier
 from ..trainer import Trainer
-from .config import TextReidConfig, recipe_config
+from . import config
+from .config import TextReidConfig
 from .objective import TextReidObjective
+from .results import report
 from .subset import choose_subset, write_subset
 
 _log = logging.getLogger(__name__)
 KIND = "plip-text-reid"
-RESULTS_FILE, SUBSET_FILE = "results.json", "subset.json"
-RESULTS_FORMAT = "plip-finetune/1"
+SUBSET_FILE = "subset.json"
 SELECTION_METRIC = "R1"  # text-to-image R@1 on the validation split, as the official test.py keeps its best
 
 
 def make_config(*, init_run=None, init_config: str | None = None, step: int | None = None,
                 overrides: list[str] | None = None) -> TextReidConfig:
-    """The fine-tune config starting from a PLIP run (``init_run``: ``plip train``, ``plip convert official``; its
-    latest complete checkpoint or ``step``) or from a config's initial weights (``init_config``: the no-pre-training
-    baseline), with ``--set`` style ``overrides``."""
-    from ..config import load_config
-
-    if (init_run is None) == (init_config is None):
-        raise ValueError("give one initialisation: --init RUN (a PLIP run) or --config NAME (a config's initial "
-                         "weights)")
-    if init_run is not None:
-        check_run_kind(init_run, PLIP_MODEL_KINDS, "--init")
-        run_dir, checkpoint = resolve_checkpoint(init_run, step)
-        if run_dir is None:
-            raise FileNotFoundError(f"{init_run}: a checkpoint directory without its run; pass the run directory "
-                                    "(its run.json holds the model's config)")
-        info = read_run_file(run_dir)
-        init = {"kind": "run", "source": str(run_dir), "checkpoint": str(checkpoint),
-                "step": json.loads((checkpoint / "state.json").read_text()).get("step"),
-                "run_kind": info["kind"], "converted_from": info.get("converted_from")}
-        return recipe_config(info["config"], init, overrides)
-    base = load_config(init_config)
-    init = {"kind": "config", "source": init_config, "checkpoint": None, "step": None}
-    return recipe_config(base.to_dict(), init, overrides)
+    """The text-ReID fine-tune config (:func:`plip_train.finetune.config.make_config`)."""
+    return config.make_config("text-reid", init_run=init_run, init_config=init_config, step=step,
+                              overrides=overrides)
 
 
 class TextReidTrainer(Trainer):
@@ -188,43 +167,6 @@ class TextReidTrainer(Trainer):
         return entry
 
 
-def report(run_dir: Path, cfg: TextReidConfig, data_dir, eval_data=(), *, device=None, batch_size: int = 128,
-           history: list[dict] | None = None, train_seconds: float | None = None) -> dict:
-    """Evaluate the run's selected checkpoint (the last one without selection) once on the test split of the
-    training benchmark and of each ``eval_data`` benchmark; write and return ``results.json``."""
-    from synth_pedes import open_dataset
-
-    from ..embed import load
-    from ..zeroshot import evaluate_dataset
-
-    t0 = time.perf_counter()
-    run = read_run_file(run_dir)
-    embedder = load(run_dir, device=device, batch_size=batch_size, precision="fp32")
-    evaluations = []
-    for path in [data_dir, *eval_data]:
-        dataset = open_dataset(path, verify=False)
-        result = evaluate_dataset(embedder, dataset, split="test", direction="t2i")
-        evaluations.append({"dataset": {"path": str(dataset.directory), "id": dataset.id,
-                                        "name": dataset.manifest.name, "kind": dataset.manifest.kind},
-                            "split": "test", "direction": "t2i", "metrics": result["metrics"]["t2i"],
-                            "counts": result["counts"], "protocol": result["protocol"]})
-    doc = {"format": RESULTS_FORMAT, "task": "text-reid", "run": str(run_dir),
-           "protocol": cfg.finetune.protocol, "loss": cfg.finetune.loss, "init": cfg.init,
-           "train_data": {**run["datasets"][0], "split": cfg.data.split, "subset": run.get("subset")},
-           "checkpoint": {"path": embedder.info["checkpoint"], "step": embedder.info["step"],
-                          "selected_on": (run.get("selected") or {}).get("split"),
-                          "selection": run.get("selected"), "validation": history or []},
-           "test": evaluations[0], "eval_data": evaluations[1:],
-           "preprocessing": {"image_size": list(embedder.image_size), "resize": "bicubic",
-                             "mean": list(cfg.data.mean), "std": list(cfg.data.std),
-                             "text_max_length": embedder.max_length, "text_pooling": cfg.model.text.pooling},
-           "seconds": {"train": train_seconds, "test": round(time.perf_counter() - t0, 2)}, "code": code_version()}
-    out = Path(run_dir) / RESULTS_FILE
-    out.with_suffix(".json.tmp").write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    out.with_suffix(".json.tmp").replace(out)
-    return doc
-
-
 def finetune(cfg: TextReidConfig, data_dir, run_dir, options: RunOptions | None = None,
              eval_data=()) -> tuple[TrainResult, dict | None]:
     """Fine-tune (or resume), then, once the schedule is done, report the test split for the selected checkpoint.
@@ -236,8 +178,9 @@ def finetune(cfg: TextReidConfig, data_dir, run_dir, options: RunOptions | None 
         train_seconds = round(time.time() - t0, 2)
         doc = None
         if result.finished and trainer.run.is_main:
-            doc = report(Path(run_dir), cfg, data_dir, eval_data, device=trainer.env.device,
-                         history=trainer.history, train_seconds=train_seconds)
+            doc = report(Path(run_dir), cfg, data_dir, eval_data, task="text-reid", section=cfg.finetune,
+                         split="test", direction="t2i", device=trainer.env.device, history=trainer.history,
+                         train_seconds=train_seconds)
         barrier(trainer.env)
         return result, doc
     finally:

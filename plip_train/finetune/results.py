@@ -1,0 +1,55 @@
+"""A fine-tune's one report (docs/formats.md#fine-tune-results): the reported checkpoint (selected on validation,
+or the last) evaluated once on the test split of the training benchmark and of every ``eval_data`` benchmark."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from plip_runtime.runs import read_run_file
+from plip_runtime.version import code_version
+
+RESULTS_FILE = "results.json"
+RESULTS_FORMAT = "plip-finetune/1"
+
+
+def report(run_dir: Path, cfg, data_dir, eval_data=(), *, task: str, section, split: str | None,
+           direction: str, rerank: bool = False, device=None, batch_size: int = 128,
+           history: list[dict] | None = None, train_seconds: float | None = None) -> dict:
+    """Evaluate the run's default checkpoint (``plip eval``'s: the selected one, else the last) on ``split`` (None:
+    the benchmark's own protocol, query/gallery for image ReID) of ``data_dir`` and of each ``eval_data``; with
+    ``rerank`` also with k-reciprocal re-ranking. Writes and returns ``RUN/results.json``."""
+    from synth_pedes import open_dataset
+
+    from ..embed import load
+    from ..zeroshot import evaluate_dataset
+
+    t0 = time.perf_counter()
+    run = read_run_file(run_dir)
+    embedder = load(run_dir, device=device, batch_size=batch_size, precision="fp32")
+    evaluations = []
+    for path in [data_dir, *eval_data]:
+        dataset = open_dataset(path, verify=False)
+        result = evaluate_dataset(embedder, dataset, split=split, direction=direction, rerank=rerank)
+        evaluations.append({"dataset": {"path": str(dataset.directory), "id": dataset.id,
+                                        "name": dataset.manifest.name, "kind": dataset.manifest.kind},
+                            "split": result["split"], "direction": result["direction"],
+                            "metrics": result["metrics"][result["direction"]],
+                            **({"metrics_reranked": result["metrics_reranked"]} if rerank else {}),
+                            "counts": result["counts"], "protocol": result["protocol"]})
+    settings = section.to_dict()
+    doc = {"format": RESULTS_FORMAT, "task": task, "run": str(run_dir),
+           "protocol": settings.get("protocol", "finetune"), "loss": settings.get("loss"), "recipe": settings,
+           "init": cfg.init, "train_data": {**run["datasets"][0], "split": cfg.data.split, "subset": run.get("subset")},
+           "checkpoint": {"path": embedder.info["checkpoint"], "step": embedder.info["step"],
+                          "selected_on": (run.get("selected") or {}).get("split"),
+                          "selection": run.get("selected"), "validation": history or []},
+           "test": evaluations[0], "eval_data": evaluations[1:],
+           "preprocessing": {"image_size": list(embedder.image_size), "resize": "bicubic",
+                             "mean": list(cfg.data.mean), "std": list(cfg.data.std),
+                             "text_max_length": embedder.max_length, "text_pooling": cfg.model.text.pooling},
+           "seconds": {"train": train_seconds, "test": round(time.perf_counter() - t0, 2)}, "code": code_version()}
+    out = Path(run_dir) / RESULTS_FILE
+    out.with_suffix(".json.tmp").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    out.with_suffix(".json.tmp").replace(out)
+    return doc
