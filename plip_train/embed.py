@@ -193,10 +193,11 @@ def load(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | int | No
 def run_config(run: dict):
     """The config of a run holding a PlipModel: a pre-training ``PlipConfig``, or a fine-tune's ``TextReidConfig``
     (both have the ``model``, ``data`` and ``train`` sections an :class:`Embedder` reads)."""
-    if run.get("kind") == "plip-text-reid":
-        from .finetune.config import TextReidConfig
+    if run.get("kind") in ("plip-text-reid", "plip-image-reid"):
+        from .finetune.config import ImageReidConfig, TextReidConfig
 
-        return TextReidConfig.from_dict(run["config"])
+        cls = TextReidConfig if run["kind"] == "plip-text-reid" else ImageReidConfig
+        return cls.from_dict(run["config"])
     return PlipConfig.from_dict(run["config"])
 
 

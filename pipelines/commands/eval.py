@@ -73,6 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--select-on", default=None, metavar="SPLIT",
                         help="evaluate every complete checkpoint of RUN on SPLIT (e.g. val), keep the best by R1 "
                              "(ties: the later step) and report --split for that checkpoint only")
+    parser.add_argument("--rerank", action="store_true", default=None,
+                        help="also report k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3; image ReID only)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results JSON (default RUN/eval/<dataset-name>-<split>.json; required with --config)")
     add_verify_argument(parser, old_spellings=False)
@@ -135,14 +137,15 @@ def run(args: argparse.Namespace) -> int:
         print(format_table({f"step {c['step']} ({selection['split']} {c['direction']})": c["metrics"]
                             for c in selection["candidates"]}))
     embedder = load_embedder(args, checkpoint)
-    result = evaluate_dataset(embedder, dataset, split, direction)
+    result = evaluate_dataset(embedder, dataset, split, direction, rerank=bool(args.rerank))
     m = dataset.manifest
     doc = {"format": FORMAT,
            "checkpoint": embedder.info,
            "dataset": {"path": str(dataset.directory), "id": dataset.id, "name": m.name, "kind": m.kind,
                        "version": m.version},
            "split": result["split"], "direction": result["direction"], "mode": result["mode"],
-           "protocol": result["protocol"], "metrics": result["metrics"], "counts": result["counts"],
+           "protocol": result["protocol"], "metrics": result["metrics"],
+           **({"metrics_reranked": result["metrics_reranked"]} if args.rerank else {}), "counts": result["counts"],
            "selection": selection,
            "preprocessing": {"image_size": list(embedder.image_size), "resize": "bicubic",
                              "mean": embedder.config.data.mean, "std": embedder.config.data.std,
@@ -155,7 +158,10 @@ def run(args: argparse.Namespace) -> int:
     tmp.write_text(json.dumps(doc, indent=1, default=str))
     tmp.replace(out)
 
-    print(format_table({_label(dataset, result["split"], d): v for d, v in result["metrics"].items()}))
+    table = {_label(dataset, result["split"], d): v for d, v in result["metrics"].items()}
+    if args.rerank:
+        table[_label(dataset, result["split"], "i2i re-ranked")] = result["metrics_reranked"]
+    print(format_table(table))
     c = result["counts"]
     size = (f"{c['images']} images, {c['captions']} captions, {c['identities']} identities" if mode == "text" else
             f"{c['query_images']} queries, {c['gallery_images']} gallery images, {c['identities']} identities")

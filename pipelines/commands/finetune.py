@@ -5,14 +5,18 @@ Each task lives in its own module with ``add_arguments`` and ``run``, listed in 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ._common import add_subcommands, run_subcommand
+from ._common import add_subcommands, add_training_arguments, check_dataset_dir, run_subcommand
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
     "text-reid": ("pipelines.commands.finetune_text_reid",
                   "text-based person ReID: CMPM/C (or CMPM only, or a linear probe) on an imported benchmark, the "
                   "checkpoint selected on val, test reported once"),
+    "image-reid": ("pipelines.commands.finetune_image_reid",
+                   "image-based person ReID: the BoT recipe (ID + triplet + center loss, BNNeck) on an imported "
+                   "Market-1501-style benchmark, query vs gallery reported once"),
 }
 
 
@@ -22,3 +26,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return run_subcommand(args)
+
+
+# ---- what every task's command shares ----------------------------------------------------------------------
+def add_common_arguments(parser: argparse.ArgumentParser, data_help: str, eval_data_help: str,
+                         batch_help: str) -> None:
+    """``--init RUN [--step N]`` or ``--config NAME``, ``--data``, ``--eval-data``, ``--out``, ``--batch-size`` and
+    the shared training flags."""
+    parser.add_argument("--init", type=Path, default=None, metavar="RUN",
+                        help="start from a PLIP run (plip train, plip convert official): its latest complete "
+                             "checkpoint, or --step N")
+    parser.add_argument("--step", type=int, default=None,
+                        help="with --init: this step's checkpoint (default: the run's latest complete one)")
+    parser.add_argument("--data", type=Path, required=True, help=data_help)
+    parser.add_argument("--eval-data", type=Path, nargs="+", action="extend", default=[], metavar="DIR",
+                        help=eval_data_help)
+    parser.add_argument("--out", type=Path, required=True, help="run directory (run.json, checkpoints, logs, "
+                                                                  "results.json)")
+    parser.add_argument("--batch-size", type=int, default=None, help=batch_help)
+    add_training_arguments(parser, "start from the initial weights of a config instead of a run (the no-pre-training "
+                                   "baseline): cpu-small, tiny, paper-rn50-bert or a JSON file")
+
+
+def check_common_arguments(args: argparse.Namespace) -> None:
+    if (args.init is None) == (args.config is None):
+        raise ValueError("give one initialisation: --init RUN (a PLIP run) or --config NAME (a config's initial "
+                         "weights, the no-pre-training baseline)")
+    if args.step is not None and args.init is None:
+        raise ValueError("--step selects a checkpoint of the --init run: use it with --init RUN")
+    check_dataset_dir("--data", args.data)
+    for path in args.eval_data:
+        check_dataset_dir("--eval-data", path)
+
+
+def summary_rows(args: argparse.Namespace, cfg, result, doc: dict | None, recipe: str) -> list[tuple[str, object]]:
+    """The summary every fine-tune prints: the run, where it started, the recipe, steps, speed, losses, and the
+    reported checkpoint's test figures (or why there are none yet)."""
+    from plip_train.finetune.results import RESULTS_FILE
+
+    init = cfg.init["source"] + (f" step {cfg.init['step']}" if cfg.init["step"] is not None else " (initial weights)")
+    rows = [("run", args.out), ("init", init), ("recipe", recipe),
+            ("steps", f"{result.end_step} of {result.total_steps} ({result.steps} this run)"),
+            ("samples/s", f"{result.samples_per_second:.1f}"), *result.loss_rows()]
+    if doc is None:
+        rows.append(("test", f"not reported yet: the run stops at step {result.end_step}; --resume finishes it"))
+    else:
+        chosen = doc["checkpoint"]
+        how = f"best t2i R1 on {chosen['selected_on']}" if chosen["selected_on"] else "the last (no selection)"
+        rows.append(("checkpoint", f"step {chosen['step']} ({how})"))
+        for ev in [doc["test"], *doc["eval_data"]]:
+            for label, m in (("", ev["metrics"]), (", re-ranked", ev.get("metrics_reranked"))):
+                if m:
+                    rows.append((f"test {ev['dataset']['name']} {ev['direction']}{label}",
+                                 f"R1 {m['R1']:.2f}  R5 {m['R5']:.2f}  R10 {m['R10']:.2f}  mAP {m['mAP']:.2f}"))
+        rows.append(("results", Path(args.out) / RESULTS_FILE))
+    rows.append(("logs", f"{args.out}/metrics.jsonl, {args.out}/tb"))
+    return rows
+
