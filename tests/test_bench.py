@@ -93,3 +93,22 @@ def test_transfer_suite_compares_initialisations_over_protocols(tmp_path, monkey
             assert all(0 <= r["test"]["R1"] <= 100 for r in per_init[init])
     table = (out.parent / "transfer.md").read_text()
     assert "| fine-tune (CMPM/C) | 100 % |" in table and "71.13" in table
+
+
+def test_image_reid_suite_compares_initialisations(tmp_path, monkeypatch):
+    """`plip bench image-reid` at the tiniest sizes: zero-shot and BoT for both initialisations in one table."""
+    from pipelines.benchmarks import transfer
+
+    pretrained = tmp_path / "pretrained"
+    bench = transfer.render_benchmark(tmp_path, quick=True)
+    assert main(["train", "--data", str(bench), "--out", str(pretrained), "--config", "tiny", "--max-steps", "1",
+                 "--set", "data.num_workers=0"]) == 0
+    monkeypatch.setenv("PLIP_TRANSFER_PRETRAINED", str(pretrained))
+    monkeypatch.setattr(transfer, "SETTINGS", {"config": "tiny", "height": 64, "width": 32, "lr": 1e-3,
+                                                  "batch": 16})
+    out = tmp_path / "bench" / "results.json"
+    assert main(["bench", "image-reid", "--quick", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())["image-reid"]
+    assert set(res["results"]) == {"zero-shot", "BoT fine-tune, 1 epochs"}
+    assert all(0 <= r["test"]["mAP"] <= 100 for per in res["results"].values() for v in per.values() for r in v)
+    assert "| BoT fine-tune, 1 epochs |" in (out.parent / "image-reid.md").read_text()

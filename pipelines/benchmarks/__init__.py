@@ -12,6 +12,7 @@ SUITES = {
     "retrieval": "pipelines.benchmarks.retrieval",
     "ablation": "pipelines.benchmarks.ablation",
     "transfer": "pipelines.benchmarks.transfer",
+    "image-reid": "pipelines.benchmarks.reid_transfer",
     "gpu": "pipelines.benchmarks.gpu",
     "spac-quality": "pipelines.benchmarks.spac_quality",
 }
