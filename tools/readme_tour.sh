@@ -41,6 +41,10 @@ run finetune text-reid --init runs/plip --data data/cuhk --out runs/cuhk-ft --ev
   --max-steps 3 --batch-size 8
 run finetune text-reid --config tiny --data data/cuhk --out runs/cuhk-10 --train-fraction 0.5 --max-steps 2 \
   --batch-size 8
+run render --out raw/market --format market1501 --identities 12 --images-per-identity 6 --workers 2
+run import market1501 raw/market --out data/market --workers 2
+run finetune image-reid --init runs/plip --data data/market --out runs/market-bot --rerank --max-steps 2 \
+  --batch-size 8
 run embed --checkpoint runs/plip --data data/cuhk --out emb.parquet
 run validate data/luperson-nl
 run validate --data data/synth-filtered --verify quick
