@@ -36,6 +36,7 @@ def test_gpu_suite_runs_in_its_tiny_form_on_the_cpu(tmp_path):
     assert abs(hours - 4_180_000 / best / 3600) <= 0.01 * hours + 0.01
     ft = res["details"]["finetune"]
     assert ft["in_memory"] > 0 and ft["end_to_end"] > 0 and ft["batch_size"] == 8 and ft["config"] == "text-reid"
+    assert ft["image_reid"]["in_memory"] > 0 and ft["image_reid"]["config"] == "image-reid"
     assert all("pass" not in r for r in res["rows"] if "per GPU" in r.get("goal", ""))  # no GPU: no GPU goal
 
 
