@@ -71,6 +71,14 @@ class MetricLogger:
         self.last_record = record
         return record
 
+    def log_validation(self, step: int, split: str, metrics: dict) -> None:
+        """A validation's metrics at ``step`` (steps done) as TensorBoard scalars ``<split>/<metric>``, beside the
+        training curves (the history itself is the trainer's: run.json and results.json)."""
+        if self.enabled:
+            for name, value in metrics.items():
+                self._tensorboard.add_scalar(f"{split}/{name}", value, step)
+            self._tensorboard.flush()
+
     def samples_per_second(self) -> float:
         """Samples per second over every step logged by this process (set-up excluded)."""
         return self._samples / max(time.perf_counter() - self._t0, 1e-9)

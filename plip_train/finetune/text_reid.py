@@ -157,6 +157,7 @@ class TextReidTrainer(Trainer):
         entry = {"step": steps_done, "epoch": round(steps_done / self.steps_per_epoch, 3), "split": split,
                  **metrics, "seconds": round(time.perf_counter() - t0, 2)}
         self.history.append(entry)
+        self.run.logger.log_validation(steps_done, split, metrics)
         best = max(self.history, key=lambda e: (e[SELECTION_METRIC], e["step"]))
         if best is entry:
             self.run.select(steps_done, split=split, metric=f"t2i {SELECTION_METRIC}", metrics=metrics)
