@@ -257,8 +257,11 @@ def check_run_kind(path: str | os.PathLike, kind: str | Sequence[str], flag: str
     if run_dir is None or (made_by := read_run_file(run_dir)["kind"]) in kinds:
         return
     made = RUN_KINDS.get(made_by, (f"a {made_by} run", ""))[0]
-    wanted = " or ".join(RUN_KINDS[k][0] for k in kinds)
-    makers = ", ".join(RUN_KINDS[k][1] for k in kinds)
+    if kinds == PLIP_MODEL_KINDS:  # every run holding a PLIP model
+        wanted, makers = "a PLIP run", "plip train, plip convert official or plip finetune"
+    else:
+        wanted = " or ".join(RUN_KINDS[k][0] for k in kinds)
+        makers = ", ".join(RUN_KINDS[k][1] for k in kinds)
     what = f"{path} is {made}" if run_dir == path else f"{path} is a checkpoint of {made} ({run_dir})"
     raise ValueError(f"{what}, not {wanted}: pass {wanted} ({makers}) to {flag}")
 

@@ -126,7 +126,7 @@ def _run_dir(root, kind="plip-pretrain", config=None):
 @pytest.mark.parametrize("command", ["eval", "embed"])
 def test_a_spac_run_given_to_a_plip_command_is_refused_as_what_it_is(command, benchmark, tmp_path, capsys):
     run = _run_dir(tmp_path, kind="spac-captioner", config={"name": "tiny", "backbone": "tiny"})
-    fix = "not a PLIP run: pass a PLIP run (plip train or plip convert official) to --checkpoint"
+    fix = "not a PLIP run: pass a PLIP run (plip train, plip convert official or plip finetune) to --checkpoint"
     argv = [command, "--data", str(benchmark), "--out", str(tmp_path / "out.json")]
     assert main([*argv, "--checkpoint", str(run)]) == 2
     assert f"error: {run} is a SPAC captioner run, {fix}" in capsys.readouterr().err

@@ -118,9 +118,10 @@ NOT_THIS_COMMANDS_FLAG = {
     **{("demo", flag, "pipelines.cluster"): "the demo runs every stage on its own cluster, passed to each as "
                                             "--scheduler; a message about it names the stage's flag (demo.log "
                                             "shows the stage's command line)" for flag in ("--scheduler", "--worker-timeout")},
-    **{("finetune text-reid", flag, "plip_train.zeroshot"): "the fine-tune evaluates val and test of a benchmark it "
-       "checked has them (TextReidTrainer.build_index), text to image: the evaluator's advice on choosing a split or "
-       "a direction is for plip eval" for flag in ("--split", "--direction")},
+    **{(f"finetune {task}", flag, "plip_train.zeroshot"): "a fine-tune evaluates the splits of a benchmark it "
+       "checked has them (the trainers' build_index), in its task's direction: the evaluator's advice on choosing a "
+       "split or a direction is for plip eval" for flag in ("--split", "--direction")
+       for task in ("text-reid", "image-reid")},
     ("convert official", "--set", "plip_runtime.config"): "convert's own config overrides (from --bert-dir) go "
                                                            "through the --set parser, whose messages name --set",
 }

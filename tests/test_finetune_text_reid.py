@@ -181,7 +181,8 @@ def test_bad_inputs_are_named(bench, pretrained, tmp_path, capsys):
                                                     "config": {}, "datasets": []}))
     assert plip(["finetune", "text-reid", "--init", str(spac_like), "--data", str(bench),
                  "--out", str(tmp_path / "e")]) == 2
-    assert "a SPAC captioner run, not a PLIP run or a PLIP text-ReID fine-tune run" in capsys.readouterr().err
+    assert "is a SPAC captioner run, not a PLIP run: pass a PLIP run (plip train, plip convert official or plip " \
+           "finetune) to --init" in capsys.readouterr().err
 
 
 def test_two_gloo_ranks_match_one_process_with_validation(bench, tmp_path):
