@@ -76,13 +76,14 @@ def fine_tune(init: str, pretrained: Path, bench: Path, run_dir: Path, items: li
               test_styles: tuple[str, ...]) -> dict:
     """One fine-tune; its selected checkpoint's test metrics for each caption style asked (None: all)."""
     from plip_train.embed import load
+    from pipelines.commands.finetune import print_validation
     from plip_train.finetune.text_reid import finetune, make_config
     from plip_train.zeroshot import evaluate_dataset
 
     source = {"init_run": pretrained} if init != INITS[0] else {"init_config": SETTINGS["config"]}
     cfg = make_config(**source, overrides=items)
     t0 = time.perf_counter()
-    result, doc = finetune(cfg, bench, run_dir)
+    result, doc = finetune(cfg, bench, run_dir, on_validation=print_validation)
     out = {"seconds": round(time.perf_counter() - t0, 1), "samples_per_s": round(result.samples_per_second, 1),
            "steps": result.total_steps, "selected_step": doc["checkpoint"]["step"], "test": doc["test"]["metrics"]}
     if test_styles:

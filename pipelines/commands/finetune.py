@@ -83,3 +83,9 @@ def summary_rows(args: argparse.Namespace, cfg, result, doc: dict | None, recipe
     rows.append(("logs", f"{args.out}/metrics.jsonl, {args.out}/tb"))
     return rows
 
+
+def print_validation(entry: dict) -> None:
+    """One line per validation while a fine-tune runs (the library calls back; the command prints)."""
+    print(f"validation step {entry['step']} ({entry['split']}, t2i): R1 {entry['R1']:.2f}  R5 {entry['R5']:.2f}  "
+          f"mAP {entry['mAP']:.2f}{'  <- selected' if entry['best_so_far'] else ''}", flush=True)
+

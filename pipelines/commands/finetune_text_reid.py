@@ -12,7 +12,7 @@ import argparse
 import json
 
 from ._common import print_summary, run_options, training_overrides
-from .finetune import add_common_arguments, check_common_arguments, summary_rows
+from .finetune import add_common_arguments, check_common_arguments, print_validation, summary_rows
 
 # command flags that set a config field (besides the shared training flags)
 CONFIG_FLAGS = {"batch_size": "data.batch_size", "loss": "finetune.loss", "protocol": "finetune.protocol",
@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if args.select_on is not None:
         overrides.append(f"finetune.select_on={json.dumps(None if args.select_on == 'last' else args.select_on)}")
     cfg = make_config(init_run=args.init, init_config=args.config, step=args.step, overrides=overrides)
-    result, doc = finetune(cfg, args.data, args.out, run_options(args), eval_data=args.eval_data)
+    result, doc = finetune(cfg, args.data, args.out, run_options(args), eval_data=args.eval_data,
+                           on_validation=print_validation)
     if result.checkpoint is not None:  # the main rank
         print_summary("plip finetune text-reid", summary_rows(
             args, cfg, result, doc, f"{cfg.finetune.protocol}, loss {cfg.finetune.loss}"))

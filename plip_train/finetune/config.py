@@ -66,8 +66,28 @@ class FinetuneConfig(ConfigBase):
         self.require_int("fraction_seed", 0)
 
 
+class RunConfig:
+    """What the fine-tunes' whole configurations share: ``name``, ``model`` (a ModelConfig), ``init`` (a record) and
+    typed sections (``SECTIONS``: field -> config class), read from and written to ``run.json``'s ``config``."""
+
+    SECTIONS: dict = {}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        from ..models import load_model_config
+
+        check_sections(cls, d)
+        sections = {name: kind.from_dict(d.get(name, {})) for name, kind in cls.SECTIONS.items()}
+        return cls(name=d.get("name", "custom"), model=load_model_config(d["model"]), init=dict(d["init"]),
+                   **sections)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "model": self.model.to_dict(), "init": self.init,
+                **{name: getattr(self, name).to_dict() for name in self.SECTIONS}}
+
+
 @dataclass
-class TextReidConfig:
+class TextReidConfig(RunConfig):
     """A text-ReID fine-tune's whole configuration (``run.json``'s ``config``)."""
 
     name: str
@@ -78,19 +98,7 @@ class TextReidConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "TextReidConfig":
-        from ..models import load_model_config
-
-        check_sections(cls, d)
-        return cls(name=d.get("name", "text-reid"), model=load_model_config(d["model"]), init=dict(d["init"]),
-                   data=DataConfig.from_dict(d.get("data", {})), optim=OptimConfig.from_dict(d.get("optim", {})),
-                   train=TrainConfig.from_dict(d.get("train", {})),
-                   finetune=FinetuneConfig.from_dict(d.get("finetune", {})))
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "model": self.model.to_dict(), "init": self.init, "data": self.data.to_dict(),
-                "optim": self.optim.to_dict(), "train": self.train.to_dict(), "finetune": self.finetune.to_dict()}
+    SECTIONS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig, "finetune": FinetuneConfig}
 
 
 @dataclass
@@ -128,7 +136,7 @@ IMAGE_REID_RECIPE = {
 
 
 @dataclass
-class ImageReidConfig:
+class ImageReidConfig(RunConfig):
     """An image-ReID fine-tune's whole configuration (``run.json``'s ``config``)."""
 
     name: str
@@ -139,18 +147,7 @@ class ImageReidConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     reid: BotConfig = field(default_factory=BotConfig)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "ImageReidConfig":
-        from ..models import load_model_config
-
-        check_sections(cls, d)
-        return cls(name=d.get("name", "image-reid"), model=load_model_config(d["model"]), init=dict(d["init"]),
-                   data=DataConfig.from_dict(d.get("data", {})), optim=OptimConfig.from_dict(d.get("optim", {})),
-                   train=TrainConfig.from_dict(d.get("train", {})), reid=BotConfig.from_dict(d.get("reid", {})))
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "model": self.model.to_dict(), "init": self.init, "data": self.data.to_dict(),
-                "optim": self.optim.to_dict(), "train": self.train.to_dict(), "reid": self.reid.to_dict()}
+    SECTIONS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig, "reid": BotConfig}
 
 
 # task -> (config class, recipe, the task's own section)

@@ -11,7 +11,6 @@ last checkpoint is reported, on query vs gallery, once.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +20,12 @@ from torch import nn
 from plip_runtime.runs import RunOptions, TrainResult
 
 from ..data import DataError, ImageAugment, TrainIndex
-from ..distributed import barrier
 from ..trainer import Trainer
 from . import config
 from .config import BotConfig, ImageReidConfig
 from .objective import IdentityHead
 from .reid_losses import CenterLoss, bot_loss, center_optimizer, step_centers
-from .results import report
+from .results import train_and_report
 
 KIND = "plip-image-reid"
 
@@ -141,17 +139,5 @@ def finetune(cfg: ImageReidConfig, data_dir, run_dir, options: RunOptions | None
     (and with re-ranking when ``reid.rerank``). Returns the training result and the results document (None on other
     ranks, or when stopped early)."""
     trainer = ImageReidTrainer(cfg, data_dir, run_dir, options)
-    try:
-        t0 = time.time()
-        result = trainer.fit()
-        train_seconds = round(time.time() - t0, 2)
-        doc = None
-        if result.finished and trainer.run.is_main:
-            doc = report(Path(run_dir), cfg, data_dir, eval_data, task="image-reid", section=cfg.reid, split=None,
-                         direction="i2i", rerank=cfg.reid.rerank, device=trainer.env.device,
-                         train_seconds=train_seconds)
-        barrier(trainer.env)
-        return result, doc
-    finally:
-        trainer.close()
-
+    return train_and_report(trainer, data_dir, eval_data, task="image-reid", section=cfg.reid, split=None,
+                            direction="i2i", rerank=cfg.reid.rerank)

@@ -53,3 +53,23 @@ def report(run_dir: Path, cfg, data_dir, eval_data=(), *, task: str, section, sp
     out.with_suffix(".json.tmp").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     out.with_suffix(".json.tmp").replace(out)
     return doc
+
+
+def train_and_report(trainer, data_dir, eval_data=(), **report_kwargs):
+    """Fit ``trainer`` (a fine-tune's ``Trainer``), then, once its schedule is done, :func:`report` on the main rank;
+    ``(TrainResult, results document or None)``. The trainer is closed in every case."""
+    from ..distributed import barrier
+
+    try:
+        t0 = time.time()
+        result = trainer.fit()
+        doc = None
+        if result.finished and trainer.run.is_main:
+            doc = report(trainer.run.directory, trainer.cfg, data_dir, eval_data, device=trainer.env.device,
+                         history=getattr(trainer, "history", None), train_seconds=round(time.time() - t0, 2),
+                         **report_kwargs)
+        barrier(trainer.env)  # the other ranks wait for the report before the process group goes
+        return result, doc
+    finally:
+        trainer.close()
+

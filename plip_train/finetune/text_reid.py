@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ from ..trainer import Trainer
 from . import config
 from .config import TextReidConfig
 from .objective import TextReidObjective
-from .results import report
+from .results import train_and_report
 from .subset import choose_subset, write_subset
 
 _log = logging.getLogger(__name__)
@@ -49,7 +50,9 @@ class TextReidTrainer(Trainer):
 
     kind = KIND
 
-    def __init__(self, cfg: TextReidConfig, data_dir, run_dir, options: RunOptions | None = None, env=None):
+    def __init__(self, cfg: TextReidConfig, data_dir, run_dir, options: RunOptions | None = None, env=None,
+                 on_validation: Callable[[dict], None] | None = None):
+        self.on_validation = on_validation  # called with each validation's entry (the command prints it)
         self.subset: dict | None = None
         self.history: list[dict] = []  # validation results so far (resume state)
         super().__init__(cfg, data_dir, run_dir, options, env)
@@ -161,28 +164,19 @@ class TextReidTrainer(Trainer):
         best = max(self.history, key=lambda e: (e[SELECTION_METRIC], e["step"]))
         if best is entry:
             self.run.select(steps_done, split=split, metric=f"t2i {SELECTION_METRIC}", metrics=metrics)
+        entry["best_so_far"] = best is entry
         _log.info("validation at step %d (%s, t2i): R1 %.2f mAP %.2f%s", steps_done, split, metrics["R1"],
                   metrics["mAP"], " (best so far: selected)" if best is entry else "")
-        print(f"validation step {steps_done} ({split}, t2i): R1 {metrics['R1']:.2f}  R5 {metrics['R5']:.2f}  "
-              f"mAP {metrics['mAP']:.2f}{'  <- selected' if best is entry else ''}", flush=True)
+        if self.on_validation is not None:
+            self.on_validation(entry)
         return entry
 
 
-def finetune(cfg: TextReidConfig, data_dir, run_dir, options: RunOptions | None = None,
-             eval_data=()) -> tuple[TrainResult, dict | None]:
+def finetune(cfg: TextReidConfig, data_dir, run_dir, options: RunOptions | None = None, eval_data=(),
+             on_validation: Callable[[dict], None] | None = None) -> tuple[TrainResult, dict | None]:
     """Fine-tune (or resume), then, once the schedule is done, report the test split for the selected checkpoint.
-    Returns the training result and the results document (None on other ranks, or when stopped early)."""
-    trainer = TextReidTrainer(cfg, data_dir, run_dir, options)
-    try:
-        t0 = time.time()
-        result = trainer.fit()
-        train_seconds = round(time.time() - t0, 2)
-        doc = None
-        if result.finished and trainer.run.is_main:
-            doc = report(Path(run_dir), cfg, data_dir, eval_data, task="text-reid", section=cfg.finetune,
-                         split="test", direction="t2i", device=trainer.env.device, history=trainer.history,
-                         train_seconds=train_seconds)
-        barrier(trainer.env)
-        return result, doc
-    finally:
-        trainer.close()
+    Returns the training result and the results document (None on other ranks, or when stopped early).
+    ``on_validation(entry)`` is called after each validation (step, epoch, split, metrics, ``best_so_far``)."""
+    trainer = TextReidTrainer(cfg, data_dir, run_dir, options, on_validation=on_validation)
+    return train_and_report(trainer, data_dir, eval_data, task="text-reid", section=cfg.finetune, split="test",
+                            direction="t2i")
