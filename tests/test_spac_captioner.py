@@ -264,6 +264,26 @@ def test_resume_gives_identical_weights(data_dir, tmp_path):
     assert info["extensions"] == [{"at_step": 3, "changed": {"train.max_steps": [3, 6]}}]
 
 
+def test_a_non_finite_loss_stops_training_at_its_step(data_dir, tmp_path, monkeypatch):
+    """A captioner whose loss goes NaN stops with the step named (a NaN captioner used to train on silently and
+    then add nothing to the union)."""
+    from plip_runtime.finite import NonFiniteLossError
+    from spac.captioner.model import SpacCaptioner
+
+    forward = SpacCaptioner.forward
+
+    def nan_at_step_three(self, batch):
+        out = forward(self, batch)
+        calls.append(1)
+        return {**out, "loss": out["loss"] * float("nan")} if len(calls) == 3 else out
+
+    calls = []
+    monkeypatch.setattr(SpacCaptioner, "forward", nan_at_step_three)
+    cfg = load_config("tiny", ["train.max_steps=6", "batch_size=4"])
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 2: loss=nan"):
+        train(cfg, [data_dir], tmp_path / "nan", RunOptions(progress=False))
+
+
 def test_checkpoint_mismatches_raise_clear_errors(tiny_run, tmp_path):
     import shutil
 

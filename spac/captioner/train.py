@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 
 from plip_runtime.device import autocast, grad_scaler, move_batch, resolve_device
+from plip_runtime.finite import check_finite
 from plip_runtime.runs import Run, RunOptions, TrainResult, rng_state
 
 from .checkpoint import CheckpointError, load_checkpoint, write_model_files
@@ -109,7 +110,8 @@ def _fit(run: Run, cfg: CaptionerConfig, model: SpacCaptioner, tokenizer: Captio
                                              num_workers=options.workers or 0, pin_memory=device.type == "cuda",
                                              generator=torch.Generator())
         for batch in loader:
-            terms = _train_step(model, optimizer, scaler, move_batch(batch, device), cfg, run.precision, params)
+            terms = _train_step(model, optimizer, scaler, move_batch(batch, device), cfg, run.precision, params,
+                                step)
             losses.append(terms)
             run.log(step, terms, cfg.lr, batch["images"].shape[0])
             step += 1
@@ -124,9 +126,11 @@ def _fit(run: Run, cfg: CaptionerConfig, model: SpacCaptioner, tokenizer: Captio
     return run.result(losses, checkpoint, images=len(corpus), corpus=corpus.stats, device=device)
 
 
-def _train_step(model, optimizer, scaler, batch: dict, cfg: CaptionerConfig, precision: str, params: list) -> dict:
+def _train_step(model, optimizer, scaler, batch: dict, cfg: CaptionerConfig, precision: str, params: list,
+                step: int) -> dict:
     with autocast(batch["images"].device, precision):
         out = model(batch)
+    check_finite(out, step, batch.get("keys"))  # stop here: NaN weights would caption nothing, silently
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(out["loss"]).backward()
     if cfg.grad_clip:
