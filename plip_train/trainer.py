@@ -166,6 +166,10 @@ class Trainer:
         """Hook: more resume state (e.g. the validation history of a fine-tune)."""
         return {}
 
+    def stream_options(self) -> dict:
+        """Hook: more ``StreamSpec`` fields (image ReID: no text, BoT's augmentations)."""
+        return {}
+
     def train_mode(self) -> None:
         """Hook: put the modules in training mode (a fine-tune keeps frozen towers in eval mode)."""
         self.module.train()
@@ -183,7 +187,7 @@ class Trainer:
                           hflip=cfg.data.hflip, image_size=tuple(cfg.model.image.image_size),
                           mean=tuple(cfg.data.mean), std=tuple(cfg.data.std), gray=self.tasks.needs_gray,
                           cache_row_groups=cfg.data.window_row_groups,
-                          masker=self.tasks.masker(self.curriculum_steps))
+                          masker=self.tasks.masker(self.curriculum_steps), **self.stream_options())
         return PlipStream(spec, self.tokenizer, cfg.model.text.max_length, self.run.start_step, self.run.end_step)
 
     def fit(self) -> TrainResult:

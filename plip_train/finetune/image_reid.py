@@ -11,8 +11,6 @@ last checkpoint is reported, on query vs gallery, once.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
@@ -82,19 +80,9 @@ class ImageReidTrainer(Trainer):
         return {"task": "image-reid", "classes": self.index.num_identities, "training_images": len(self.index)}
 
     def build_model(self) -> nn.Module:
-        from ..checkpoint import MODEL_FILE
-        from ..models import build_model
-        from .weights import load_init_weights
+        from .weights import initial_model
 
-        cfg = self.cfg
-        if cfg.init["kind"] == "config":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(cfg.train.seed)
-                model = build_model(cfg.model, load_pretrained=True)
-        else:
-            model = build_model(cfg.model, load_pretrained=False)
-            if self.run.resume_from is None:
-                load_init_weights(model, Path(cfg.init["checkpoint"]) / MODEL_FILE)
+        model = initial_model(self.cfg, resuming=self.run.resume_from is not None, towers=("image",))
         model.text_tower.requires_grad_(False)  # image ReID has no text
         return model
 
@@ -105,11 +93,8 @@ class ImageReidTrainer(Trainer):
         self.module.train()
         self.model.text_tower.eval()
 
-    def stream(self):
-        stream = super().stream()
-        stream.spec.text = False
-        stream.spec.augment = ImageAugment(pad=self.cfg.reid.pad, erasing=self.cfg.reid.erasing)
-        return stream
+    def stream_options(self) -> dict:
+        return {"text": False, "augment": ImageAugment(pad=self.cfg.reid.pad, erasing=self.cfg.reid.erasing)}
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         from ..optim import build_optimizer

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Callable
 
-import torch
 from torch import nn
 
 from plip_runtime.runs import RunOptions, TrainResult
@@ -92,25 +90,10 @@ class TextReidTrainer(Trainer):
                 "training_pairs": len(self.index), "subset": subset}
 
     def build_model(self) -> nn.Module:
-        from ..checkpoint import MODEL_FILE
-        from ..models import build_model
-        from .weights import load_init_weights
+        from .weights import initial_model
 
         cfg = self.cfg
-        if cfg.init["kind"] == "config":  # the no-pre-training baseline: the config's own initial weights
-            random = [f"model.{name}.pretrained" for name in ("image", "text")
-                      if getattr(cfg.model, name).pretrained is None]
-            if random:
-                _log.warning("fine-tuning from config %s with randomly initialised %s: set %s to local weights "
-                             "(--set KEY=PATH) for an ImageNet / BERT baseline", cfg.init["source"],
-                             " and ".join(r.split(".")[1] + " tower" for r in random), " and ".join(random))
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(cfg.train.seed)
-                model = build_model(cfg.model, load_pretrained=True)
-        else:
-            model = build_model(cfg.model, load_pretrained=False)
-            if self.run.resume_from is None:  # (a resumed run loads its own checkpoint instead)
-                load_init_weights(model, Path(cfg.init["checkpoint"]) / MODEL_FILE)
+        model = initial_model(cfg, resuming=self.run.resume_from is not None)
         if cfg.finetune.protocol == "linear-probe":  # frozen towers: only the linear maps after them train
             for tower in (model.image_tower, model.text_tower):
                 tower.requires_grad_(False)
