@@ -73,9 +73,12 @@ class TrainIndex:
                 ok = pc.equal(t.column("status"), "ok").to_numpy(zero_copy_only=False)
                 in_split = np.ones(len(ok), bool) if splits is None else \
                     pc.is_in(t.column("split"), value_set=_string_array(splits)).to_numpy(zero_copy_only=False)
-                row_of, position = _eligible_captions(t.column("captions"), caption_kinds, caption_styles,
-                                                      per_caption)
-                has_caps = np.bincount(row_of, minlength=len(ok)) > 0
+                if per_caption or caption_kinds or caption_styles:  # which captions, one by one
+                    row_of, position = _eligible_captions(t.column("captions"), caption_kinds, caption_styles,
+                                                          per_caption)
+                    has_caps = np.bincount(row_of, minlength=len(ok)) > 0
+                else:  # pre-training's index (millions of rows): only whether a row has captions at all
+                    has_caps = pc.fill_null(pc.list_value_length(t.column("captions")), 0).to_numpy() > 0
                 skipped["status"] += int((~ok).sum())
                 skipped["split"] += int((ok & ~in_split).sum())
                 skipped["no_captions"] += int((ok & in_split & ~has_caps).sum()) if captions else 0
