@@ -242,6 +242,6 @@ def run_filter(src: Path, out: Path, config: FilterConfig, embedder: EmbedderCon
                 "counts": counts}
     manifest = write_dataset(bag, out, name=f"{parent.manifest.name}-filtered", kind=parent.manifest.kind,
                              version=parent.manifest.version, parents=[parent.id], producer=producer, client=client,
-                             on_progress=on_progress,
+                             on_progress=on_progress, attribute_names=parent.manifest.attribute_names,
                              description=f"{parent.manifest.name} after the SYNTH-PEDES quality filters.")
     return manifest, counts

@@ -68,7 +68,7 @@ def run_synth(images: Path, out: Path, config: SynthConfig, *, shard_rows: int |
                          transform=SpacAnnotator(config), shard_rows=shard_rows, rows_of=lambda u: u.rows,
                          shard_bytes=shard_bytes, size_of=sizes.__getitem__,
                          parents=[dataset.id], producer=producer, client=client, retries=retries,
-                         on_progress=on_progress,
+                         on_progress=on_progress, attribute_names=dataset.manifest.attribute_names,
                          description=f"SPAC captions for {dataset.manifest.name}: six attributes, one generated "
                                      f"caption per style and {config.prompt_captions} prompt caption(s) per image.")
 

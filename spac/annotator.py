@@ -347,7 +347,7 @@ class SpacAnnotator:
                            image_sha256=row["image_sha256"], width=row["width"], height=row["height"],
                            attributes=attributes.to_dict(),
                            attribute_scores={s: float(scores[s]) for s in SLOTS},
-                           captions=captions, extra=extra)
+                           attribute_labels=row.get("attribute_labels"), captions=captions, extra=extra)
 
     @staticmethod
     def _passthrough(row: dict, reason) -> dict:
@@ -358,5 +358,5 @@ class SpacAnnotator:
         return make_record(row["key"], identity=row["identity"], source=row["source"], split=row["split"],
                            camera=row["camera"], image_bytes=image.get("bytes"), image_path=image.get("path") or "",
                            image_sha256=row.get("image_sha256"), width=row.get("width"), height=row.get("height"),
-                           status=status, error=error,
+                           attribute_labels=row.get("attribute_labels"), status=status, error=error,
                            extra=json.loads(row["extra"]) if row.get("extra") else None)

@@ -58,6 +58,9 @@ class Manifest:
     created_at: str = ""
     format: str = MANIFEST_FORMAT
     schema: dict = field(default_factory=lambda: {"version": SCHEMA_VERSION, "fingerprint": SCHEMA_FINGERPRINT})
+    # what each position of the rows' attribute_labels means (attribute-recognition datasets); () when they have
+    # none, and then left out of the body, so the ids of manifests written before it existed still match
+    attribute_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -71,6 +74,10 @@ class Manifest:
                                     f"{self.format} manifest gives every file; the manifest was edited or crafted: "
                                     "restore it or re-create the dataset")
         check_shards_listed_once(self.shards)
+        names = self.attribute_names
+        if not (isinstance(names, tuple) and all(isinstance(n, str) and n for n in names)
+                and len(set(names)) == len(names)):
+            raise ManifestError(f"attribute_names must be distinct non-empty strings, got {names!r}")
 
     @property
     def num_rows(self) -> int:
@@ -104,6 +111,10 @@ class Manifest:
         d = dataclasses.asdict(self)
         d["shards"] = [s.body() for s in self.shards]
         d["parents"] = list(self.parents)
+        if self.attribute_names:
+            d["attribute_names"] = list(self.attribute_names)
+        else:
+            del d["attribute_names"]
         d["num_rows"] = self.num_rows  # all rows, every status
         d["num_bytes"] = self.num_bytes
         if self.split_files:  # (format 1 bodies stay as they were written, so their ids still match)
@@ -130,6 +141,7 @@ class Manifest:
             fields = {f.name for f in dataclasses.fields(cls)} - {"shards"}
             kwargs = {k: doc[k] for k in fields if k in doc}
             kwargs["parents"] = tuple(kwargs.get("parents", ()))
+            kwargs["attribute_names"] = tuple(kwargs.get("attribute_names", ()))
             manifest = cls(shards=shards, **kwargs)
         except ManifestError as e:  # raised by the checks in __post_init__: say which file
             raise type(e)(f"{where}: {e}") from None

@@ -40,4 +40,4 @@ def migrate_dataset(old: str | os.PathLike, new: str | os.PathLike, client=None,
     return write_dataset([str(p) for p in dataset.shard_paths], new, name=m.name, kind=m.kind, transform=FileRows(),
                          shard_rows=1, rows_of=lambda path: 1, version=m.version, parents=m.parents,
                          producer={**m.producer, "migrated_from": m.id}, description=m.description, client=client,
-                         on_progress=on_progress)
+                         on_progress=on_progress, attribute_names=m.attribute_names)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added attribute_labels; files of version 1 are still read (READ_FINGERPRINTS)
 SLOTS = ("person", "head", "upper", "lower", "shoes", "belongings")  # the six SPAC attribute slots
 UNKNOWN = "unknown"
 STATUSES = ("ok", "error", "filtered")
@@ -44,6 +44,9 @@ _FIELDS = [
     pa.field("height", pa.int32()),
     pa.field("attributes", ATTRIBUTES_TYPE),
     pa.field("attribute_scores", SCORES_TYPE),
+    # binary attribute labels (0/1) of attribute-recognition datasets (PA-100K, PETA, RAP), aligned with the
+    # manifest's attribute_names; null where a dataset has none (v2)
+    pa.field("attribute_labels", pa.list_(pa.int8())),
     pa.field("captions", pa.list_(CAPTION_TYPE)),
     pa.field("status", pa.string(), nullable=False),  # ok | error | filtered
     pa.field("error", pa.string()),  # why, when status != ok
@@ -55,8 +58,8 @@ def _value(dtype: str) -> dict:
     return {"dtype": dtype, "_type": "Value"}
 
 
-_ARROW_TO_HF = {pa.string(): "string", pa.int64(): "int64", pa.int32(): "int32", pa.float32(): "float32",
-                pa.binary(): "binary"}
+_ARROW_TO_HF = {pa.string(): "string", pa.int64(): "int64", pa.int32(): "int32", pa.int8(): "int8",
+                pa.float32(): "float32", pa.binary(): "binary"}
 
 
 def _hf_feature(dtype: pa.DataType) -> Any:
@@ -95,13 +98,17 @@ def schema_fingerprint(schema: pa.Schema = RECORD_SCHEMA) -> str:
 
 
 SCHEMA_FINGERPRINT = schema_fingerprint()
+# Version 1: the same columns without attribute_labels. Its files are read as they are (every reader names the
+# columns it reads; upgrade_table adds the missing one as nulls), so datasets written before stay usable.
+SCHEMA_V1 = RECORD_SCHEMA.remove(RECORD_SCHEMA.get_field_index("attribute_labels"))
+READ_FINGERPRINTS = {SCHEMA_FINGERPRINT: SCHEMA_VERSION, schema_fingerprint(SCHEMA_V1): 1}
 
 
 def make_record(key: str, *, identity: int = -1, source: str = "", split: str = "train", camera: str = "",
                 image_bytes: bytes | None = None, image_path: str = "", image_sha256: str | None = None,
                 width: int | None = None, height: int | None = None, attributes: dict | None = None,
-                attribute_scores: dict | None = None, captions: list | None = None, status: str = "ok",
-                error: str = "", extra: dict | None = None) -> dict:
+                attribute_scores: dict | None = None, attribute_labels=None, captions: list | None = None,
+                status: str = "ok", error: str = "", extra: dict | None = None) -> dict:
     """Build one record dict in schema order, with the invariants checked (bad values raise ValueError)."""
     if status not in STATUSES:
         raise ValueError(f"record {key!r}: status {status!r} is not one of {STATUSES}")
@@ -109,6 +116,10 @@ def make_record(key: str, *, identity: int = -1, source: str = "", split: str = 
         raise ValueError(f"record {key!r}: status 'ok' needs image bytes")
     if attributes is not None and set(attributes) != set(SLOTS):
         raise ValueError(f"record {key!r}: attributes need exactly the slots {SLOTS}, got {sorted(attributes)}")
+    if attribute_labels is not None:
+        attribute_labels = [int(v) for v in attribute_labels]
+        if any(v not in (0, 1) for v in attribute_labels):
+            raise ValueError(f"record {key!r}: attribute_labels must be 0/1, got {sorted(set(attribute_labels))}")
     for cap in captions or []:
         if cap.get("kind") not in CAPTION_KINDS:
             raise ValueError(f"record {key!r}: caption kind {cap.get('kind')!r} is not one of {CAPTION_KINDS}")
@@ -118,7 +129,7 @@ def make_record(key: str, *, identity: int = -1, source: str = "", split: str = 
         "key": key, "identity": int(identity), "source": source, "split": split, "camera": camera,
         "image": None if image_bytes is None else {"bytes": image_bytes, "path": image_path},
         "image_sha256": image_sha256, "width": width, "height": height,
-        "attributes": attributes, "attribute_scores": attribute_scores,
+        "attributes": attributes, "attribute_scores": attribute_scores, "attribute_labels": attribute_labels,
         "captions": [{"text": c["text"], "style": c.get("style", ""), "kind": c["kind"],
                       "spans": list(c.get("spans", []))} for c in captions or []],
         "status": status, "error": error,
@@ -141,7 +152,7 @@ def check_schema(schema: pa.Schema, where: str) -> None:
     """Raise SchemaMismatchError naming ``where`` and the differing columns when ``schema`` is not ours."""
     from .errors import SchemaMismatchError
 
-    if schema_fingerprint(schema) == SCHEMA_FINGERPRINT:
+    if schema_fingerprint(schema) in READ_FINGERPRINTS:
         return
     ours = {f.name: f for f in RECORD_SCHEMA}
     theirs = {f.name: f for f in schema}
@@ -157,3 +168,15 @@ def check_schema(schema: pa.Schema, where: str) -> None:
     raise SchemaMismatchError(
         f"{where}: schema does not match the SYNTH-PEDES record schema v{SCHEMA_VERSION} ({detail}). "
         "Rewrite the data with this version of the writer (synth_pedes.write_dataset).")
+
+
+def upgrade_table(table: pa.Table, where: str) -> pa.Table:
+    """``table`` in the current record schema: checked (:func:`check_schema`), and a version-1 table given the
+    columns it lacks, as nulls."""
+    check_schema(table.schema, where)
+    if schema_fingerprint(table.schema) == SCHEMA_FINGERPRINT:
+        return table
+    for name in RECORD_SCHEMA.names:
+        if name not in table.column_names:
+            table = table.append_column(RECORD_SCHEMA.field(name), pa.nulls(table.num_rows, RECORD_SCHEMA.field(name).type))
+    return table.select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)

@@ -60,7 +60,7 @@ from .futures import NoWorkersError, as_finished
 from .transforms import Transform, apply_transform, transform_fingerprint, transform_kind
 from .keys import describe_repeats, repeated_keys
 from .manifest import MANIFEST_NAME, Manifest, ShardInfo, read_manifest
-from .schema import RECORD_SCHEMA, SPLITS, check_schema
+from .schema import RECORD_SCHEMA, SPLITS, upgrade_table
 
 _log = logging.getLogger(__name__)
 STATS_DIR = "_stats"
@@ -186,7 +186,7 @@ def _grouped_tables(records: Iterable, where: str) -> Iterator[tuple[Group, pa.T
     for rec in records:
         if isinstance(rec, (pa.Table, pa.RecordBatch)):
             table = pa.Table.from_batches([rec]) if isinstance(rec, pa.RecordBatch) else rec
-            check_schema(table.schema, where)
+            table = upgrade_table(table, where)
             _check_new_keys(table.column("key").to_pylist(), row_of_key, row, where)
             row += table.num_rows
             yield from _split_table(table, where)
@@ -432,7 +432,8 @@ def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind:
                   shard_bytes: int | None = None, size_of: Callable | None = None,
                   rows_of: Callable | None = None, version: str = "1.0.0", parents: Sequence[str] = (), producer: dict | None = None,
                   description: str = "", client: Any = None, retries: int = 2,
-                  on_progress: Callable[[ShardStats, int, int], None] | None = None) -> Manifest:
+                  on_progress: Callable[[ShardStats, int, int], None] | None = None,
+                  attribute_names: Sequence[str] = ()) -> Manifest:
     """Write ``source`` as a finished dataset in ``directory`` and return its manifest.
 
     ``source`` is a sequence of records, or of work items that ``transform`` turns into records inside
@@ -442,14 +443,16 @@ def write_dataset(source: Any, directory: str | os.PathLike, *, name: str, kind:
     shards by ``shard_rows`` and/or ``shard_bytes``; or a dask Bag/DataFrame of records,
     one shard per partition. With a dask.distributed ``client`` shards run on its cluster, each retried
     up to ``retries`` times; without one they run in this process. Re-running the same call after a
-    crash resumes; a directory holding something else is refused.
+    crash resumes; a directory holding something else is refused. ``attribute_names`` name the positions of the
+    rows' ``attribute_labels`` (attribute-recognition datasets), recorded in the manifest.
     """
     directory = Path(directory)
     n, fingerprint, make_task = _plan(source, transform, shard_rows, shard_bytes, size_of, rows_of, str(directory))
     producer = dict(producer or {})
     producer.setdefault("package_version", package_version())
     plan_doc = {"fingerprint": fingerprint, "num_shards": n, "name": name, "kind": kind, "version": version,
-                "parents": list(parents), "producer": producer}
+                "parents": list(parents), "producer": producer,
+                **({"attribute_names": list(attribute_names)} if attribute_names else {})}
     finished = _existing_write(directory, plan_doc)
     if finished is not None and not _unsealed(directory, finished):
         _log.info("%s: already finished (%s); nothing to do", directory, finished.id)
@@ -689,6 +692,7 @@ def _finish(directory: Path, shard_stats: list[ShardStats], plan_doc: dict, desc
                         shards=files, parents=tuple(plan_doc["parents"]),
                         producer=plan_doc["producer"], splits=dict(sorted(splits.items())),
                         status_counts=dict(sorted(statuses.items())), description=description,
+                        attribute_names=tuple(plan_doc.get("attribute_names", ())),
                         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     _atomic_write_text(directory / MANIFEST_NAME, manifest.to_json())
     _log.info("%s: finished %s, %d rows (%d usable, status ok) in %d files of %d shards", directory, manifest.id,

@@ -63,22 +63,24 @@ def write_person_folder(root: Path, layout: str = "identity-folders", n_ids: int
 
 def write_old_layout_dataset(directory: Path, records: list[dict]) -> Manifest:
     """A dataset as plip wrote it before the data/ layout: part-NNNNN.parquet files at the top, every split and
-    status mixed, a format 1 manifest (whose id must stay valid), 12 rows per file."""
+    status mixed, a format 1 manifest (whose id must stay valid), 12 rows per file, in the record schema of then
+    (v1: no attribute_labels)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from synth_pedes.manifest import MANIFEST_NAME, PARTS_FORMAT, ShardInfo
-    from synth_pedes.schema import RECORD_SCHEMA
+    from synth_pedes.schema import SCHEMA_V1, schema_fingerprint
     from synth_pedes.writer import file_sha256
 
     directory.mkdir()
     shards = []
     for i in range(0, len(records), 12):
         path = directory / f"part-{i // 12:05d}.parquet"
-        pq.write_table(pa.Table.from_pylist(records[i:i + 12], schema=RECORD_SCHEMA), path)
+        pq.write_table(pa.Table.from_pylist(records[i:i + 12], schema=SCHEMA_V1), path)
         shards.append(ShardInfo(path.name, min(12, len(records) - i), path.stat().st_size, file_sha256(path)))
     status = {s: sum(r["status"] == s for r in records) for s in ("error", "ok")}
-    m = Manifest(name="old", kind="benchmark", shards=tuple(shards), status_counts=status, format=PARTS_FORMAT)
+    m = Manifest(name="old", kind="benchmark", shards=tuple(shards), status_counts=status, format=PARTS_FORMAT,
+                 schema={"version": 1, "fingerprint": schema_fingerprint(SCHEMA_V1)})
     assert "split" not in m.body()["shards"][0] and "num_usable_rows" not in m.body()  # as format 1 hashed it
     (directory / MANIFEST_NAME).write_text(m.to_json())
     return m

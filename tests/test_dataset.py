@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from _fixtures import Records, make_writable, write_old_layout_dataset
+from _fixtures import Records, jpeg_bytes, make_writable, write_old_layout_dataset
 
-from synth_pedes import open_dataset, validate_dataset, write_dataset
+from synth_pedes import make_record, open_dataset, validate_dataset, write_dataset
 from synth_pedes.errors import IntegrityError, ManifestError, SchemaMismatchError
 from synth_pedes.torch_data import ShardedIterableDataset
 
@@ -299,3 +299,19 @@ def test_old_layout_keeps_loading_and_validate_says_how_to_migrate(tmp_path):
     assert new.manifest.split_files and new.manifest.producer["migrated_from"] == ds.id
     assert sorted(new.to_table().to_pylist(), key=lambda r: r["key"]) == sorted(records, key=lambda r: r["key"])
     assert "older layout" not in _plip("validate", tmp_path / "new").stdout
+
+
+def test_attribute_labels_and_their_names_round_trip(tmp_path):
+    """Attribute-recognition data: 0/1 labels per row, what each position means in the manifest, read back by
+    every route (Arrow, Hugging Face as lists of int8), kept by plip migrate."""
+    records = [make_record(f"par/{i}.jpg", split="train", image_bytes=jpeg_bytes(i), attribute_labels=[i % 2, 1])
+               for i in range(6)]
+    ds_dir = tmp_path / "par"
+    write_dataset(records, ds_dir, name="par", kind="benchmark", shard_rows=4, attribute_names=("Female", "Hat"))
+    ds = open_dataset(ds_dir)
+    assert ds.manifest.attribute_names == ("Female", "Hat")
+    labels = {r["key"]: r["attribute_labels"] for r in ds.iter_records(columns=["key", "attribute_labels"])}
+    assert labels == {f"par/{i}.jpg": [i % 2, 1] for i in range(6)}
+    hf = ds.to_hf(split="train", cache_dir=str(tmp_path / "cache"))
+    assert sorted(hf["attribute_labels"]) == sorted([[i % 2, 1] for i in range(6)])
+    assert str(hf.features["attribute_labels"].feature.dtype) == "int8"

@@ -99,3 +99,14 @@ def test_a_shard_listed_twice_is_refused_naming_the_file(tmp_path, again):
     with pytest.raises(ManifestError, match=rf"{tmp_path}/manifest.json: shard path 'data/train-00000-of-00001.parquet' is listed "
                                             r"2 times \(entries 0 and 1\).*re-create the dataset"):
         read_manifest(tmp_path)
+
+
+def test_attribute_names_are_recorded_only_when_there_are_some(tmp_path):
+    plain = _manifest()
+    assert "attribute_names" not in plain.body()  # so manifests written before the field keep their ids
+    named = _manifest(attribute_names=("Female", "Hat"))
+    assert named.body()["attribute_names"] == ["Female", "Hat"] and named.id != plain.id
+    (tmp_path / "manifest.json").write_text(named.to_json())
+    assert read_manifest(tmp_path).attribute_names == ("Female", "Hat")
+    with pytest.raises(ManifestError, match="attribute_names must be distinct non-empty strings"):
+        _manifest(attribute_names=("Hat", "Hat"))

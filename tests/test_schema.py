@@ -36,3 +36,24 @@ def test_check_schema_names_the_difference():
         check_schema(other, "part-00003.parquet")
     msg = str(e.value)
     assert "part-00003.parquet" in msg and "missing columns ['extra']" in msg and "'identity' is string" in msg
+
+
+def test_version_1_tables_are_read_and_upgraded_with_null_labels():
+    from synth_pedes.schema import READ_FINGERPRINTS, SCHEMA_V1, schema_fingerprint, upgrade_table
+
+    assert "attribute_labels" not in SCHEMA_V1.names and READ_FINGERPRINTS[schema_fingerprint(SCHEMA_V1)] == 1
+    old = pa.Table.from_pylist([{k: v for k, v in make_record("k", image_bytes=b"x").items()
+                                 if k != "attribute_labels"}], schema=SCHEMA_V1)
+    check_schema(old.schema, "old.parquet")  # readable as it is
+    new = upgrade_table(old, "old.parquet")
+    assert new.schema.equals(RECORD_SCHEMA) and new.column("attribute_labels").to_pylist() == [None]
+    assert new.column("key").to_pylist() == ["k"]
+    with pytest.raises(SchemaMismatchError, match="bad.parquet.*missing columns"):
+        upgrade_table(old.drop_columns(["extra"]), "bad.parquet")
+
+
+def test_attribute_labels_are_0_or_1():
+    rec = make_record("k", image_bytes=b"x", attribute_labels=[1, 0, True])
+    assert rec["attribute_labels"] == [1, 0, 1]
+    with pytest.raises(ValueError, match=r"record 'k': attribute_labels must be 0/1, got \[0, 2\]"):
+        make_record("k", image_bytes=b"x", attribute_labels=[0, 2])

@@ -88,6 +88,7 @@ class EntryItem:
     camera: str = ""
     captions: tuple = ()  # ((text, style, kind), ...)
     attributes: tuple | None = None  # six strings in SLOTS order, or None
+    attribute_labels: tuple | None = None  # 0/1 per the dataset's attribute_names (attribute recognition), or None
     extra: tuple = ()  # ((name, value), ...): the original entry, stored as JSON in ``extra``
     error: str = ""
 
@@ -104,6 +105,7 @@ class EntrySource:
     def __call__(self, item: EntryItem) -> dict:
         common = dict(identity=item.identity, source=self.source, split=item.split, camera=item.camera,
                       attributes=None if item.attributes is None else dict(zip(SLOTS, item.attributes)),
+                      attribute_labels=item.attribute_labels,
                       captions=[{"text": t, "style": s, "kind": k, "spans": []} for t, s, k in item.captions],
                       extra=dict(item.extra) or None)
         if item.error:
