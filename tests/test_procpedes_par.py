@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from plip_train.finetune.par import read_pa100k
+from pipelines.cli import main
+from plip_train.finetune.par import PA100K_GROUP_ORDER, read_pa100k
 from synth_pedes.procpedes import ProcPedesConfig, plan_items, render_record
 from synth_pedes.procpedes.par_layout import (ALWAYS_ZERO, PA100K_ATTRIBUTES, pa100k_labels, record_pa100k_labels,
                                               write_pa100k)
@@ -212,3 +213,36 @@ def test_write_pa100k_does_not_depend_on_record_order(records, tmp_path):
     for name in sorted(p.name for p in (tmp_path / "a" / "data").iterdir()):
         assert (tmp_path / "a" / "data" / name).read_bytes() == (tmp_path / "b" / "data" / name).read_bytes()
 
+
+# ---- plip render --format pa100k -------------------------------------------------------------------------------
+
+
+def test_render_pa100k_reads_back_with_the_pa100k_reader(tmp_path, capsys):
+    out = tmp_path / "pa100k"
+    assert main(["render", "--out", str(out), "--format", "pa100k", "--identities", "12", "--images-per-identity",
+                 "2", "--seed", "5", "--captions-per-image", "0", "--workers", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert str(out / "annotation.mat") in printed and "UpperStride" in printed
+
+    config = ProcPedesConfig(identities=12, images_per_identity=2, seed=5, captions_per_image=0)
+    rendered = [render_record(it, config) for it in plan_items(config)]
+    ann = read_pa100k(out / "annotation.mat")
+    # names: numbered consecutively over train, then val, then test, and every file there
+    assert ann.image_names == [f"{i:06d}.jpg" for i in range(1, 25)]
+    assert all((out / "data" / name).is_file() for name in ann.image_names)
+    # split sizes: the records' own splits
+    for split in ("train", "val", "test"):
+        assert len(ann.partition[split]) == sum(r["split"] == split for r in rendered) > 0
+    # each row: the image of one record, with that record's labels (the reader puts them in group order)
+    expected = []
+    for split in ("train", "val", "test"):
+        expected += sorted((r for r in rendered if r["split"] == split), key=lambda r: (r["identity"], r["key"]))
+    for row, (name, rec) in enumerate(zip(ann.image_names, expected)):
+        assert (out / "data" / name).read_bytes() == rec["image"]["bytes"]
+        np.testing.assert_array_equal(ann.labels[row], np.asarray(record_pa100k_labels(rec))[PA100K_GROUP_ORDER])
+    assert ann.attribute_names == [RAW_NAMES[i] for i in PA100K_GROUP_ORDER]
+    # the raw file as format_pa100k.py indexes it
+    raw = scipy.io.loadmat(out / "annotation.mat")
+    assert [raw["attributes"][i][0][0] for i in range(26)] == RAW_NAMES
+    assert raw["train_label"].shape == (len(ann.partition["train"]), 26)
+    assert ann.labels.sum() > 0 and not ann.labels.all()
