@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ._common import add_cluster_arguments, add_shard_arguments, close_progress, print_summary, shard_sizes
 
-FORMATS = ("dataset", "cuhk-pedes", "icfg-pedes", "rstpreid", "market1501", "image-folder", "flat-folder")
+FORMATS = ("dataset", "cuhk-pedes", "icfg-pedes", "rstpreid", "market1501", "pa100k", "image-folder",
+           "flat-folder")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--captions-per-image", type=int, default=2, help="human-style captions per image (default 2)")
     parser.add_argument("--format", choices=FORMATS, default="dataset",
                         help="dataset: manifest + Parquet shards; cuhk-pedes/icfg-pedes/rstpreid: the benchmark's "
-                             "official images + JSON; market1501: the image-ReID folders; image-folder: LUPerson-NL layout (<identity>/<file>.jpg, no "
+                             "official images + JSON; market1501: the image-ReID folders; pa100k: the pedestrian-"
+                             "attribute layout (data/NNNNNN.jpg + annotation.mat, 26 0/1 attributes per image from "
+                             "the ground truth); image-folder: LUPerson-NL layout (<identity>/<file>.jpg, no "
                              "labels); flat-folder: LUPerson layout (all files in one folder); both also write "
                              "ground-truth.jsonl beside the images, for `plip card --truth`")
     parser.add_argument("--styles", default="cuhk-pedes,icfg-pedes,rstpreid",
@@ -131,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
             ("time", f"{result['seconds']} s ({result['images'] / max(result['seconds'], 1e-9):.0f} images/s)")]
     if "id" in result:
         rows += [("id", result["id"]), ("splits", result["splits"])]
+    layout = result.get("layout") or {}
+    if layout.get("format") == "pa100k":
+        rows += [("annotation", layout["annotation"]), ("splits", layout["images_per_split"]),
+                 ("positives", ", ".join(f"{k} {v}" for k, v in layout["positives"].items())),
+                 ("always 0", ", ".join(layout["always_zero"]) + " (ProcPedes draws no glasses or lower patterns)")]
     if "contact_sheet" in result:
         rows.append(("contact sheet", result["contact_sheet"]))
     print_summary("rendered ProcPedes", rows)

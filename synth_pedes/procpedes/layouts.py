@@ -14,6 +14,9 @@
   camera, the rest are gallery), file names ``PPPP_cCs1_FFFFFF_01.jpg`` with 1-based dense ids. No
   junk (-1) or distractor (0000) images are written: ProcPedes has no false detections.
 
+* ``pa100k``: the PA-100K pedestrian-attribute layout, ``data/NNNNNN.jpg`` + ``annotation.mat`` with 26 0/1
+  labels per image derived from the ground truth (``par_layout``, which documents the mapping).
+
 Ids are dense and assigned in sorted order of the records' identities. Splits ``query``/``gallery``
 (image-ReID records) are written as test. Records whose status is not ``ok`` or that have no image
 are skipped. The JSON is deterministic (entries sorted by id then path, indent 4).
@@ -25,9 +28,11 @@ import logging
 import re
 from pathlib import Path, PurePosixPath
 
+from .par_layout import write_pa100k
+
 logger = logging.getLogger(__name__)
 
-LAYOUT_FORMATS = ("cuhk-pedes", "icfg-pedes", "rstpreid", "market1501")
+LAYOUT_FORMATS = ("cuhk-pedes", "icfg-pedes", "rstpreid", "market1501", "pa100k")
 _JSON_NAME = {"cuhk-pedes": "reid_raw.json", "icfg-pedes": "ICFG_PEDES.json", "rstpreid": "data_captions.json"}
 _TOKEN = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 
@@ -63,12 +68,14 @@ def write_layout(records, out_dir, fmt: str) -> dict:
     """Write ``records`` (an iterable of record dicts) into ``out_dir`` in benchmark format ``fmt``.
 
     Returns a summary: format, json and images paths, counts of images, captions and identities, and
-    images per split.
+    images per split (market1501 and pa100k: see their writers).
     """
     if fmt not in LAYOUT_FORMATS:
         raise ValueError(f"write_layout: unknown format {fmt!r}; choose one of {', '.join(LAYOUT_FORMATS)}")
     if fmt == "market1501":
         return _write_market(records, Path(out_dir))
+    if fmt == "pa100k":
+        return write_pa100k(records, out_dir)
     out = Path(out_dir)
     imgs = out / "imgs"
     imgs.mkdir(parents=True, exist_ok=True)
