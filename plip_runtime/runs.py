@@ -242,9 +242,10 @@ RUN_KINDS = {"plip-pretrain": ("a PLIP run", "plip train or plip convert officia
              "spac-captioner": ("a SPAC captioner run", "plip spac train"),
              "spac-recognizer": ("a SPAC attribute-recognizer run", "plip spac train-recognizer"),
              "plip-text-reid": ("a PLIP text-ReID fine-tune run", "plip finetune text-reid"),
-             "plip-image-reid": ("a PLIP image-ReID fine-tune run", "plip finetune image-reid")}
+             "plip-image-reid": ("a PLIP image-ReID fine-tune run", "plip finetune image-reid"),
+             "plip-attributes": ("a PLIP attribute-recognition fine-tune run", "plip finetune attributes")}
 # The runs holding a PlipModel (model.safetensors + a model config): what plip eval, embed and finetune --init read.
-PLIP_MODEL_KINDS = ("plip-pretrain", "plip-text-reid", "plip-image-reid")
+PLIP_MODEL_KINDS = ("plip-pretrain", "plip-text-reid", "plip-image-reid", "plip-attributes")
 
 
 def check_run_kind(path: str | os.PathLike, kind: str | Sequence[str], flag: str) -> None:

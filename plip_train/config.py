@@ -19,6 +19,7 @@ from .data.transforms import SYNTH_PEDES_MEAN, SYNTH_PEDES_STD
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 UNITS = ("epoch", "step")
+SCHEDULES = ("milestones", "plateau")
 
 
 @dataclass
@@ -60,6 +61,8 @@ class OptimConfig(ConfigBase):
     betas: list[float] = field(default_factory=lambda: [0.98, 0.92, 0.99])
     eps: float = 1e-8
     max_grad_norm: float | None = None  # the paper uses no clipping
+    schedule: str = "milestones"  # milestones: x gamma at each milestone | plateau: x gamma when validation stalls
+    patience: int = 4  # plateau: validations without a lower validation loss before lr x gamma (torch's default 10)
     unit: str = "epoch"  # what warmup and milestones count: epoch | step
     warmup: float = 10  # linear warm-up length, in `unit`s
     milestones: list[float] = field(default_factory=lambda: [30, 50])  # ×gamma at each, in `unit`s
@@ -74,6 +77,10 @@ class OptimConfig(ConfigBase):
         self.require("betas", isinstance(self.betas, (list, tuple)) and len(self.betas) == (
             3 if self.name == "adan" else 2), f"needs {3 if self.name == 'adan' else 2} values for {self.name}")
         self.require("milestones", list(self.milestones) == sorted(self.milestones), "must be increasing")
+        self.require_choice("schedule", SCHEDULES)
+        self.require("milestones", self.schedule == "milestones" or not self.milestones,
+                     "must be empty with schedule 'plateau' (the validation loss decides when lr drops)")
+        self.require_int("patience", 0)
         self.require_number("max_grad_norm", 0.0, lo_open=True, optional=True)
 
 

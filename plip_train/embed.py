@@ -118,9 +118,10 @@ class Embedder:
 
     # ---- encoding --------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_image(self, images: torch.Tensor | ImageItem | Iterable[ImageItem]) -> torch.Tensor:
+    def encode_image(self, images: torch.Tensor | ImageItem | Iterable[ImageItem], normalize: bool = True) -> torch.Tensor:
         """(N, D) unit-norm float32 CPU embeddings of images: file paths, bytes, PIL images (mixed is fine), or a
-        float tensor batch already preprocessed (see :meth:`preprocess`). Batched by ``batch_size``."""
+        float tensor batch already preprocessed (see :meth:`preprocess`). Batched by ``batch_size``.
+        ``normalize=False``: the features as the model outputs them (what a classifier on top was trained on)."""
         if isinstance(images, torch.Tensor):
             batch = self._check_batch(images)
             chunks = (batch[i:i + self.batch_size] for i in range(0, batch.shape[0], self.batch_size))
@@ -129,16 +130,16 @@ class Embedder:
                 images = [images]
             items = list(images)
             chunks = (self.preprocess(items[i:i + self.batch_size], i) for i in range(0, len(items), self.batch_size))
-        out = [self._encode_image_batch(c) for c in chunks]
+        out = [self._encode_image_batch(c, normalize) for c in chunks]
         return torch.cat(out) if out else torch.empty((0, self.embed_dim))
 
-    def _encode_image_batch(self, x: torch.Tensor) -> torch.Tensor:
+    def _encode_image_batch(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.precision):
-            emb = self.model.encode_image(x)
-        return normalise(emb.float()).cpu()
+            emb = self.model.encode_image(x).float()
+        return (normalise(emb) if normalize else emb).cpu()
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """``input_ids`` and ``attention_mask`` (N, max_length), padded and truncated as in training."""
@@ -191,13 +192,14 @@ def load(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | int | No
 
 
 def run_config(run: dict):
-    """The config of a run holding a PlipModel: a pre-training ``PlipConfig``, or a fine-tune's ``TextReidConfig``
-    (both have the ``model``, ``data`` and ``train`` sections an :class:`Embedder` reads)."""
-    if run.get("kind") in ("plip-text-reid", "plip-image-reid"):
-        from .finetune.config import ImageReidConfig, TextReidConfig
+    """The config of a run holding a PlipModel: a pre-training ``PlipConfig``, or a fine-tune's (``TextReidConfig``,
+    ``ImageReidConfig``, ``AttributesConfig``): all have the ``model``, ``data`` and ``train`` sections an
+    :class:`Embedder` reads."""
+    kind = run.get("kind", "")
+    if kind.startswith("plip-") and kind != "plip-pretrain":
+        from .finetune.config import TASKS
 
-        cls = TextReidConfig if run["kind"] == "plip-text-reid" else ImageReidConfig
-        return cls.from_dict(run["config"])
+        return TASKS[kind.removeprefix("plip-")][0].from_dict(run["config"])
     return PlipConfig.from_dict(run["config"])
 
 

@@ -9,10 +9,10 @@ Multi-GPU: ``torchrun --nproc_per_node 4 -m pipelines.cli finetune text-reid ...
 from __future__ import annotations
 
 import argparse
-import json
 
 from ._common import print_summary, run_options, training_overrides
-from .finetune import add_common_arguments, check_common_arguments, print_validation, summary_rows
+from .finetune import (add_common_arguments, add_select_on_argument, check_common_arguments, print_validation,
+                       select_on_override, summary_rows)
 
 # command flags that set a config field (besides the shared training flags)
 CONFIG_FLAGS = {"batch_size": "data.batch_size", "loss": "finetune.loss", "protocol": "finetune.protocol",
@@ -33,9 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=("finetune", "linear-probe"), default=None,
                         help="finetune: both encoders train (default); linear-probe: frozen encoders, a linear map "
                              "after each is trained")
-    parser.add_argument("--select-on", default=None, metavar="SPLIT",
-                        help="choose the checkpoint by t2i R1 on SPLIT (default val); 'last': keep the schedule's "
-                             "final checkpoint (for data without a validation split, like ICFG-PEDES)")
+    add_select_on_argument(parser, "t2i R1", "ICFG-PEDES")
     fewshot = parser.add_argument_group("few-shot (the subset is written to RUN/subset.json)")
     fewshot.add_argument("--train-fraction", type=float, default=None, metavar="F",
                          help="train on this fraction (0 < F <= 1, default 1) of the training data")
@@ -50,9 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from plip_train.finetune.text_reid import finetune, make_config
 
     check_common_arguments(args)
-    overrides = training_overrides(args, CONFIG_FLAGS)
-    if args.select_on is not None:
-        overrides.append(f"finetune.select_on={json.dumps(None if args.select_on == 'last' else args.select_on)}")
+    overrides = training_overrides(args, CONFIG_FLAGS) + select_on_override(args, "finetune")
     cfg = make_config(init_run=args.init, init_config=args.config, step=args.step, overrides=overrides)
     result, doc = finetune(cfg, args.data, args.out, run_options(args), eval_data=args.eval_data,
                            on_validation=print_validation)

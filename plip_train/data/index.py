@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -44,6 +45,7 @@ class TrainIndex:
     identity: np.ndarray  # int64 [N]; -1 = unknown
     skipped: dict  # reason -> rows left out
     caption: np.ndarray | None = None  # int32 [N]: the entry's caption (position in the row's list); None = any
+    labels: np.ndarray | None = None  # uint8 [N, A]: the rows' attribute_labels (attribute recognition); None = unread
 
     def __len__(self) -> int:
         return len(self.identity)
@@ -56,16 +58,20 @@ class TrainIndex:
     @classmethod
     def build(cls, dataset, splits: tuple[str, ...] | None = ("train",), *, per_caption: bool = False,
               caption_kinds: tuple[str, ...] | None = None,
-              caption_styles: tuple[str, ...] | None = None, captions: bool = True) -> "TrainIndex":
+              caption_styles: tuple[str, ...] | None = None, captions: bool = True,
+              labels: bool = False) -> "TrainIndex":
         """Read identity, status, split and the captions' kind (and style) of every row group (narrow columns only).
         ``caption_kinds`` / ``caption_styles`` (with ``per_caption``): only captions of these kinds / styles.
-        ``captions=False``: images train alone (image ReID), rows without captions included."""
+        ``captions=False``: images train alone (image ReID), rows without captions included. ``labels``: also
+        read every trainable row's ``attribute_labels`` (attribute recognition; a row without them is an error)."""
         paths = [str(p) for p in dataset.shard_paths]
-        cols = {k: [] for k in ("shard", "group", "row", "identity", "caption")}
+        cols = {k: [] for k in ("shard", "group", "row", "identity", "caption", "labels")}
         skipped = {"status": 0, "split": 0, "no_captions": 0}
         columns = ["identity", "status", "split", "captions.list.element.kind"]
         if caption_styles:
             columns.append("captions.list.element.style")
+        if labels:
+            columns.append("attribute_labels")
         for s, path in enumerate(paths):
             pf = pq.ParquetFile(path)
             for g in range(pf.num_row_groups):
@@ -94,8 +100,19 @@ class TrainIndex:
                 cols["identity"].append(t.column("identity").to_numpy()[keep].astype(np.int64))
                 if caption is not None:
                     cols["caption"].append(caption.astype(np.int32))
-        arrays = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in cols.items()}
+                if labels:
+                    cols["labels"].append(_label_matrix(t.column("attribute_labels"), keep, f"{path} row group {g}"))
+        arrays = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in cols.items() if k != "labels"}
         arrays["caption"] = arrays["caption"].astype(np.int32) if per_caption else None
+        arrays["labels"] = None
+        if labels:
+            matrices = [m for m in cols["labels"] if len(m)]  # (a row group without trainable rows has no width)
+            widths = {m.shape[1] for m in matrices}
+            if len(widths) > 1:
+                raise DataError(f"{dataset.directory}: rows hold attribute_labels of different lengths "
+                                f"{sorted(widths)}; every row needs one label per name in the manifest's "
+                                "attribute_names")
+            arrays["labels"] = np.concatenate(matrices) if matrices else np.zeros((0, 0), np.uint8)
         index = cls(paths=paths, skipped=skipped, **arrays)
         if len(index) == 0:
             which = "".join(f", caption {name} in {list(v)}" for name, v in (("kinds", caption_kinds),
@@ -109,7 +126,7 @@ class TrainIndex:
         """The index restricted to ``entries`` (positions, or a boolean mask), e.g. a few-shot subset."""
         pick = (lambda a: None if a is None else a[entries])
         return TrainIndex(self.paths, self.shard[entries], self.group[entries], self.row[entries],
-                          self.identity[entries], dict(self.skipped), pick(self.caption))
+                          self.identity[entries], dict(self.skipped), pick(self.caption), pick(self.labels))
 
     def image_ids(self) -> np.ndarray:
         """One int64 per entry naming its image (shard, row group, row): equal for the captions of one image."""
@@ -164,6 +181,21 @@ class BatchShape(ConfigBase):
     @property
     def identities_per_batch(self) -> int:
         return self.batch_size // self.images_per_identity
+
+
+def _label_matrix(column, keep: np.ndarray, where: str) -> np.ndarray:
+    """The ``attribute_labels`` of rows ``keep`` as a uint8 [len(keep), A] matrix; DataError for a missing or ragged
+    row."""
+    chosen = column.take(pa.array(keep, pa.int64())) if len(keep) else column.slice(0, 0)
+    if chosen.null_count:
+        raise DataError(f"{where}: {chosen.null_count} trainable rows have no attribute_labels; attribute recognition "
+                        "trains on labelled rows only (plip import pa100k|peta|rap|rap2)")
+    lengths = pc.list_value_length(chosen).to_numpy(zero_copy_only=False)
+    if len(set(lengths.tolist())) > 1:
+        raise DataError(f"{where}: rows hold attribute_labels of different lengths {sorted(set(lengths.tolist()))}")
+    width = int(lengths[0]) if len(lengths) else 0
+    flat = pc.list_flatten(chosen).to_numpy(zero_copy_only=False)
+    return flat.astype(np.uint8).reshape(len(keep), width)
 
 
 def plan_epoch(index: TrainIndex, shape: BatchShape, seed: int, epoch: int) -> np.ndarray:

@@ -136,6 +136,8 @@ class PlipStream(IterableDataset):
         batch = {"images": torch.stack(colours), "identities": torch.from_numpy(ix.identity[rows].copy()),
                  "keys": keys, "mask_seeds": torch.tensor(mask_seeds), "step": step,
                  "blank_caption_keys": [k for k, c in zip(keys, captions) if is_blank(c)]}
+        if ix.labels is not None:  # attribute recognition: the rows' 0/1 labels
+            batch["labels"] = torch.from_numpy(ix.labels[rows].astype(np.float32))
         if s.text:
             batch.update(self.encoder(captions))
         if s.gray:

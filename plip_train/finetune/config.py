@@ -150,23 +150,88 @@ class ImageReidConfig(RunConfig):
     SECTIONS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig, "reid": BotConfig}
 
 
+@dataclass
+class ParConfig(ConfigBase):
+    """Attribute recognition: the Rethinking_of_PAR baseline's loss, augmentation and evaluation
+    (docs/evaluation.md#attribute-recognition-fine-tuning)."""
+
+    where = "par"
+    weighted: bool = True  # the repository's sample weights (exp(1 - r) on positives, exp(r) on negatives); false: BCE
+    threshold: float = 0.5  # a probability above it predicts the attribute (the repository's metrics use 0.5)
+    pad: int = 10  # zero padding before the random crop back to the image size (its 'base' train transform)
+    eval_every: float = 1  # epochs between validations (the repository validates every epoch); and the last step
+    select_on: str | None = "val"  # split the checkpoint is selected on (best mA, ties: later); null: the last one
+
+    def validate(self) -> None:
+        self.require_bool("weighted")
+        self.require("threshold", isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1,
+                     "must be a number strictly between 0 and 1")
+        self.require_int("pad", 0)
+        self.require_number("eval_every", 0.0, lo_open=True)
+        self.require("select_on", self.select_on is None or (isinstance(self.select_on, str) and self.select_on
+                                                             and self.select_on != "test"),
+                     "must be a validation split name or null (the last checkpoint); never test")
+
+
+# Rethinking_of_PAR's recipe (configs/pedes_baseline/*.yaml over configs/default.py) where it differs from
+# pre-training's defaults
+ATTRIBUTES_RECIPE = {
+    "data": {"batch_size": 64, "images_per_identity": 1, "split": "train", "hflip": 0.5},  # a shuffled loader
+    "optim": {"name": "adam", "lr": 1e-4, "weight_decay": 5e-4, "betas": [0.9, 0.999], "eps": 1e-8,
+              "text_lr_scale": 1.0, "head_lr_scale": 1.0,  # LR_FT = LR_NEW = 1e-4
+              "max_grad_norm": 10.0,  # TRAIN.CLIP_GRAD: clip_grad_norm_(..., max_norm=10)
+              "schedule": "plateau", "patience": 4, "gamma": 0.1,  # ReduceLROnPlateau(factor=0.1, patience=4)
+              "unit": "epoch", "warmup": 0, "milestones": []},
+    "train": {"epochs": 30, "checkpoint_every": 1000, "log_every": 50},
+}
+PAR_ASPECT = 0.75  # the repository's 256 x 192 (height x width): the fine-tune keeps the height, width = 3/4 of it
+
+
+@dataclass
+class AttributesConfig(RunConfig):
+    """An attribute-recognition fine-tune's whole configuration (``run.json``'s ``config``)."""
+
+    name: str
+    model: Any  # the initialisation's ModelConfig at the attribute image size; the text tower frozen
+    init: dict
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    par: ParConfig = field(default_factory=ParConfig)
+
+    SECTIONS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig, "par": ParConfig}
+
+
 # task -> (config class, recipe, the task's own section)
-TASKS = {"text-reid": (TextReidConfig, RECIPE, "finetune"), "image-reid": (ImageReidConfig, IMAGE_REID_RECIPE, "reid")}
+TASKS = {"text-reid": (TextReidConfig, RECIPE, "finetune"), "image-reid": (ImageReidConfig, IMAGE_REID_RECIPE, "reid"),
+         "attributes": (AttributesConfig, ATTRIBUTES_RECIPE, "par")}
+
+
+def attribute_image_size(image_size) -> list[int]:
+    """The attribute fine-tune's image size for a model trained at ``image_size``: the same height, the width
+    3/4 of it rounded to a multiple of 32 (256 x 128 -> 256 x 192)."""
+    height = int(image_size[0])
+    return [height, max(32, round(height * PAR_ASPECT / 32) * 32)]
 
 
 def recipe_config(init_config: dict, init: dict, overrides: list[str] | None = None, task: str = "text-reid"):
     """The ``task``'s fine-tune config for a model whose pre-training config document is ``init_config`` (a ``plip
     train`` run's, or a shipped config's): its model, its image statistics and memory layout, the task's recipe,
     then ``section.key=value`` overrides (``--set``). Text ReID trains every text layer (the official downstream
-    model); image ReID adds the BNNeck and freezes the text tower it does not use."""
+    model); image ReID adds the BNNeck and freezes the text tower it does not use; attribute recognition trains at
+    the 4:3 size of Rethinking_of_PAR (the initialisation's size goes to ``init``: its attention-pool positions are
+    resized when the weights load)."""
     from ..models import load_model_config
 
     cls, recipe, section = TASKS[task]
     model = load_model_config(init_config["model"]).to_dict()
     if task == "text-reid":
         model["text"]["trainable_layers"] = "all"
-    else:
+    elif task == "image-reid":
         model["projection"] = "bnneck"
+    else:
+        init = {**init, "image_size": list(model["image"]["image_size"])}
+        model["image"]["image_size"] = attribute_image_size(model["image"]["image_size"])
     data, train = init_config.get("data", {}), init_config.get("train", {})
     doc = {"name": task, "model": model, "init": init,
            "data": {**recipe["data"], **{k: data[k] for k in ("mean", "std") if k in data}},

@@ -19,24 +19,40 @@ def report(run_dir: Path, cfg, data_dir, eval_data=(), *, task: str, section, sp
     """Evaluate the run's default checkpoint (``plip eval``'s: the selected one, else the last) on ``split`` (None:
     the benchmark's own protocol, query/gallery for image ReID) of ``data_dir`` and of each ``eval_data``; with
     ``rerank`` also with k-reciprocal re-ranking. Writes and returns ``RUN/results.json``."""
-    from synth_pedes import open_dataset
-
     from ..embed import load
     from ..zeroshot import evaluate_dataset
 
     t0 = time.perf_counter()
-    run = read_run_file(run_dir)
     embedder = load(run_dir, device=device, batch_size=batch_size, precision="fp32")
     evaluations = []
-    for path in [data_dir, *eval_data]:
-        dataset = open_dataset(path, verify=False)
+    for dataset in open_all([data_dir, *eval_data]):
         result = evaluate_dataset(embedder, dataset, split=split, direction=direction, rerank=rerank)
-        evaluations.append({"dataset": {"path": str(dataset.directory), "id": dataset.id,
-                                        "name": dataset.manifest.name, "kind": dataset.manifest.kind},
-                            "split": result["split"], "direction": result["direction"],
-                            "metrics": result["metrics"][result["direction"]],
+        evaluations.append({"dataset": dataset_record(dataset), "split": result["split"],
+                            "direction": result["direction"], "metrics": result["metrics"][result["direction"]],
                             **({"metrics_reranked": result["metrics_reranked"]} if rerank else {}),
                             "counts": result["counts"], "protocol": result["protocol"]})
+    return write_results(run_dir, cfg, embedder, evaluations, task=task, section=section, history=history,
+                         seconds={"train": train_seconds, "test": round(time.perf_counter() - t0, 2)})
+
+
+def open_all(paths) -> list:
+    from synth_pedes import open_dataset
+
+    return [open_dataset(path, verify=False) for path in paths]
+
+
+def dataset_record(dataset) -> dict:
+    """How results name a dataset: path, id, name, kind."""
+    return {"path": str(dataset.directory), "id": dataset.id, "name": dataset.manifest.name,
+            "kind": dataset.manifest.kind}
+
+
+def write_results(run_dir: Path, cfg, embedder, evaluations: list[dict], *, task: str, section,
+                  history: list[dict] | None, seconds: dict) -> dict:
+    """``RUN/results.json`` (written atomically) from a fine-tune's evaluations (the training benchmark's first),
+    with what every task's report records: the recipe, the initialisation, the training data, the checkpoint and
+    how it was chosen, the preprocessing, the times and the code version."""
+    run = read_run_file(run_dir)
     settings = section.to_dict()
     doc = {"format": RESULTS_FORMAT, "task": task, "run": str(run_dir),
            "protocol": settings.get("protocol", "finetune"), "loss": settings.get("loss"), "recipe": settings,
@@ -48,16 +64,17 @@ def report(run_dir: Path, cfg, data_dir, eval_data=(), *, task: str, section, sp
            "preprocessing": {"image_size": list(embedder.image_size), "resize": "bicubic",
                              "mean": list(cfg.data.mean), "std": list(cfg.data.std),
                              "text_max_length": embedder.max_length, "text_pooling": cfg.model.text.pooling},
-           "seconds": {"train": train_seconds, "test": round(time.perf_counter() - t0, 2)}, "code": code_version()}
+           "seconds": seconds, "code": code_version()}
     out = Path(run_dir) / RESULTS_FILE
     out.with_suffix(".json.tmp").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     out.with_suffix(".json.tmp").replace(out)
     return doc
 
 
-def train_and_report(trainer, data_dir, eval_data=(), **report_kwargs):
-    """Fit ``trainer`` (a fine-tune's ``Trainer``), then, once its schedule is done, :func:`report` on the main rank;
-    ``(TrainResult, results document or None)``. The trainer is closed in every case."""
+def train_and_report(trainer, data_dir, eval_data=(), report=report, **report_kwargs):
+    """Fit ``trainer`` (a fine-tune's ``Trainer``), then, once its schedule is done, ``report`` (retrieval's
+    :func:`report`, or a task's own) on the main rank; ``(TrainResult, results document or None)``. The trainer is
+    closed in every case."""
     from ..distributed import barrier
 
     try:

@@ -12,8 +12,6 @@ The run directory is a ``plip train`` run's (run.json, checkpoints, metrics.json
 """
 from __future__ import annotations
 
-import logging
-import time
 from typing import Callable
 
 from torch import nn
@@ -21,15 +19,13 @@ from torch import nn
 from plip_runtime.runs import RunOptions, TrainResult
 
 from ..data import DataError, TrainIndex
-from ..distributed import barrier
-from ..trainer import Trainer
 from . import config
 from .config import TextReidConfig
 from .objective import TextReidObjective
 from .results import train_and_report
+from .selection import SelectingTrainer
 from .subset import choose_subset, write_subset
 
-_log = logging.getLogger(__name__)
 KIND = "plip-text-reid"
 SUBSET_FILE = "subset.json"
 SELECTION_METRIC = "R1"  # text-to-image R@1 on the validation split, as the official test.py keeps its best
@@ -42,20 +38,18 @@ def make_config(*, init_run=None, init_config: str | None = None, step: int | No
                               overrides=overrides)
 
 
-class TextReidTrainer(Trainer):
+class TextReidTrainer(SelectingTrainer):
     """The pre-training trainer with the fine-tune's rows (one entry per caption, a few-shot subset), model
-    (initial weights, frozen towers for the linear probe), head (CMPM/C) and validation after steps."""
+    (initial weights, frozen towers for the linear probe), head (CMPM/C) and validation after steps (t2i R1)."""
 
     kind = KIND
+    selection_metric = SELECTION_METRIC
+    selection_label = f"t2i {SELECTION_METRIC}"
 
     def __init__(self, cfg: TextReidConfig, data_dir, run_dir, options: RunOptions | None = None, env=None,
                  on_validation: Callable[[dict], None] | None = None):
-        self.on_validation = on_validation  # called with each validation's entry (the command prints it)
         self.subset: dict | None = None
-        self.history: list[dict] = []  # validation results so far (resume state)
-        super().__init__(cfg, data_dir, run_dir, options, env)
-        ft = cfg.finetune
-        self.eval_steps = max(1, round(ft.eval_every * self.steps_per_epoch))
+        super().__init__(cfg, data_dir, run_dir, options, env, on_validation)
         if self.subset is not None and self.run.is_main:
             write_subset(self.run.directory / SUBSET_FILE, self.subset, self.dataset, cfg.data.split)
 
@@ -108,51 +102,18 @@ class TextReidTrainer(Trainer):
             self.model.image_tower.eval()
             self.model.text_tower.eval()
 
-    def after_step(self, steps_done: int) -> bool:
-        if steps_done % self.eval_steps and steps_done != self.total_steps:
-            return False
-        if self.cfg.finetune.select_on is not None:
-            if self.run.is_main:
-                self.validate(steps_done)
-            barrier(self.env)
-        return True  # a checkpoint at every validation: the selected one must exist
-
-    def extra_state(self) -> dict:
-        return {"validation": self.history}
-
-    def restore_state(self, state: dict) -> None:
-        self.history = list(state.get("validation", []))
-
-    # ---- validation -------------------------------------------------------------------------------------
-    def validate(self, steps_done: int) -> dict:
-        """Text-to-image retrieval on the validation split with the live model (fp32, eval mode); the checkpoint
-        of the best R1 so far (ties: the later) becomes the run's selected one."""
+    def validation_metrics(self, split: str) -> dict:
+        """Text-to-image retrieval on ``split`` with the live model (fp32, eval mode), captions as trained on."""
         from ..embed import Embedder
         from ..zeroshot import evaluate_dataset
 
-        split = self.cfg.finetune.select_on
-        t0 = time.perf_counter()
-        embedder = Embedder(self.model, self.cfg, {"description": f"{self.run.directory} step {steps_done}"},
+        embedder = Embedder(self.model, self.cfg, {"description": f"{self.run.directory} (validation)"},
                             device=self.env.device, precision="fp32")
-        result = evaluate_dataset(embedder, self.dataset, split=split, direction="t2i",  # captions as trained on
+        result = evaluate_dataset(embedder, self.dataset, split=split, direction="t2i",
                                   caption_kinds=self.cfg.data.caption_kinds,
                                   caption_styles=self.cfg.finetune.caption_styles)
-        self.train_mode()
-        metrics = {k: round(float(v), 4) for k, v in result["metrics"]["t2i"].items()
-                   if k in ("R1", "R5", "R10", "mAP", "mINP")}
-        entry = {"step": steps_done, "epoch": round(steps_done / self.steps_per_epoch, 3), "split": split,
-                 **metrics, "seconds": round(time.perf_counter() - t0, 2)}
-        self.history.append(entry)
-        self.run.logger.log_validation(steps_done, split, metrics)
-        best = max(self.history, key=lambda e: (e[SELECTION_METRIC], e["step"]))
-        if best is entry:
-            self.run.select(steps_done, split=split, metric=f"t2i {SELECTION_METRIC}", metrics=metrics)
-        entry["best_so_far"] = best is entry
-        _log.info("validation at step %d (%s, t2i): R1 %.2f mAP %.2f%s", steps_done, split, metrics["R1"],
-                  metrics["mAP"], " (best so far: selected)" if best is entry else "")
-        if self.on_validation is not None:
-            self.on_validation(entry)
-        return entry
+        return {k: round(float(v), 4) for k, v in result["metrics"]["t2i"].items()
+                if k in ("R1", "R5", "R10", "mAP", "mINP")}
 
 
 def finetune(cfg: TextReidConfig, data_dir, run_dir, options: RunOptions | None = None, eval_data=(),

@@ -64,6 +64,24 @@ class AttentionPool2dGrid(AttentionPool2d):
         return x.squeeze(0)
 
 
+def resize_positional_embedding(embedding: torch.Tensor, old_grid: tuple[int, int],
+                                new_grid: tuple[int, int]) -> torch.Tensor:
+    """An :class:`AttentionPool2dGrid` positional embedding ((rows*cols + 1) x C: the mean token's, then the grid's)
+    for another grid: the grid part resized bicubically, the mean token's kept; as open_clip's
+    ``resize_pos_embed`` does when a model is fine-tuned at another image size."""
+    old_grid, new_grid = tuple(old_grid), tuple(new_grid)
+    if embedding.shape[0] != old_grid[0] * old_grid[1] + 1:
+        raise ValueError(f"a positional embedding of {embedding.shape[0]} tokens is not that of a {old_grid[0]}x"
+                         f"{old_grid[1]} grid (+1 mean token)")
+    if old_grid == new_grid:
+        return embedding
+    channels = embedding.shape[1]
+    grid = embedding[1:].float().reshape(1, *old_grid, channels).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=new_grid, mode="bicubic", align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(new_grid[0] * new_grid[1], channels).to(embedding.dtype)
+    return torch.cat([embedding[:1], grid])
+
+
 class MaxPoolHead(nn.Module):
     """Global max pool over the last map, then Linear to the embedding (paper v2 default head)."""
 
