@@ -1,6 +1,6 @@
 """Small PA100k, PETA, RAPv1 and RAPv2 annotation files in the structure Rethinking_of_PAR's preprocess scripts index
-(github.com/valencebond/Rethinking_of_PAR, dataset/pedes_attr/preprocess/format_*.py), shared by the tests that
-read them."""
+(github.com/valencebond/Rethinking_of_PAR, dataset/pedes_attr/preprocess/format_*.py), for the readers' tests
+(test_finetune_par.py) and the importers' (test_sources_par.py)."""
 from __future__ import annotations
 
 import numpy as np

@@ -2,8 +2,8 @@
 ship their labels, attribute names and splits as MATLAB .mat files. They read them as Rethinking_of_PAR (Jia et al.,
 "Rethinking of pedestrian attribute recognition", github.com/valencebond/Rethinking_of_PAR, commit 96e362c) does in
 its ``dataset/pedes_attr/preprocess/format_*.py`` scripts, so that labels, names and splits are the ones its numbers
-are reported on. Reading annotations is a data concern, so they live here; the loss and metrics that train and score
-on them are in ``plip_train/finetune/par.py``.
+are reported on. ``plip import pa100k|peta|rap|rap2`` (``par_datasets.py``) turns them into datasets; the loss and
+metrics that train and score on them are in ``plip_train/finetune/par.py``.
 
 The readers return the evaluated attributes only (26 / 35 / 51 / 54), in the repository's "group order" (head,
 upper body, lower body, feet, bags, age, gender, others; ``dataset/pedes_attr/annotation.md``), which is the
