@@ -113,7 +113,8 @@ PACKAGES = ("plip_runtime", "synth_pedes", "spac", "plip_train", "pipelines")
 NOT_THIS_COMMANDS_FLAG = {
     **{(f"import {kind}", "--split-file", module): "said only by plip import cuhk-pedes (the help of ENTRY_IMPORTERS; "
                                                    "scan_benchmark's message for name == 'cuhk-pedes')"
-       for kind in ("icfg-pedes", "rstpreid", "synth-pedes-json", "market1501", "dukemtmc-reid", "msmt17")
+       for kind in ("icfg-pedes", "rstpreid", "synth-pedes-json", "market1501", "dukemtmc-reid", "msmt17",
+                    "pa100k", "peta", "rap", "rap2")
        for module in ("pipelines.commands.importing", "synth_pedes.sources.benchmarks")},
     **{("demo", flag, "pipelines.cluster"): "the demo runs every stage on its own cluster, passed to each as "
                                             "--scheduler; a message about it names the stage's flag (demo.log "

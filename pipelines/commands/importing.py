@@ -105,7 +105,7 @@ def error_files(out: Path, manifest, source: str) -> list[tuple[str, str]]:
             ("", f"all {count}: the status=error rows of {out} (file in 'key', reason in 'error')")]
 
 
-# ------------------------------------------------------------------ benchmarks, SYNTH-PEDES JSON, Market-1501
+# ------------------------------------------------------------------ benchmarks, SYNTH-PEDES JSON, ReID, attributes
 
 # kind -> (dataset kind, one-line help, description)
 ENTRY_IMPORTERS = {
@@ -136,9 +136,35 @@ ENTRY_IMPORTERS = {
                "list_query.txt -> query, list_gallery.txt -> gallery (images under test/; MSMT17_V2's "
                "mask_train_v2/, mask_test_v2/ also found). identity is the listed pid (training and test ids "
                "are numbered separately from 0); camera from the third '_' field of the file name."),
+    "pa100k": ("benchmark", "PA-100K attribute recognition (annotation.mat + data/)",
+               "Import PA-100K as Rethinking_of_PAR reads it: SRC/annotation.mat and the images it names in "
+               "SRC/data/. One row per image with its 26 attribute labels (0/1, in Rethinking_of_PAR's group order; "
+               "the manifest's attribute_names says which is which); identity -1 (no identities); splits "
+               "train/val/test as annotation.mat gives them (trainval, their union, is not written separately)."),
+    "peta": ("benchmark", "PETA attribute recognition (PETA.mat + images/)",
+             "Import PETA as Rethinking_of_PAR reads it: SRC/PETA.mat and SRC/images/00001.png ... One row per "
+             "image of partition 0 (the first of PETA.mat's five random splits) with its 35 evaluated attribute "
+             "labels (0/1, group order; names in the manifest's attribute_names); identity -1; splits "
+             "train/val/test. Images in no split are left out and counted."),
+    "rap": ("benchmark", "RAPv1 attribute recognition (RAP_annotation/RAP_annotation.mat + RAP_dataset/)",
+            "Import RAPv1 as Rethinking_of_PAR reads it: SRC/RAP_annotation/RAP_annotation.mat and the images in "
+            "SRC/RAP_dataset/. One row per image of partition 0 with its 51 evaluated attribute labels (0/1, group "
+            "order; RAP's 2, uncertain, counts as 0; names in the manifest's attribute_names); identity -1. RAPv1 "
+            "has no validation split: partition 0's trainval is written as split train, its test as test. Images "
+            "in no split are left out and counted."),
+    "rap2": ("benchmark", "RAPv2 attribute recognition (RAP_annotation/RAP_annotation.mat + RAP_dataset/)",
+             "Import RAPv2 as Rethinking_of_PAR reads it: SRC/RAP_annotation/RAP_annotation.mat and the images in "
+             "SRC/RAP_dataset/. One row per image of partition 0 with its 54 evaluated attribute labels "
+             "(selected_attribute, in group order; 2, uncertain, counts as 0; names in the manifest's "
+             "attribute_names); identity -1; splits train/val/test (trainval, their union, is not written "
+             "separately). Images in no split are left out and counted."),
 }
 DEFAULT_SOURCES = {"synth-pedes-json": "synth-pedes"}
 BENCHMARK_KINDS = ("cuhk-pedes", "icfg-pedes", "rstpreid")  # image paths relative to SRC/imgs/
+PAR_KINDS = ("pa100k", "peta", "rap", "rap2")  # attribute datasets: synth_pedes.sources.par_datasets.PAR_FORMATS
+# the folder an importer looks image files up in, where it is not SRC itself (--allow-outside-root's root)
+IMAGE_ROOTS = {**dict.fromkeys(BENCHMARK_KINDS, "SRC/imgs/"), "pa100k": "SRC/data/", "peta": "SRC/images/",
+               "rap": "SRC/RAP_dataset/", "rap2": "SRC/RAP_dataset/"}
 
 
 def _add_entry_importers(sub) -> None:
@@ -160,7 +186,7 @@ def _add_entry_importers(sub) -> None:
         if kind == "synth-pedes-json":
             p.add_argument("--split", default="train", help="split recorded on every row (default: train)")
         p.add_argument("--max-pixels", type=int, default=None, help="reject images with more pixels (bomb guard)")
-        add_allow_outside_root(p, "SRC/imgs/" if kind in BENCHMARK_KINDS else "SRC")
+        add_allow_outside_root(p, IMAGE_ROOTS.get(kind, "SRC"))
         add_shard_arguments(p)
         add_cluster_arguments(p)
 
@@ -180,6 +206,10 @@ def _scan(args: argparse.Namespace):
 
         scan = scan_dukemtmc_reid if args.kind == "dukemtmc-reid" else scan_msmt17
         return scan(args.src, args.on_bad_files, allow_outside=args.allow_outside_root)
+    if args.kind in PAR_KINDS:
+        from synth_pedes.sources.par_datasets import scan_par
+
+        return scan_par(args.src, args.kind, args.on_bad_files, allow_outside=args.allow_outside_root)
     from synth_pedes.sources.benchmarks import scan_benchmark
 
     return scan_benchmark(args.src, args.kind, args.on_bad_files, split_file=getattr(args, "split_file", None),
@@ -187,7 +217,8 @@ def _scan(args: argparse.Namespace):
 
 
 def import_entries(args: argparse.Namespace) -> int:
-    """``plip import cuhk-pedes|icfg-pedes|rstpreid|synth-pedes-json|market1501|dukemtmc-reid|msmt17 SRC --out DIR``."""
+    """``plip import KIND SRC --out DIR`` for every KIND of ENTRY_IMPORTERS (benchmarks, SYNTH-PEDES JSON, image
+    ReID and attribute datasets)."""
     import dataclasses
 
     from synth_pedes import write_dataset
@@ -213,7 +244,8 @@ def import_entries(args: argparse.Namespace) -> int:
         manifest = write_dataset(scan.items, args.out, name=name, kind=ENTRY_IMPORTERS[args.kind][0],
                                  transform=source, shard_rows=shard_rows, shard_bytes=shard_bytes,
                                  size_of=lambda it: it.size, producer=producer, client=client, on_progress=progress,
-                                 description=f"{ENTRY_IMPORTERS[args.kind][1]} imported from {args.src}.")
+                                 description=f"{ENTRY_IMPORTERS[args.kind][1]} imported from {args.src}.",
+                                 attribute_names=scan.attribute_names)
     if close_progress(progress, args.out, manifest):
         return 0
     seconds = time.perf_counter() - t0
@@ -224,10 +256,14 @@ def import_entries(args: argparse.Namespace) -> int:
                       ("ignored files", counts["ignored_files"])]
     elif args.kind == "dukemtmc-reid":
         extra_rows = [("ignored files", counts["ignored_files"])]
+    elif args.kind in PAR_KINDS:
+        extra_rows = [("attributes", f"{len(manifest.attribute_names)} (0/1 labels per row; their names are the "
+                                     "manifest's attribute_names)"),
+                      ("not in partition 0", f"{counts['not_in_partition']} (left out)")]
     print_summary(f"imported {counts['entries']} entries from {args.src} as {manifest.kind} dataset {name!r}", [
         ("dataset", args.out), ("id", manifest.id), ("rows", manifest.num_rows),
         ("splits", ", ".join(f"{k}={v}" for k, v in manifest.splits.items()) or "-"),
-        ("identities", scan.identities),
+        ("identities", "none (-1)" if args.kind in PAR_KINDS else scan.identities),
         ("captions", f"{scan.captions}" + (f" (blank, dropped: {counts['blank_captions']})"
                                            if "blank_captions" in counts else "")),
         ("status", ", ".join(f"{k}={v}" for k, v in manifest.status_counts.items()) or "-"),

@@ -26,7 +26,8 @@ so nothing is dropped silently. Image files that exist but cannot be decoded are
 exactly as in ``plip import images``.
 
 The entry machinery here (``EntryItem``, ``EntrySource``, ``resolve_bad_entries``) is shared by the
-SYNTH-PEDES JSON and Market-1501 importers.
+SYNTH-PEDES JSON, image-ReID (Market-1501, DukeMTMC-reID, MSMT17) and attribute-dataset (``par_datasets``)
+importers.
 """
 from __future__ import annotations
 
@@ -127,6 +128,7 @@ class ScanResult:
     counts: dict  # entries, bad, kept_as_error, skipped (+ importer-specific counts)
     bad_reasons: dict = field(default_factory=dict)  # reason (before ':') -> entries
     files: dict = field(default_factory=dict)  # what was read: annotation file, image root
+    attribute_names: tuple = ()  # what each position of the items' attribute_labels means (attribute datasets)
 
     @property
     def identities(self) -> int:
