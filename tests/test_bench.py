@@ -113,3 +113,28 @@ def test_image_reid_suite_compares_initialisations(tmp_path, monkeypatch):
     assert set(res["results"]) == {"zero-shot", "BoT fine-tune, 1 epochs"}
     assert all(0 <= r["test"]["mAP"] <= 100 for per in res["results"].values() for v in per.values() for r in v)
     assert "| BoT fine-tune, 1 epochs |" in (out.parent / "image-reid.md").read_text()
+
+
+def test_attributes_suite_compares_initialisations(tmp_path, monkeypatch):
+    """`plip bench attributes` at the tiniest sizes: ProcPedes rendered as PA-100K and imported as PA-100K, the
+    linear probe and the fine-tune for both initialisations in one table with the paper's figures beside it."""
+    from pipelines.benchmarks import transfer
+
+    pretrained = tmp_path / "pretrained"
+    bench = transfer.render_benchmark(tmp_path, quick=True)
+    assert main(["train", "--data", str(bench), "--out", str(pretrained), "--config", "tiny", "--max-steps", "1",
+                 "--set", "data.num_workers=0"]) == 0
+    monkeypatch.setenv("PLIP_TRANSFER_PRETRAINED", str(pretrained))
+    monkeypatch.setattr(transfer, "SETTINGS", {"config": "tiny", "height": 64, "width": 32, "lr": 1e-3,
+                                                  "batch": 16})
+    out = tmp_path / "bench" / "results.json"
+    assert main(["bench", "attributes", "--quick", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())["attributes"]
+    assert set(res["results"]) == {"linear probe", "fine-tune"}
+    for per_init in res["results"].values():
+        for init in transfer.INITS:
+            (only,) = per_init[init]
+            assert set(only["test"]) == {"mA", "Acc", "Prec", "Rec", "F1"} and 0 <= only["test"]["mA"] <= 100
+            assert len(only["per_attribute"]) == 26
+    table = (out.parent / "attributes.md").read_text()
+    assert "| fine-tune |" in table and "82.21" in table

@@ -122,7 +122,7 @@ NOT_THIS_COMMANDS_FLAG = {
     **{(f"finetune {task}", flag, "plip_train.zeroshot"): "a fine-tune evaluates the splits of a benchmark it "
        "checked has them (the trainers' build_index), in its task's direction: the evaluator's advice on choosing a "
        "split or a direction is for plip eval" for flag in ("--split", "--direction")
-       for task in ("text-reid", "image-reid")},
+       for task in ("text-reid", "image-reid", "attributes")},
     ("convert official", "--set", "plip_runtime.config"): "convert's own config overrides (from --bert-dir) go "
                                                            "through the --set parser, whose messages name --set",
 }

@@ -79,7 +79,8 @@ def test_a_shared_flag_means_the_same_everywhere():
     for command, (action, _) in table["--precision"].items():
         assert tuple(action.choices) == ("auto", "fp32", "bf16", "fp16"), command
     assert {c for c in table["--loader-workers"]} == {"plip train", "plip spac train", "plip spac train-recognizer",
-                                                      "plip finetune text-reid", "plip finetune image-reid"}
+                                                      "plip finetune text-reid", "plip finetune image-reid",
+                                                      "plip finetune attributes"}
 
 
 def _parse(argv, capsys):

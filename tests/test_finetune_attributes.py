@@ -162,3 +162,15 @@ def test_bad_inputs_are_named(par, tmp_path, capsys):
     assert plip([*base, "--data", str(par), "--out", str(tmp_path / "c"), "--select-on", "dev"]) == 2
     err = capsys.readouterr().err
     assert "no 'dev' split" in err and "--select-on last" in err
+
+
+def test_linear_probe_trains_the_layer_alone(par, tmp_path):
+    trainer = AttributesTrainer(_config('par.protocol="linear-probe"', steps=2), par, tmp_path / "probe")
+    try:
+        tower = {k: v.clone() for k, v in trainer.model.image_tower.state_dict().items()}
+        layer = trainer.tasks.classifier.weight.detach().clone()
+        trainer.fit()
+        assert all(torch.equal(v, trainer.model.image_tower.state_dict()[k]) for k, v in tower.items())  # BN too
+        assert not torch.equal(layer, trainer.tasks.classifier.weight.detach())
+    finally:
+        trainer.close()

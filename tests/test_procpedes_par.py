@@ -1,5 +1,5 @@
 """ProcPedes in the PA-100K layout: the ground truth -> 26 attributes mapping, and `plip render --format pa100k`
-read back by the PA-100K reader (plip_train.finetune.par.read_pa100k)."""
+read back by the PA-100K reader (synth_pedes.sources.par_annotations.read_pa100k)."""
 from __future__ import annotations
 
 import json

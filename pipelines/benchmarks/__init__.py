@@ -13,6 +13,7 @@ SUITES = {
     "ablation": "pipelines.benchmarks.ablation",
     "transfer": "pipelines.benchmarks.transfer",
     "image-reid": "pipelines.benchmarks.reid_transfer",
+    "attributes": "pipelines.benchmarks.attributes",
     "gpu": "pipelines.benchmarks.gpu",
     "spac-quality": "pipelines.benchmarks.spac_quality",
 }

@@ -15,7 +15,7 @@ from .finetune import (add_common_arguments, add_select_on_argument, check_commo
                        select_on_override, summary_rows)
 
 # command flags that set a config field (besides the shared training flags)
-CONFIG_FLAGS = {"batch_size": "data.batch_size"}
+CONFIG_FLAGS = {"batch_size": "data.batch_size", "protocol": "par.protocol"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         eval_data_help="more datasets of the same attributes whose test split is reported for the selected "
                        "checkpoint",
         batch_help="global images per optimizer step, over all ranks (data.batch_size; default 64)")
+    parser.add_argument("--protocol", choices=("finetune", "linear-probe"), default=None,
+                        help="finetune: the image encoder trains with the layer (default); linear-probe: frozen "
+                             "encoder, only the linear layer trains")
     add_select_on_argument(parser, "mA", "RAPv1")
 
 
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if result.checkpoint is not None:  # the main rank
         size = "x".join(map(str, cfg.model.image.image_size))
         print_summary("plip finetune attributes", summary_rows(
-            args, cfg, result, doc, f"Rethinking_of_PAR baseline: linear layer, "
+            args, cfg, result, doc, f"Rethinking_of_PAR baseline ({cfg.par.protocol}): linear layer, "
                                     f"{'weighted ' if cfg.par.weighted else ''}BCE, {size}, batch "
                                     f"{cfg.data.batch_size}"))
     return 0

@@ -148,13 +148,18 @@ class AttributesTrainer(SelectingTrainer):
         return index
 
     def record(self) -> dict:
-        return {"task": "attributes", "attributes": list(self.attribute_names), "training_images": len(self.index)}
+        return {"task": "attributes", "protocol": self.cfg.par.protocol, "attributes": list(self.attribute_names),
+                "training_images": len(self.index)}
 
     def build_model(self) -> nn.Module:
         from .weights import initial_model
 
         model = initial_model(self.cfg, resuming=self.run.resume_from is not None, towers=("image",))
         model.text_tower.requires_grad_(False)  # attribute recognition has no text
+        if self.cfg.par.protocol == "linear-probe":  # the linear layer alone trains on the frozen features
+            model.image_tower.requires_grad_(False)
+            if model.image_projection is not None:
+                model.image_projection.requires_grad_(False)
         return model
 
     def build_heads(self, model, tokenizer) -> nn.Module:
@@ -163,6 +168,10 @@ class AttributesTrainer(SelectingTrainer):
     def train_mode(self) -> None:
         self.module.train()
         self.model.text_tower.eval()
+        if self.cfg.par.protocol == "linear-probe":  # frozen BatchNorm statistics stay those of the init
+            self.model.image_tower.eval()
+            if self.model.image_projection is not None:
+                self.model.image_projection.eval()
 
     def stream_options(self) -> dict:
         return {"text": False, "augment": ImageAugment(pad=self.cfg.par.pad, erasing=0.0)}

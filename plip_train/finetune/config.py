@@ -156,6 +156,7 @@ class ParConfig(ConfigBase):
     (docs/evaluation.md#attribute-recognition-fine-tuning)."""
 
     where = "par"
+    protocol: str = "finetune"  # finetune: the image encoder trains too; linear-probe: frozen encoder, the layer alone
     weighted: bool = True  # the repository's sample weights (exp(1 - r) on positives, exp(r) on negatives); false: BCE
     threshold: float = 0.5  # a probability above it predicts the attribute (the repository's metrics use 0.5)
     pad: int = 10  # zero padding before the random crop back to the image size (its 'base' train transform)
@@ -163,6 +164,7 @@ class ParConfig(ConfigBase):
     select_on: str | None = "val"  # split the checkpoint is selected on (best mA, ties: later); null: the last one
 
     def validate(self) -> None:
+        self.require_choice("protocol", PROTOCOLS)
         self.require_bool("weighted")
         self.require("threshold", isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1,
                      "must be a number strictly between 0 and 1")
@@ -240,7 +242,7 @@ def recipe_config(init_config: dict, init: dict, overrides: list[str] | None = N
            section: {}}
     for item in overrides or []:
         apply_model_override(doc, item)
-    if doc[section].get("protocol") == "linear-probe":
+    if task == "text-reid" and doc[section].get("protocol") == "linear-probe":
         doc["model"]["projection"] = "linear"  # what the probe trains; the towers stay frozen
     return cls.from_dict(doc)
 

@@ -5,7 +5,7 @@ PA-100K ships its images as ``data/000001.jpg``, ``data/000002.jpg`` ... and one
 ``val_images_name`` / ``test_images_name`` (N x 1 cells of file names) and ``train_label`` /
 ``val_label`` / ``test_label`` (N x 26 0/1 matrices, rows aligned with the names). That is what
 Rethinking_of_PAR's ``dataset/pedes_attr/preprocess/format_pa100k.py`` reads, and what
-``plip_train.finetune.par.read_pa100k`` reads here.
+``synth_pedes.sources.par_annotations.read_pa100k`` reads here.
 
 ``pa100k_labels`` maps one image's ground truth (its identity's ``appearance``, the per-slot
 ``visible`` flags, the ``view`` and the drawn ``details``, all from ``render_record``'s ``extra``) to
