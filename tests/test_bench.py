@@ -70,18 +70,26 @@ def test_spac_quality_suite_scores_the_real_path_with_tiny_models(tmp_path, monk
     assert "| upper |" in (out.parent / "spac-quality.md").read_text()
 
 
+def _tiny_transfer_settings(tmp_path, monkeypatch, steps: int, batch: int) -> None:
+    """The transfer suites at the tiniest sizes: a tiny PLIP pre-trained for ``steps`` on the quick benchmark (as
+    PLIP_TRANSFER_PRETRAINED), tiny models at 64x32 with ``batch`` images per step."""
+    from pipelines.benchmarks import transfer
+
+    pretrained = tmp_path / "pretrained"
+    bench = transfer.render_benchmark(tmp_path, quick=True)
+    assert main(["train", "--data", str(bench), "--out", str(pretrained), "--config", "tiny", "--max-steps",
+                 str(steps), "--set", "data.num_workers=0"]) == 0
+    monkeypatch.setenv("PLIP_TRANSFER_PRETRAINED", str(pretrained))
+    monkeypatch.setattr(transfer, "SETTINGS", {"config": "tiny", "height": 64, "width": 32, "lr": 1e-3,
+                                                  "batch": batch})
+
+
 def test_transfer_suite_compares_initialisations_over_protocols(tmp_path, monkeypatch):
     """`plip bench transfer` at the tiniest sizes: zero-shot, linear probe, fine-tune (100 % and 10 %) and the
     cross-style shift, each for both initialisations, in one table with the paper's numbers beside it."""
     from pipelines.benchmarks import transfer
 
-    pretrained = tmp_path / "pretrained"
-    bench = transfer.render_benchmark(tmp_path, quick=True)
-    assert main(["train", "--data", str(bench), "--out", str(pretrained), "--config", "tiny", "--max-steps", "2",
-                 "--set", "data.num_workers=0"]) == 0
-    monkeypatch.setenv("PLIP_TRANSFER_PRETRAINED", str(pretrained))
-    monkeypatch.setattr(transfer, "SETTINGS", {"config": "tiny", "height": 64, "width": 32, "lr": 1e-3,
-                                                  "batch": 8})
+    _tiny_transfer_settings(tmp_path, monkeypatch, steps=2, batch=8)
     out = tmp_path / "bench" / "results.json"
     assert main(["bench", "transfer", "--quick", "--out", str(out)]) == 0
     res = json.loads(out.read_text())["transfer"]
@@ -98,15 +106,8 @@ def test_transfer_suite_compares_initialisations_over_protocols(tmp_path, monkey
 
 def test_image_reid_suite_compares_initialisations(tmp_path, monkeypatch):
     """`plip bench image-reid` at the tiniest sizes: zero-shot and BoT for both initialisations in one table."""
-    from pipelines.benchmarks import transfer
 
-    pretrained = tmp_path / "pretrained"
-    bench = transfer.render_benchmark(tmp_path, quick=True)
-    assert main(["train", "--data", str(bench), "--out", str(pretrained), "--config", "tiny", "--max-steps", "1",
-                 "--set", "data.num_workers=0"]) == 0
-    monkeypatch.setenv("PLIP_TRANSFER_PRETRAINED", str(pretrained))
-    monkeypatch.setattr(transfer, "SETTINGS", {"config": "tiny", "height": 64, "width": 32, "lr": 1e-3,
-                                                  "batch": 16})
+    _tiny_transfer_settings(tmp_path, monkeypatch, steps=1, batch=16)
     out = tmp_path / "bench" / "results.json"
     assert main(["bench", "image-reid", "--quick", "--out", str(out)]) == 0
     res = json.loads(out.read_text())["image-reid"]
@@ -120,13 +121,7 @@ def test_attributes_suite_compares_initialisations(tmp_path, monkeypatch):
     linear probe and the fine-tune for both initialisations in one table with the paper's figures beside it."""
     from pipelines.benchmarks import transfer
 
-    pretrained = tmp_path / "pretrained"
-    bench = transfer.render_benchmark(tmp_path, quick=True)
-    assert main(["train", "--data", str(bench), "--out", str(pretrained), "--config", "tiny", "--max-steps", "1",
-                 "--set", "data.num_workers=0"]) == 0
-    monkeypatch.setenv("PLIP_TRANSFER_PRETRAINED", str(pretrained))
-    monkeypatch.setattr(transfer, "SETTINGS", {"config": "tiny", "height": 64, "width": 32, "lr": 1e-3,
-                                                  "batch": 16})
+    _tiny_transfer_settings(tmp_path, monkeypatch, steps=1, batch=16)
     out = tmp_path / "bench" / "results.json"
     assert main(["bench", "attributes", "--quick", "--out", str(out)]) == 0
     res = json.loads(out.read_text())["attributes"]

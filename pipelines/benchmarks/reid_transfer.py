@@ -8,26 +8,17 @@ scaled to EPOCHS epochs (warm-up and decay at the same fractions of the run) wit
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from . import transfer
-from .transfer import INITS, image_size, mean_std, pretrained_run
+from .transfer import INITS, compare_inits, image_size, pretrained_run, render_and_import, timed_finetune
 
 EPOCHS = 4
 PAPER = "PLIP + BoT, Market-1501: 88.0 mAP / 95.1 R1 (paper, RN50)"
 
 
 def render_market(workdir: Path, quick: bool) -> Path:
-    from pipelines.cli import main as plip
-
-    ids, per_id = (30, 6) if quick else (100, 6)
-    raw, out = workdir / "market-raw", workdir / "market"
-    assert plip(["render", "--out", str(raw), "--format", "market1501", "--identities", str(ids),
-                 "--images-per-identity", str(per_id), "--height", str(transfer.SETTINGS["height"]), "--width",
-                 str(transfer.SETTINGS["width"]), "--seed", "12"]) == 0
-    assert plip(["import", "market1501", str(raw), "--out", str(out), "--workers", "0"]) == 0
-    return out
+    return render_and_import(workdir, "market1501", 30 if quick else 100, 6, seed=12)
 
 
 def recipe(epochs: float, seed: int) -> list[str]:
@@ -37,13 +28,9 @@ def recipe(epochs: float, seed: int) -> list[str]:
 
 
 def one_run(init: str, pretrained: Path, market: Path, run_dir: Path, epochs: float, seed: int) -> dict:
-    from plip_train.finetune.image_reid import finetune, make_config
+    from plip_train.finetune import image_reid
 
-    source = {"init_run": pretrained} if init != INITS[0] else {"init_config": transfer.SETTINGS["config"]}
-    t0 = time.perf_counter()
-    result, doc = finetune(make_config(**source, overrides=recipe(epochs, seed)), market, run_dir)
-    return {"seconds": round(time.perf_counter() - t0, 1), "samples_per_s": round(result.samples_per_second, 1),
-            "steps": result.total_steps, "test": doc["test"]["metrics"]}
+    return timed_finetune(image_reid, init, pretrained, market, run_dir, recipe(epochs, seed))[0]
 
 
 def zero_shot(init: str, pretrained: Path, market: Path) -> dict:
@@ -64,23 +51,8 @@ def run(quick: bool, workdir: Path) -> dict:
                f"BoT fine-tune, {epochs} epochs": {
                    i: [one_run(i, pretrained, market, workdir / "runs" / f"bot-{k}-{s}", epochs, s) for s in seeds]
                    for k, i in enumerate(INITS)}}
+    table, rows = compare_inits(results, "image ReID", "mAP", "R1")
     lines = [f"Image ReID, query vs gallery on a ProcPedes Market-1501-layout benchmark (%, mean ± std over "
-             f"{len(seeds)} seed(s)); paper: {PAPER}.", "",
-             "| protocol | " + " | ".join(f"{i} R1 | {i} mAP" for i in INITS) + " |",
-             "|---|" + "---|---|" * len(INITS)]
-    rows = []
-    for protocol, per_init in results.items():
-        cells = {i: {m: mean_std([r["test"][m] for r in per_init[i]]) for m in ("R1", "mAP")} for i in INITS}
-        lines.append(f"| {protocol} | " + " | ".join(f"{cells[i]['R1'][0]:.1f} ± {cells[i]['R1'][1]:.1f} | "
-                                                     f"{cells[i]['mAP'][0]:.1f} ± {cells[i]['mAP'][1]:.1f}"
-                                                     for i in INITS) + " |")
-        rows.append({"metric": f"image ReID {protocol}: mAP no pre-training -> PLIP", "unit": "%",
-                     "value": f"{cells[INITS[0]]['mAP'][0]:.1f} -> {cells[INITS[1]]['mAP'][0]:.1f}",
-                     "goal": "PLIP higher", "note": f"R1 {cells[INITS[0]]['R1'][0]:.1f} -> "
-                                                    f"{cells[INITS[1]]['R1'][0]:.1f}; {len(per_init[INITS[0]])} seed(s)"})
-    per_run = [r["seconds"] for per in results.values() for v in per.values() for r in v if "seconds" in r]
-    if per_run:
-        rows.append({"metric": "image ReID time per BoT run", "value": round(sum(per_run) / len(per_run), 1),
-                     "unit": "s", "goal": "", "note": "2-core CPU"})
+             f"{len(seeds)} seed(s)); paper: {PAPER}.", "", *table]
     return {"rows": rows, "table": "\n".join(lines) + "\n", "results": results, "seeds": list(seeds),
             "epochs": epochs, "benchmark": str(market)}

@@ -77,19 +77,39 @@ def fine_tune(init: str, pretrained: Path, bench: Path, run_dir: Path, items: li
     """One fine-tune; its selected checkpoint's test metrics for each caption style asked (None: all)."""
     from plip_train.embed import load
     from pipelines.commands.finetune import print_validation
-    from plip_train.finetune.text_reid import finetune, make_config
+    from plip_train.finetune import text_reid
     from plip_train.zeroshot import evaluate_dataset
 
-    source = {"init_run": pretrained} if init != INITS[0] else {"init_config": SETTINGS["config"]}
-    cfg = make_config(**source, overrides=items)
-    t0 = time.perf_counter()
-    result, doc = finetune(cfg, bench, run_dir, on_validation=print_validation)
-    out = {"seconds": round(time.perf_counter() - t0, 1), "samples_per_s": round(result.samples_per_second, 1),
-           "steps": result.total_steps, "selected_step": doc["checkpoint"]["step"], "test": doc["test"]["metrics"]}
+    out, _ = timed_finetune(text_reid, init, pretrained, bench, run_dir, items, on_validation=print_validation)
     if test_styles:
         embedder = load(run_dir)
         out["styles"] = {s: evaluate_dataset(embedder, bench, split="test", direction="t2i",
                                              caption_styles=[s])["metrics"]["t2i"] for s in test_styles}
+    return out
+
+
+def timed_finetune(task, init: str, pretrained: Path, data: Path, run_dir: Path, items: list[str],
+                   **kwargs) -> tuple[dict, dict]:
+    """One fine-tune by ``task`` (the module ``plip_train.finetune.text_reid``, ``image_reid`` or ``attributes``)
+    from ``init`` (INITS) with ``--set`` ``items``: (its time, speed, steps and test metrics; its results document)."""
+    source = {"init_run": pretrained} if init != INITS[0] else {"init_config": SETTINGS["config"]}
+    t0 = time.perf_counter()
+    result, doc = task.finetune(task.make_config(**source, overrides=items), data, run_dir, **kwargs)
+    return {"seconds": round(time.perf_counter() - t0, 1), "samples_per_s": round(result.samples_per_second, 1),
+            "steps": result.total_steps, "selected_step": doc["checkpoint"]["step"],
+            "test": doc["test"]["metrics"]}, doc
+
+
+def render_and_import(workdir: Path, fmt: str, identities: int, images_per_identity: int, seed: int) -> Path:
+    """ProcPedes people rendered in an official layout at the benchmarks' image size, then imported by its
+    importer (so the benchmark goes through the route real data takes): the dataset directory."""
+    from pipelines.cli import main as plip
+
+    raw, out = workdir / f"{fmt}-raw", workdir / fmt
+    assert plip(["render", "--out", str(raw), "--format", fmt, "--identities", str(identities),
+                 "--images-per-identity", str(images_per_identity), "--height", str(SETTINGS["height"]), "--width",
+                 str(SETTINGS["width"]), "--seed", str(seed)]) == 0
+    assert plip(["import", fmt, str(raw), "--out", str(out), "--workers", "0"]) == 0
     return out
 
 
@@ -104,6 +124,30 @@ def zero_shot(init: str, pretrained: Path, bench: Path) -> dict:
     styles = {s: evaluate_dataset(embedder, bench, split="test", direction="t2i", caption_styles=[s])["metrics"]["t2i"]
               for s in STYLES}
     return {"seconds": round(time.perf_counter() - t0, 1), "test": metrics, "styles": styles}
+
+
+def compare_inits(results: dict, task: str, headline: str, other: str) -> tuple[list[str], list[dict]]:
+    """``{protocol: {init: [run, ...]}}`` (each run with its ``test`` metrics) as a Markdown table (one row per
+    protocol: mean ± std of ``other`` and ``headline`` for each init) and bench rows (``headline``, no pre-training ->
+    PLIP, ``other`` in the note), plus the mean time per run (runs that say theirs)."""
+    shown = (other, headline) if headline == "mAP" else (headline, other)  # retrieval tables read R1 | mAP
+    lines = ["| protocol | " + " | ".join(f"{i} {shown[0]} | {i} {shown[1]}" for i in INITS) + " |",
+             "|---|" + "---|---|" * len(INITS)]
+    rows = []
+    for protocol, per_init in results.items():
+        cells = {i: {m: mean_std([r["test"][m] for r in per_init[i]]) for m in shown} for i in INITS}
+        lines.append(f"| {protocol} | " + " | ".join(" | ".join(f"{cells[i][m][0]:.1f} ± {cells[i][m][1]:.1f}"
+                                                                for m in shown) for i in INITS) + " |")
+        before, after = (cells[INITS[0]], cells[INITS[1]])
+        rows.append({"metric": f"{task} {protocol}: {headline} no pre-training -> PLIP", "unit": "%",
+                     "value": f"{before[headline][0]:.1f} -> {after[headline][0]:.1f}", "goal": "PLIP higher",
+                     "note": f"{other} {before[other][0]:.1f} -> {after[other][0]:.1f}; "
+                             f"{len(per_init[INITS[0]])} seed(s)"})
+    per_run = [r["seconds"] for per in results.values() for v in per.values() for r in v if "seconds" in r]
+    if per_run:
+        rows.append({"metric": f"{task} time per run", "value": round(sum(per_run) / len(per_run), 1), "unit": "s",
+                     "goal": "", "note": "2-core CPU"})
+    return lines, rows
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -68,6 +68,25 @@ def select_on_override(args: argparse.Namespace, section: str) -> list[str]:
     return [f"{section}.select_on={json.dumps(None if args.select_on == 'last' else args.select_on)}"]
 
 
+def run_task(args: argparse.Namespace, task, config_flags: dict, describe, select_section: str | None = None) -> int:
+    """A fine-tune command's whole run: check the arguments, make ``task``'s config (the module
+    ``plip_train.finetune.<task>``: its recipe, the flags in ``config_flags``, ``--select-on`` into
+    ``select_section``, ``--set``), train and report (validations printed as they come), then the summary, whose
+    recipe line is ``describe(cfg)``."""
+    from ._common import print_summary, run_options, training_overrides
+
+    check_common_arguments(args)
+    overrides = training_overrides(args, config_flags)
+    if select_section is not None:
+        overrides += select_on_override(args, select_section)
+    cfg = task.make_config(init_run=args.init, init_config=args.config, step=args.step, overrides=overrides)
+    validation = {"on_validation": print_validation} if select_section is not None else {}
+    result, doc = task.finetune(cfg, args.data, args.out, run_options(args), eval_data=args.eval_data, **validation)
+    if result.checkpoint is not None:  # the main rank
+        print_summary(f"plip finetune {args.finetune_task}", summary_rows(args, cfg, result, doc, describe(cfg)))
+    return 0
+
+
 def check_common_arguments(args: argparse.Namespace) -> None:
     if (args.init is None) == (args.config is None):
         raise ValueError("give one initialisation: --init RUN (a PLIP run) or --config NAME (a config's initial "

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import print_summary, run_options, training_overrides
-from .finetune import (add_common_arguments, add_select_on_argument, check_common_arguments, print_validation,
-                       select_on_override, summary_rows)
+from .finetune import add_common_arguments, add_select_on_argument, run_task
 
 # command flags that set a config field (besides the shared training flags)
 CONFIG_FLAGS = {"batch_size": "data.batch_size", "protocol": "par.protocol"}
@@ -32,17 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plip_train.finetune.attributes import finetune, make_config
+    from plip_train.finetune import attributes
 
-    check_common_arguments(args)
-    overrides = training_overrides(args, CONFIG_FLAGS) + select_on_override(args, "par")
-    cfg = make_config(init_run=args.init, init_config=args.config, step=args.step, overrides=overrides)
-    result, doc = finetune(cfg, args.data, args.out, run_options(args), eval_data=args.eval_data,
-                           on_validation=print_validation)
-    if result.checkpoint is not None:  # the main rank
+    def describe(cfg) -> str:
         size = "x".join(map(str, cfg.model.image.image_size))
-        print_summary("plip finetune attributes", summary_rows(
-            args, cfg, result, doc, f"Rethinking_of_PAR baseline ({cfg.par.protocol}): linear layer, "
-                                    f"{'weighted ' if cfg.par.weighted else ''}BCE, {size}, batch "
-                                    f"{cfg.data.batch_size}"))
-    return 0
+        return (f"Rethinking_of_PAR baseline ({cfg.par.protocol}): linear layer, "
+                f"{'weighted ' if cfg.par.weighted else ''}BCE, {size}, batch {cfg.data.batch_size}")
+
+    return run_task(args, attributes, CONFIG_FLAGS, describe, select_section="par")

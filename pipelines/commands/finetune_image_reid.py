@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import print_summary, run_options, training_overrides
-from .finetune import add_common_arguments, check_common_arguments, summary_rows
+from .finetune import add_common_arguments, run_task
 
 # command flags that set a config field (besides the shared training flags)
 CONFIG_FLAGS = {"batch_size": "data.batch_size", "rerank": "reid.rerank"}
@@ -29,13 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plip_train.finetune.image_reid import finetune, make_config
+    from plip_train.finetune import image_reid
 
-    check_common_arguments(args)
-    cfg = make_config(init_run=args.init, init_config=args.config, step=args.step,
-                      overrides=training_overrides(args, CONFIG_FLAGS))
-    result, doc = finetune(cfg, args.data, args.out, run_options(args), eval_data=args.eval_data)
-    if result.checkpoint is not None:  # the main rank
-        print_summary("plip finetune image-reid", summary_rows(
-            args, cfg, result, doc, f"BoT: ID + triplet + center, batch {cfg.data.batch_size}"))
-    return 0
+    return run_task(args, image_reid, CONFIG_FLAGS,
+                    lambda cfg: f"BoT: ID + triplet + center, batch {cfg.data.batch_size}")

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import print_summary, run_options, training_overrides
-from .finetune import (add_common_arguments, add_select_on_argument, check_common_arguments, print_validation,
-                       select_on_override, summary_rows)
+from .finetune import add_common_arguments, add_select_on_argument, run_task
 
 # command flags that set a config field (besides the shared training flags)
 CONFIG_FLAGS = {"batch_size": "data.batch_size", "loss": "finetune.loss", "protocol": "finetune.protocol",
@@ -45,14 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plip_train.finetune.text_reid import finetune, make_config
+    from plip_train.finetune import text_reid
 
-    check_common_arguments(args)
-    overrides = training_overrides(args, CONFIG_FLAGS) + select_on_override(args, "finetune")
-    cfg = make_config(init_run=args.init, init_config=args.config, step=args.step, overrides=overrides)
-    result, doc = finetune(cfg, args.data, args.out, run_options(args), eval_data=args.eval_data,
-                           on_validation=print_validation)
-    if result.checkpoint is not None:  # the main rank
-        print_summary("plip finetune text-reid", summary_rows(
-            args, cfg, result, doc, f"{cfg.finetune.protocol}, loss {cfg.finetune.loss}"))
-    return 0
+    return run_task(args, text_reid, CONFIG_FLAGS, lambda cfg: f"{cfg.finetune.protocol}, loss {cfg.finetune.loss}",
+                    select_section="finetune")

@@ -131,15 +131,9 @@ class AttributesTrainer(SelectingTrainer):
     selection_label = SELECTION_METRIC
 
     def build_index(self) -> TrainIndex:
-        cfg, par, splits = self.cfg, self.cfg.par, dict(self.dataset.manifest.splits)
+        cfg = self.cfg
         self.attribute_names = check_attribute_names(self.dataset)
-        if par.select_on is not None and par.select_on not in splits:
-            raise DataError(f"{self.dataset.directory} has no {par.select_on!r} split to select the checkpoint on "
-                            f"(splits: {', '.join(sorted(splits))}); keep the schedule's last checkpoint instead "
-                            "(--select-on last; RAPv1 has train and test only)")
-        if "test" not in splits:
-            raise DataError(f"{self.dataset.directory} has no 'test' split to report (splits: "
-                            f"{', '.join(sorted(splits))})")
+        self.check_splits("RAPv1 has train and test only", "import the dataset with its test partition")
         index = TrainIndex.build(self.dataset, None if cfg.data.split is None else (cfg.data.split,),
                                  captions=False, labels=True)
         if index.labels.shape[1] != len(self.attribute_names):

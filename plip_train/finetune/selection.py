@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Callable
 
+from ..data import DataError
 from ..distributed import barrier
 from ..trainer import Trainer
 
@@ -38,6 +39,18 @@ class SelectingTrainer(Trainer):
     def selection(self):
         """The config section with ``eval_every`` and ``select_on``."""
         return getattr(self.cfg, self.selection_section)
+
+    def check_splits(self, no_val_example: str, test_hint: str) -> None:
+        """DataError unless the data has the validation split asked for (the fix for data without one:
+        ``--select-on last``; e.g. ``no_val_example``) and a test split to report (``test_hint``: where to get one)."""
+        splits = dict(self.dataset.manifest.splits)
+        select_on, have = self.selection.select_on, ", ".join(sorted(splits))
+        if select_on is not None and select_on not in splits:
+            raise DataError(f"{self.dataset.directory} has no {select_on!r} split to select the checkpoint on "
+                            f"(splits: {have}); keep the schedule's last checkpoint instead (--select-on last; "
+                            f"{no_val_example}), or import a validation split")
+        if "test" not in splits:
+            raise DataError(f"{self.dataset.directory} has no 'test' split to report (splits: {have}); {test_hint}")
 
     def validation_metrics(self, split: str) -> dict:
         """Hook: the live model's metrics on ``split`` (numbers; the selection metric among them)."""

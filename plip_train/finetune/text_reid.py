@@ -55,15 +55,9 @@ class TextReidTrainer(SelectingTrainer):
 
     # ---- hooks ----------------------------------------------------------------------------------------
     def build_index(self) -> TrainIndex:
-        cfg, ft, splits = self.cfg, self.cfg.finetune, dict(self.dataset.manifest.splits)
-        if ft.select_on is not None and ft.select_on not in splits:
-            raise DataError(f"{self.dataset.directory} has no {ft.select_on!r} split to select the checkpoint on "
-                            f"(splits: {', '.join(sorted(splits))}); keep the schedule's last checkpoint instead "
-                            "(--select-on last; ICFG-PEDES has train and test only), or import a validation split")
-        if "test" not in splits:
-            raise DataError(f"{self.dataset.directory} has no 'test' split to report (splits: "
-                            f"{', '.join(sorted(splits))}); fine-tune on an imported benchmark (plip import "
-                            "cuhk-pedes|icfg-pedes|rstpreid, or plip render)")
+        cfg, ft = self.cfg, self.cfg.finetune
+        self.check_splits("ICFG-PEDES has train and test only", "fine-tune on an imported benchmark (plip import "
+                          "cuhk-pedes|icfg-pedes|rstpreid, or plip render)")
         index = TrainIndex.build(self.dataset, None if cfg.data.split is None else (cfg.data.split,),
                                  per_caption=ft.one_caption_per_sample,
                                  caption_kinds=tuple(cfg.data.caption_kinds) if cfg.data.caption_kinds else None,
