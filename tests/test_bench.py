@@ -37,6 +37,8 @@ def test_gpu_suite_runs_in_its_tiny_form_on_the_cpu(tmp_path):
     ft = res["details"]["finetune"]
     assert ft["in_memory"] > 0 and ft["end_to_end"] > 0 and ft["batch_size"] == 8 and ft["config"] == "text-reid"
     assert ft["image_reid"]["in_memory"] > 0 and ft["image_reid"]["config"] == "image-reid"
+    assert ft["attributes"]["in_memory"] > 0 and ft["attributes"]["config"] == "attributes"
+    assert ft["attributes"]["image_size"] == [64, 64]  # tiny's 64x32 at 4:3, rounded to the 32-pixel grid
     assert all("pass" not in r for r in res["rows"] if "per GPU" in r.get("goal", ""))  # no GPU: no GPU goal
 
 

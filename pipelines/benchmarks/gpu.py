@@ -38,11 +38,11 @@ LUPERSON_IMAGES = 4_180_000
 SIZES = {
     "gpu": {"pretrain_config": "paper-rn50-bert", "batch": 128, "steps": 10, "warmup": 5, "train_images": 4096,
             "loader_steps": 8, "caption_config": "paper", "caption_batch": 256, "synth_images": 4096,
-            "finetune_batch": 32, "finetune_images": 2048, "bot_batch": 64,
+            "finetune_batch": 32, "finetune_images": 2048, "bot_batch": 64, "par_batch": 64,
             "synth_batch": 256, "workers_per_gpu": (1, 2, 4, 8), "retrieval": 20000, "matmul": 8192},
     "cpu": {"pretrain_config": "tiny", "batch": 8, "steps": 1, "warmup": 1, "train_images": 64,
             "loader_steps": 2, "caption_config": "tiny", "caption_batch": 4, "synth_images": 32, "synth_batch": 8,
-            "finetune_batch": 8, "finetune_images": 48, "bot_batch": 8,
+            "finetune_batch": 8, "finetune_images": 48, "bot_batch": 8, "par_batch": 8,
             "workers_per_gpu": (1, 2), "retrieval": 500, "matmul": 256},
 }
 
@@ -244,40 +244,63 @@ def finetune(workdir: Path, size: dict, cores: int) -> tuple[list, dict]:
     rows.append({"metric": "projected: the official 30 epochs on CUHK-PEDES, one such device", "unit": "hours",
                  "value": round(30 * epoch_hours, 2), "note": "68,126 image-caption pairs per epoch"})
     bot_rows, bot = image_reid(workdir, size, workers)
-    return rows + bot_rows, {**m, "image_reid": bot}
+    par_rows, par = attributes(workdir, size, workers)
+    return rows + bot_rows + par_rows, {**m, "image_reid": bot, "attributes": par}
 
 
-def image_reid(workdir: Path, size: dict, workers: int) -> tuple[list, dict]:
-    """BoT at paper size (the paper configuration's image tower, P=16 x K=4, 256x128) on a ProcPedes benchmark in
-    the Market-1501 layout: images/s and peak memory."""
+def measure_task(workdir: Path, size: dict, workers: int, fmt: str, task, trainer_class, batch: int) -> dict:
+    """A fine-tune trainer's images/s and memory at paper size (the paper configuration's image tower) on ProcPedes
+    rendered in ``fmt``'s layout and imported by its importer."""
     from pipelines.benchmarks.train import measure_trainer
     from pipelines.cli import main
     from plip_runtime.runs import RunOptions
-    from plip_train.finetune.image_reid import ImageReidTrainer, make_config
 
-    raw, market = workdir / "market-raw", workdir / "market"
+    raw, data = workdir / f"{fmt}-raw", workdir / fmt
     ids = max(8, size["finetune_images"] // 8)
-    if main(["render", "--out", str(raw), "--format", "market1501", "--identities", str(ids),
-             "--images-per-identity", "8", "--workers", "0"]) or \
-            main(["import", "market1501", str(raw), "--out", str(market), "--workers", "0"]):
-        raise RuntimeError("rendering the Market-1501-layout benchmark failed")
+    if main(["render", "--out", str(raw), "--format", fmt, "--identities", str(ids), "--images-per-identity", "8",
+             "--workers", "0"]) or main(["import", fmt, str(raw), "--out", str(data), "--workers", "0"]):
+        raise RuntimeError(f"rendering the {fmt}-layout benchmark failed")
     total = size["warmup"] + 4 * size["steps"]
-    cfg = make_config(init_config=size["pretrain_config"], overrides=[
-        f"data.batch_size={size['bot_batch']}", f"data.num_workers={workers}", f"train.max_steps={total}"])
-    trainer = ImageReidTrainer(cfg, market, workdir / "image-reid", RunOptions(device="auto"))
+    cfg = task.make_config(init_config=size["pretrain_config"], overrides=[
+        f"data.batch_size={batch}", f"data.num_workers={workers}", f"train.max_steps={total}"])
+    trainer = trainer_class(cfg, data, workdir / fmt / "run", RunOptions(device="auto"))
     try:
         m = measure_trainer(trainer, size["steps"], size["warmup"], workers)
     finally:
         trainer.close()
-    where = f"{cfg.model.name} image tower, batch {m['batch_size']}, {m['precision']}, {m['device']}"
+    return {**m, "image_size": list(cfg.model.image.image_size),
+            "where": f"{cfg.model.name} image tower at {'x'.join(map(str, cfg.model.image.image_size))}, batch "
+                     f"{m['batch_size']}, {m['precision']}, {m['device']}"}
+
+
+def image_reid(workdir: Path, size: dict, workers: int) -> tuple[list, dict]:
+    """BoT at paper size (P=16 x K=4, 256x128) on ProcPedes in the Market-1501 layout: images/s and peak memory."""
+    from plip_train.finetune import image_reid as task
+
+    m = measure_task(workdir, size, workers, "market1501", task, task.ImageReidTrainer, size["bot_batch"])
     epoch_minutes = 12_936 / m["end_to_end"] / 60  # Market-1501's training images
-    return [{"metric": f"image-ReID fine-tune (BoT) images/s, in-memory batches ({where})", "value": m["in_memory"],
-             "unit": "images/s"},
+    return [{"metric": f"image-ReID fine-tune (BoT) images/s, in-memory batches ({m['where']})",
+             "value": m["in_memory"], "unit": "images/s"},
             {"metric": f"image-ReID fine-tune images/s through the data pipeline ({workers} loader workers)",
              "value": m["end_to_end"], "unit": "images/s", "note": f"pipeline / in-memory {m['ratio']:.2f}"},
             {"metric": "image-ReID fine-tune peak GPU memory", "value": m["peak_gpu_mib"], "unit": "MiB"},
             {"metric": "projected: BoT's 120 epochs on Market-1501, one such device", "unit": "hours",
              "value": round(120 * epoch_minutes / 60, 2), "note": "12,936 training images per epoch"}], m
+
+
+def attributes(workdir: Path, size: dict, workers: int) -> tuple[list, dict]:
+    """The Rethinking_of_PAR baseline at paper size (batch 64, 256x192) on ProcPedes in the PA-100K layout."""
+    from plip_train.finetune import attributes as task
+
+    m = measure_task(workdir, size, workers, "pa100k", task, task.AttributesTrainer, size["par_batch"])
+    epoch_minutes = 80_000 / m["end_to_end"] / 60  # PA-100K's training images
+    return [{"metric": f"attribute fine-tune images/s, in-memory batches ({m['where']})", "value": m["in_memory"],
+             "unit": "images/s"},
+            {"metric": f"attribute fine-tune images/s through the data pipeline ({workers} loader workers)",
+             "value": m["end_to_end"], "unit": "images/s", "note": f"pipeline / in-memory {m['ratio']:.2f}"},
+            {"metric": "attribute fine-tune peak GPU memory", "value": m["peak_gpu_mib"], "unit": "MiB"},
+            {"metric": "projected: the recipe's 30 epochs on PA-100K, one such device", "unit": "hours",
+             "value": round(30 * epoch_minutes / 60, 2), "note": "80,000 training images per epoch"}], m
 
 
 def run(quick: bool, workdir: Path) -> dict:

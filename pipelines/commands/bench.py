@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown benchmark suite(s) {unknown}; available: {list(SUITES)}")
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for name in args.suites or list(SUITES):
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)  # a new scratch directory is fine
         with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
             t0 = time.perf_counter()
             res = importlib.import_module(SUITES[name]).run(args.quick, Path(tmp))
