@@ -47,6 +47,16 @@ def barrier(env: DistEnv) -> None:
         dist.barrier()
 
 
+def broadcast_from_main(env: DistEnv, value):
+    """``value`` as the main rank has it, on every rank (a picklable object; other ranks pass anything, e.g. None).
+    A collective: every rank must call it."""
+    if not env.distributed:
+        return value
+    holder = [value if env.is_main else None]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 def shutdown(env: DistEnv) -> None:
     if env.distributed and dist.is_initialized():
         dist.destroy_process_group()

@@ -174,3 +174,35 @@ def test_linear_probe_trains_the_layer_alone(par, tmp_path):
         assert not torch.equal(layer, trainer.tasks.classifier.weight.detach())
     finally:
         trainer.close()
+
+
+def test_two_gloo_ranks_match_one_process_and_share_the_plateau(par, tmp_path):
+    """DDP: two ranks of 8 reproduce one process of 16 (the BCE is a batch mean), the main rank validates, and
+    the plateau's decision reaches both ranks (else their learning rates, and so their weights, would part)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # a learning rate so high that the validation loss rises after step 2: with patience 0 the lr drops then, and
+    # at every later validation; a rank that missed a drop would train at 10x the other's and part from it
+    exact = ["model.image.norm=\"group\"", "par.eval_every=0.2", "optim.patience=0", "optim.lr=1e-2",
+             "data.num_workers=0", "train.log_every=1"]
+    args = ["finetune", "attributes", "--config", "tiny", "--data", str(par), "--max-steps", "4", "--batch-size",
+            "16", *sum((["--set", s] for s in exact), [])]
+    assert plip([*args, "--out", str(tmp_path / "single")]) == 0
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+           "-m", "pipelines.cli", *args, "--out", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = [json.loads(x) for x in (tmp_path / "single/metrics.jsonl").read_text().splitlines()]
+    two = [json.loads(x) for x in (tmp_path / "ddp/metrics.jsonl").read_text().splitlines()]
+    assert len(one) == len(two) == 4
+    for a, b in zip(one, two):  # (at this lr, the two reduction orders part by ~3e-4 from the second step on)
+        assert b["loss"] == pytest.approx(a["loss"], rel=2e-3) and b["lr"] == pytest.approx(a["lr"])
+    history_one = json.loads((tmp_path / "single/results.json").read_text())["checkpoint"]["validation"]
+    history_two = json.loads((tmp_path / "ddp/results.json").read_text())["checkpoint"]["validation"]
+    assert [h["step"] for h in history_two] == [h["step"] for h in history_one]
+    assert [e["lr"] for e in one] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-4])  # validations after every step

@@ -172,14 +172,17 @@ class AttributesTrainer(SelectingTrainer):
 
     def validation_metrics(self, split: str) -> dict:
         from ..embed import Embedder
-        from ..optim import observe_validation_loss
 
         embedder = Embedder(self.model, self.cfg, {"description": f"{self.run.directory} (validation)"},
                             device=self.env.device, precision="fp32")
         result = evaluate_attributes(embedder, self.tasks, self.dataset, split, self.attribute_names,
                                      self.cfg.par.threshold)
-        observe_validation_loss(self.scheduler, result["loss"])  # the plateau schedule steps on it
         return {**result["metrics"], "loss": result["loss"]}
+
+    def validated(self, entry: dict) -> None:
+        from ..optim import observe_validation_loss
+
+        observe_validation_loss(self.scheduler, entry["loss"])  # the plateau schedule steps on it, on every rank
 
 
 def report(run_dir: Path, cfg: AttributesConfig, data_dir, eval_data=(), *, device=None, batch_size: int = 128,

@@ -13,7 +13,7 @@ import time
 from typing import Callable
 
 from ..data import DataError
-from ..distributed import barrier
+from ..distributed import broadcast_from_main
 from ..trainer import Trainer
 
 _log = logging.getLogger(__name__)
@@ -61,10 +61,13 @@ class SelectingTrainer(Trainer):
         if steps_done % self.eval_steps and steps_done != self.total_steps:
             return False
         if self.selection.select_on is not None:
-            if self.run.is_main:
-                self.validate(steps_done)
-            barrier(self.env)
+            entry = self.validate(steps_done) if self.run.is_main else None
+            self.validated(broadcast_from_main(self.env, entry))  # the other ranks wait, then learn the result
         return True  # a checkpoint at every validation: the selected one must exist
+
+    def validated(self, entry: dict) -> None:
+        """Hook, on every rank after each validation (the main rank's ``entry``): what the result changes in
+        training (attribute recognition: the plateau schedule) must change on all ranks alike."""
 
     def extra_state(self) -> dict:
         return {"validation": self.history}
