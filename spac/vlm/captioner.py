@@ -19,7 +19,8 @@ values differ by about 1e-6: attention reduces over the padded key length (maske
 sums run in another order and blocking), with SDPA and with eager attention alike. Greedy captions are therefore
 identical unless two best logits of a step lie within about 1e-5 of each other, where one token may flip and the
 rest of the caption follow it; the tests (3 families, prompts of unequal length, 64 tokens) found no flip. Only
-generating each prompt alone (``batch_size=1``) removes this; on a GPU, bf16/fp16 and TF32 widen the margin.
+generating each prompt alone (``batch_size=1``) removes this; on a GPU, bf16/fp16 and TF32 make the
+differences larger.
 """
 from __future__ import annotations
 
