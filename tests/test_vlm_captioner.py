@@ -167,10 +167,12 @@ def test_prepare_rgb_upright_and_corrupt():
     img.save(buf, "JPEG", exif=exif)
     out = VlmCaptioner.prepare(buf.getvalue())
     assert out.mode == "RGB" and out.size == (40, 20)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot decode image"):
         VlmCaptioner.prepare(b"not an image")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot decode image"):
         VlmCaptioner.prepare(jpeg_bytes(0)[:40])
+    with pytest.raises(ValueError, match="needs image bytes"):
+        VlmCaptioner.prepare("person.jpg")
 
 
 def test_decoding_options_validated():

@@ -94,12 +94,20 @@ class VlmBase:
 
     @staticmethod
     def prepare(image_bytes: bytes):
-        """The upright RGB PIL image a VLM sees; ValueError saying why when the bytes do not decode."""
-        from ..captioner.data import open_image
+        """The upright 8-bit RGB PIL image a VLM sees (``synth_pedes.imaging.open_rgb``: EXIF orientation applied);
+        ValueError saying why when the bytes do not decode."""
+        from PIL import Image, UnidentifiedImageError
+
+        from synth_pedes.imaging import open_rgb
 
         if not isinstance(image_bytes, (bytes, bytearray, memoryview)):
             raise ValueError(f"prepare needs image bytes, got {type(image_bytes).__name__}")
-        return open_image(bytes(image_bytes))
+        try:
+            return open_rgb(bytes(image_bytes))
+        except UnidentifiedImageError:
+            raise ValueError("cannot decode image: not a recognised image format") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # truncated or corrupt data
+            raise ValueError(f"cannot decode image: {e}") from None
 
     def instructions(self, keys: Sequence[str], seed: int) -> list[dict]:
         """Per image key ``{style: instruction}`` (:func:`spac.vlm.style_instruction`)."""
