@@ -302,6 +302,8 @@ def test_load_checks_the_directory_first(tmp_path):
         VlmCaptioner.load(tmp_path)
     with pytest.raises(ValueError, match="styles >= 1"):
         VlmCaptioner(tmp_path, None, None, styles=0)
+    with pytest.raises(ValueError, match="styles >= 1"):
+        VlmCaptioner.load(tmp_path / "not even there", styles=True)
 
 
 def test_vllm_engine_without_vllm_says_how_to_get_it(vlm, monkeypatch):

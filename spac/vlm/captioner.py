@@ -33,7 +33,7 @@ import torch
 
 from plip_runtime.device import autocast, resolve_device, resolve_precision
 
-from .common import VlmBase, VlmDecoding, chat_messages, clean_text
+from .common import VlmBase, VlmDecoding, chat_messages, check_styles, clean_text
 
 _log = logging.getLogger(__name__)
 ENGINES = ("transformers", "vllm")
@@ -71,6 +71,7 @@ class VlmCaptioner(VlmBase):
         (``engine_options`` go to it)."""
         from .model_dir import vlm_directory
 
+        check_styles(styles)  # before minutes of loading
         if engine not in ENGINES:
             raise ValueError(f"VLM engine {engine!r} is not one of {', '.join(ENGINES)}")
         if engine == "vllm":

@@ -74,14 +74,20 @@ def image_attributes(captions: dict) -> tuple[dict, dict]:
     return phrases, scores
 
 
+def check_styles(styles) -> int:
+    """``styles`` (captions per image) as given; ValueError unless it is an integer >= 1."""
+    if not isinstance(styles, int) or isinstance(styles, bool) or styles < 1:
+        raise ValueError(f"a VLM captioner needs styles >= 1 (captions per image), got {styles!r}")
+    return styles
+
+
 class VlmBase:
     """The engine-independent half of a VLM captioner (see the module docstring)."""
 
     engine = ""
 
     def __init__(self, directory: str | os.PathLike, styles: int = 2, device: str = "cpu"):
-        if not isinstance(styles, int) or isinstance(styles, bool) or styles < 1:
-            raise ValueError(f"a VLM captioner needs styles >= 1 (captions per image), got {styles!r}")
+        check_styles(styles)
         self.directory = Path(directory)
         self.device = str(device)
         self.styles: tuple[str, ...] = tuple(f"{STYLE_PREFIX}{i}" for i in range(styles))
