@@ -1,0 +1,71 @@
+"""Where a VLM captioner comes from: a local Hugging Face model directory, checked before anything loads.
+
+Nothing here (or anywhere in :mod:`spac.vlm`) downloads: the directory must already hold the model, e.g. written
+by ``save_pretrained`` or copied from a model hub by hand on a machine that has the network.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+VLM_PREFIX = "vlm:"
+_FIX = "a local Hugging Face model directory, e.g. saved by save_pretrained; nothing is downloaded"
+# any one of each group will do (transformers 5 writes processor_config.json, older saves preprocessor_config.json)
+_PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+
+
+def weight_files(directory: str | os.PathLike) -> list[Path]:
+    """The model's weight files (``*.safetensors``, else ``pytorch_model*.bin``), sorted by name."""
+    directory = Path(directory)
+    for pattern in _WEIGHT_PATTERNS:
+        found = sorted(directory.glob(pattern))
+        if found:
+            return found
+    return []
+
+
+def vlm_directory(spec: str | os.PathLike) -> Path:
+    """The resolved model directory of ``"vlm:DIR"`` (a bare DIR is accepted too), after checking that it exists and
+    holds ``config.json``, the processor and tokenizer files and weights. Raises ValueError naming the path, what is
+    missing and what is expected."""
+    text = os.fspath(spec)
+    raw = text[len(VLM_PREFIX):] if text.startswith(VLM_PREFIX) else text
+    if not raw:
+        raise ValueError(f"{text!r} names no directory: use vlm:DIR with DIR {_FIX}")
+    path = Path(raw).expanduser().resolve()
+    if not path.exists():
+        raise ValueError(f"VLM captioner {path}: no such directory; it must be {_FIX}")
+    if not path.is_dir():
+        raise ValueError(f"VLM captioner {path}: not a directory; it must be {_FIX}")
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any((path / f).is_file() for f in _PROCESSOR_FILES):
+        missing.append("processor files (" + " or ".join(_PROCESSOR_FILES) + ")")
+    if not any((path / f).is_file() for f in _TOKENIZER_FILES):
+        missing.append("tokenizer files (" + " or ".join(_TOKENIZER_FILES) + ")")
+    if not weight_files(path):
+        missing.append("weights (" + " or ".join(_WEIGHT_PATTERNS) + ")")
+    if missing:
+        raise ValueError(f"VLM captioner {path}: missing {', '.join(missing)}; it must be {_FIX}")
+    return path
+
+
+def lineage_sha256(directory: str | os.PathLike) -> str:
+    """sha256 over ``config.json`` and the weight files, in sorted name order, each as its name, its size and its bytes: the
+    same directory contents give the same digest wherever they lie."""
+    directory = Path(directory)
+    files = sorted([directory / "config.json", *weight_files(directory)], key=lambda p: p.name)
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.name}\0{f.stat().st_size}\0".encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+__all__ = ["VLM_PREFIX", "vlm_directory", "weight_files", "lineage_sha256"]
