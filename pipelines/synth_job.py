@@ -57,12 +57,19 @@ def run_synth(images: Path, out: Path, config: SynthConfig, *, shard_rows: int |
     from synth_pedes import file_sha256, open_dataset, write_dataset
 
     dataset = open_dataset(images)
-    checkpoint = find_checkpoint(config.captioner)
-    config = dataclasses.replace(config, captioner=str(checkpoint.resolve())).resolved()
+    if config.vlm:  # a local vision-language model: its directory, hashed (config and weights) for the lineage
+        from spac.vlm import VLM_PREFIX, directory_record, vlm_directory
+
+        directory = vlm_directory(config.captioner)
+        config = dataclasses.replace(config, captioner=VLM_PREFIX + str(directory)).resolved()
+        captioner = directory_record(directory)
+    else:
+        checkpoint = find_checkpoint(config.captioner)
+        config = dataclasses.replace(config, captioner=str(checkpoint.resolve())).resolved()
+        captioner = {"path": str(checkpoint), "sha256": file_sha256(checkpoint / "model.safetensors")}
     units, sizes = plan_units(dataset)
     warn_unsplittable(units, sizes, shard_rows, shard_bytes)
-    producer = {"stage": "spac-synth", "config": config.to_dict(),
-                "captioner": {"path": str(checkpoint), "sha256": file_sha256(checkpoint / "model.safetensors")},
+    producer = {"stage": "spac-synth", "config": config.to_dict(), "captioner": captioner,
                 "input": {"id": dataset.id, "name": dataset.manifest.name}}
     return write_dataset(units, out, name=name or f"{dataset.manifest.name}-spac", kind="captions",
                          transform=SpacAnnotator(config), shard_rows=shard_rows, rows_of=lambda u: u.rows,
@@ -70,7 +77,16 @@ def run_synth(images: Path, out: Path, config: SynthConfig, *, shard_rows: int |
                          parents=[dataset.id], producer=producer, client=client, retries=retries,
                          on_progress=on_progress, attribute_names=dataset.manifest.attribute_names,
                          description=f"SPAC captions for {dataset.manifest.name}: six attributes, one generated "
-                                     f"caption per style and {config.prompt_captions} prompt caption(s) per image.")
+                                     f"caption per style{written_by(captioner)} and {config.prompt_captions} prompt "
+                                     "caption(s) per image.")
+
+
+def written_by(record: dict) -> str:
+    """Who wrote the generated captions, for the manifest's description (and so the card): said for a
+    vision-language model; a SPAC captioner's description stays as it always was (a resumed job's plan holds it)."""
+    if record.get("kind") != "vlm":
+        return ""
+    return f" (written by the vision-language model {record.get('model_type', '?')} at {record['path']})"
 
 
 def threads_per_worker(workers: int) -> int:

@@ -33,6 +33,8 @@ from synth_pedes.malloc import keep_heap
 from synth_pedes.schema import SLOTS, make_record
 from synth_pedes.transforms import EXPANDING
 
+from .vlm.captioner import ENGINES
+
 _log = logging.getLogger(__name__)
 
 
@@ -47,7 +49,7 @@ class RowGroupUnit:
 
 @dataclass(frozen=True)
 class SynthConfig(ConfigBase):
-    captioner: str  # captioner checkpoint directory
+    captioner: str  # a SPAC captioner checkpoint directory, or vlm:DIR (a local vision-language model, spac.vlm)
     recognizers: tuple = ()  # e.g. ("classifier:/runs/rec",): combined slot by slot by the union recognizer
     prompt_captions: int = 1
     batch_size: int = 32  # execution only: the rows are the same for any batch size (tests/test_synth_job.py)
@@ -65,7 +67,17 @@ class SynthConfig(ConfigBase):
     union_threshold: float = 0.0
     # a union calibration (JSON text, from plip spac calibrate): the captioner's prefixes join the recognizers
     calibration: str = ""
+    # a vision-language captioner (vlm:DIR) only: its styles (one instruction and one caption each), the engine
+    # that runs it, and the caption length it may generate
+    vlm_styles: int = 2
+    engine: str = "transformers"
+    max_new_tokens: int = 64
     extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def vlm(self) -> bool:
+        """Whether the captioner is a vision-language model (``vlm:DIR``) rather than a SPAC checkpoint."""
+        return self.captioner.startswith("vlm:")
 
     def validate(self) -> None:
         self.require("captioner", isinstance(self.captioner, str) and bool(self.captioner),
@@ -82,6 +94,16 @@ class SynthConfig(ConfigBase):
         self.require_int("seed", 0)
         self.require_number("union_threshold", 0.0, 1.0)
         self.require("calibration", isinstance(self.calibration, str), "must be a union calibration as JSON text")
+        self.require_int("vlm_styles", 1)
+        self.require_choice("engine", ENGINES)
+        self.require_int("max_new_tokens", 1)
+        if self.vlm:
+            self.require("decoding", self.decoding in ("greedy", "nucleus"),
+                         "must be greedy or nucleus for a vision-language captioner")
+            self.require("calibration", not self.calibration, "calibrates the SPAC captioner's prefixes; a "
+                         "vision-language captioner joins the recognizers' union uncalibrated: leave it out")
+        else:
+            self.require("engine", self.engine == "transformers", "applies to a vision-language captioner (vlm:DIR)")
 
     def resolved(self) -> "SynthConfig":
         """This config with ``precision="auto"`` made concrete for ``device`` on this machine, so that the
@@ -102,6 +124,9 @@ class SynthConfig(ConfigBase):
         d["device"] = self.device.partition(":")[0]
         if not d["calibration"]:  # plans made before the field existed keep their fingerprint
             d.pop("calibration")
+        if not self.vlm:  # the same: a SPAC captioner's plans keep theirs
+            for vlm_only in ("vlm_styles", "engine", "max_new_tokens"):
+                d.pop(vlm_only)
         return d
 
 
@@ -158,7 +183,8 @@ def calibrate_union(captioner, specs: tuple, rows: list[dict], truths: list[dict
 
 def models_key(config: SynthConfig) -> tuple:
     """What the loaded models depend on: configs with the same key share them."""
-    return (config.captioner, config.recognizers, config.device, config.union_threshold, config.calibration)
+    return (config.captioner, config.recognizers, config.device, config.union_threshold, config.calibration,
+            config.vlm_styles, config.engine)
 
 
 def load_models(config: SynthConfig) -> tuple:
@@ -171,9 +197,17 @@ def load_models(config: SynthConfig) -> tuple:
 
     device = str(resolve_device(config.device, worker_index()))
     tune_for_speed(device)
-    captioner = load_captioner(config.captioner, device=device)
+    if config.vlm:
+        from .vlm import VlmCaptioner, vlm_directory
+
+        captioner = VlmCaptioner.load(vlm_directory(config.captioner), device=device, styles=config.vlm_styles,
+                                      engine=config.engine)
+    else:
+        captioner = load_captioner(config.captioner, device=device)
     get_extractor(), load_library()  # spaCy and the templates load here, once, not in the first shard
-    recognizer = build_recognizer(config.recognizers, config.union_threshold, device, config.calibration, captioner)
+    # a vision-language captioner's attributes (read off its captions) always join the recognizers' union
+    calibration = "{}" if config.vlm and config.recognizers else config.calibration
+    recognizer = build_recognizer(config.recognizers, config.union_threshold, device, calibration, captioner)
     _log.info("loaded SPAC models on %s (captioner %s, recognizers %s)", device, config.captioner,
               list(config.recognizers))
     return captioner, recognizer
@@ -290,40 +324,55 @@ class SpacAnnotator:
 
     @staticmethod
     def _decode(captioner, batch: list[dict]) -> list:
-        """One normalised image tensor per row, or the reason it has none."""
-        from .captioner.data import image_tensor
-
+        """One image per row as the captioner reads it (``captioner.prepare``: a SPAC captioner's normalised
+        tensor, a vision-language model's RGB image), or None / the reason it has none (a string)."""
         out = []
         for row in batch:
             if row["status"] != "ok" or not row.get("image") or not row["image"].get("bytes"):
                 out.append(None)
                 continue
             try:
-                out.append(image_tensor(row["image"]["bytes"], captioner.config.image_size))
+                out.append(captioner.prepare(row["image"]["bytes"]))
             except ValueError as e:
                 out.append(f"corrupt image: {e}")
         return out
 
-    def _annotate(self, captioner, recognizer, batch: list[dict], tensors: list) -> list[dict]:
+    def _annotate(self, captioner, recognizer, batch: list[dict], images: list) -> list[dict]:
         from .phrases import extract_many
 
-        good = [i for i, t in enumerate(tensors) if isinstance(t, torch.Tensor)]
+        good = [i for i, image in enumerate(images) if image is not None and not isinstance(image, str)]
         out = [None] * len(batch)
         if good:
-            opts = captioner.options(method=self.config.decoding, seed=self.config.seed,
-                                     precision=self.config.precision)
             final = _FinalAttributes(recognizer, [batch[i] for i in good])
-            result = captioner.run(torch.stack([tensors[i] for i in good]), opts, attributes_for=final)
-            generated = [list(c.items()) for c in result.captions]
+            own, captions, instructions = self._caption(captioner, [images[i] for i in good],
+                                                        [batch[i]["key"] for i in good], final)
+            generated = [list(c.items()) for c in captions]
             spans = iter(extract_many([text for per in generated for _, text in per]))
             for j, i in enumerate(good):
-                out[i] = self._record(batch[i], result.attributes[j], final.predictions[j], generated[j], spans)
+                out[i] = self._record(batch[i], own[j], final.predictions[j], generated[j], spans,
+                                      instructions[j])
         for i, row in enumerate(batch):
             if out[i] is None:
-                out[i] = self._passthrough(row, tensors[i])
+                out[i] = self._passthrough(row, images[i])
         return out
 
-    def _record(self, row: dict, cap_attrs: dict, pred, generated: list, spans) -> dict:
+    def _caption(self, captioner, images: list, keys: list[str], final: "_FinalAttributes") -> tuple[list, list, list]:
+        """The captioner's own attributes, its captions ({style: text}) and the instructions it was given (a
+        vision-language model's {style: instruction}, else None) per image; ``final`` gets the captioner's
+        attributes and decides the rows' (a SPAC captioner that conditions on attributes captions from those)."""
+        cfg = self.config
+        if cfg.vlm:
+            opts = captioner.options(method=cfg.decoding, seed=cfg.seed, precision=cfg.precision,
+                                     max_new_tokens=cfg.max_new_tokens)
+            captions, instructions = captioner.caption(images, keys, opts)
+            own, scores = captioner.attributes(captions)
+            final(own, scores)
+            return own, captions, instructions
+        opts = captioner.options(method=cfg.decoding, seed=cfg.seed, precision=cfg.precision)
+        result = captioner.run(torch.stack(images), opts, attributes_for=final)
+        return result.attributes, result.captions, [None] * len(images)
+
+    def _record(self, row: dict, cap_attrs: dict, pred, generated: list, spans, instructions: dict | None) -> dict:
         from synth_pedes.card.faithfulness import captions_faithfulness
 
         from .templates import prompt_caption
@@ -342,6 +391,8 @@ class SpacAnnotator:
                          "faithfulness": captions_faithfulness(captions, attributes.to_dict())}
         if pred.sources:  # a union's prediction: the member whose phrase each slot took
             extra["spac"]["attribute_sources"] = pred.sources
+        if instructions is not None:  # a vision-language model's: what it was asked, per caption style
+            extra["spac"]["instructions"] = instructions
         return make_record(row["key"], identity=row["identity"], source=row["source"], split=row["split"],
                            camera=row["camera"], image_bytes=row["image"]["bytes"], image_path=row["image"]["path"],
                            image_sha256=row["image_sha256"], width=row["width"], height=row["height"],

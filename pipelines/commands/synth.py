@@ -17,7 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data", type=Path, help="input image dataset (manifest + shards)")
     data.add_argument("--images", dest="data", type=Path, action=deprecated_alias("--data"),
                       help=deprecated_help("--data"))
-    parser.add_argument("--captioner", type=Path, required=True, help="SPAC captioner checkpoint (plip spac train)")
+    parser.add_argument("--captioner", required=True, metavar="DIR|vlm:DIR",
+                        help="SPAC captioner checkpoint (plip spac train), or vlm:DIR, a local Hugging Face "
+                             "vision-language model directory (Qwen2-VL, SmolVLM / Idefics3, LLaVA ...: loadable with "
+                             "transformers' AutoModelForImageTextToText; nothing is downloaded)")
     parser.add_argument("--out", type=Path, required=True, help="output caption dataset (new, or an unfinished run)")
     parser.add_argument("--recognizers", default="",
                         help="attribute recognizers, comma-separated, e.g. classifier:runs/rec (default: the "
@@ -26,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="union calibration JSON from plip spac calibrate: the captioner's attribute prefixes "
                              "join --recognizers and every slot takes the phrase most likely right")
     parser.add_argument("--prompt-captions", type=int, default=1, help="prompt captions per image (default 1)")
+    vlm = parser.add_argument_group("vision-language captioner (--captioner vlm:DIR)")
+    vlm.add_argument("--vlm-styles", type=int, default=2,
+                     help="captions per image, one per style: each style's instruction shows one template of the "
+                          "library, drawn per image by --seed (default 2)")
+    vlm.add_argument("--engine", choices=("transformers", "vllm"), default="transformers",
+                     help="transformers (default: batched generate, any device) or vllm (its offline batch API, on a "
+                          "GPU node where vLLM is installed)")
+    vlm.add_argument("--max-new-tokens", type=int, default=64, help="the longest caption, in tokens (default 64)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per model batch (default 32)")
     parser.add_argument("--decoding", choices=("greedy", "beam", "nucleus"), default="greedy",
                         help="how the captioner picks words: greedy (default), beam search, or nucleus sampling "
@@ -69,7 +80,16 @@ def run(args: argparse.Namespace) -> int:
     from ..synth_job import run_synth, threads_per_worker
 
     check_dataset_dir("--data", args.data)
-    check_captioner_dir("--captioner", args.captioner)
+    if args.captioner.startswith("vlm:"):
+        from spac.vlm import vlm_directory
+
+        vlm_directory(args.captioner)  # before any work: the directory and what it must hold
+        if args.engine == "vllm":
+            from spac.vlm.vllm_engine import require_vllm
+
+            require_vllm()  # here, not in every worker's first shard
+    else:
+        args.captioner = str(check_captioner_dir("--captioner", Path(args.captioner)).resolve())
     if args.device.startswith("cuda") and not torch.cuda.is_available() and args.scheduler is None:
         raise ValueError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu, or "
                          "--scheduler to run on a cluster with GPUs)")
@@ -78,10 +98,11 @@ def run(args: argparse.Namespace) -> int:
     if workers is None and args.scheduler is None:
         workers = default_job_workers(device, args.workers_per_gpu or DEFAULT_WORKERS_PER_GPU)
     recognizers = recognizer_specs(args.recognizers)
-    config = SynthConfig(captioner=str(args.captioner), recognizers=recognizers,
+    config = SynthConfig(captioner=args.captioner, recognizers=recognizers,
                          calibration=read_calibration(args.calibration, recognizers),
                          prompt_captions=args.prompt_captions, batch_size=args.batch_size, decoding=args.decoding,
-                         device=device, precision=args.precision, seed=args.seed,
+                         device=device, precision=args.precision, seed=args.seed, vlm_styles=args.vlm_styles,
+                         engine=args.engine, max_new_tokens=args.max_new_tokens,
                          threads=threads_per_worker(workers or 1) if args.scheduler is None else None)
     t0 = time.perf_counter()
     progress = ShardProgress("synth")

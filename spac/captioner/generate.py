@@ -403,6 +403,13 @@ class Captioner:
         """This captioner's default decoding options with ``changes`` (``None`` is a value, see ``from_config``)."""
         return DecodingOptions.from_config(self.config, **changes)
 
+    def prepare(self, image_bytes: bytes) -> torch.Tensor:
+        """An image file's bytes as the normalised tensor this captioner reads (ValueError when they do not
+        decode); what the synthesis job calls for each row, as for every captioner kind."""
+        from .data import image_tensor
+
+        return image_tensor(image_bytes, self.config.image_size)
+
     def texts(self, attribute_ids, caption_ids) -> tuple[list[dict], list[dict]]:
         """Token ids per image (from :func:`generate_tokens`) -> ([slot -> phrase], [style -> caption])."""
         decode = self.tokenizer.decode

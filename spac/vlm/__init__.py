@@ -9,9 +9,9 @@ from .captioner import ENGINES, VlmCaptioner
 from .common import VlmDecoding, image_attributes
 from .instructions import (FIXED_INSTRUCTION, load_instruction_templates, style_instruction,
                            template_example)
-from .model_dir import VLM_PREFIX, lineage_sha256, vlm_directory
+from .model_dir import VLM_PREFIX, directory_record, lineage_sha256, vlm_directory
 from .vllm_engine import VllmCaptioner
 
-__all__ = ["VLM_PREFIX", "vlm_directory", "lineage_sha256", "FIXED_INSTRUCTION", "style_instruction",
+__all__ = ["VLM_PREFIX", "vlm_directory", "lineage_sha256", "directory_record", "FIXED_INSTRUCTION", "style_instruction",
            "load_instruction_templates", "template_example", "VlmDecoding", "image_attributes", "VlmCaptioner",
            "VllmCaptioner", "ENGINES"]

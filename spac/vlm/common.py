@@ -13,7 +13,7 @@ from plip_runtime.device import PRECISIONS
 from synth_pedes.schema import SLOTS, UNKNOWN
 
 from .instructions import load_instruction_templates, style_instruction
-from .model_dir import lineage_sha256
+from .model_dir import directory_record
 
 METHODS = ("greedy", "nucleus")
 STYLE_PREFIX = "vlm-"
@@ -139,13 +139,9 @@ class VlmBase:
         return [p for p, _ in pairs], [s for _, s in pairs]
 
     def describe(self) -> dict:
-        """What was loaded, for lineage: model type, architectures, path, parameter count, config+weights sha256."""
-        import json
-
-        config = json.loads((self.directory / "config.json").read_text(encoding="utf-8"))
-        return {"engine": self.engine, "model_type": config.get("model_type", ""),
-                "architectures": list(config.get("architectures") or []), "path": str(self.directory),
-                "parameters": self.parameter_count(), "sha256": lineage_sha256(self.directory),
+        """What was loaded, for lineage: the directory's record (model type, architectures, path, config+weights
+        sha256: :func:`~spac.vlm.model_dir.directory_record`), the engine, the parameter count and the styles."""
+        return {**directory_record(self.directory), "engine": self.engine, "parameters": self.parameter_count(),
                 "styles": list(self.styles)}
 
     def parameter_count(self) -> int:

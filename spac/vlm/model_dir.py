@@ -69,3 +69,14 @@ def lineage_sha256(directory: str | os.PathLike) -> str:
 
 
 __all__ = ["VLM_PREFIX", "vlm_directory", "weight_files", "lineage_sha256"]
+
+
+def directory_record(directory: str | os.PathLike) -> dict:
+    """What the lineage records of a model directory without loading it: ``kind`` ("vlm"), ``path``, ``model_type``,
+    ``architectures`` (from config.json) and :func:`lineage_sha256`."""
+    import json
+
+    directory = Path(directory)
+    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    return {"kind": "vlm", "path": str(directory), "model_type": config.get("model_type", ""),
+            "architectures": list(config.get("architectures") or []), "sha256": lineage_sha256(directory)}
