@@ -22,7 +22,7 @@ def test_gpu_suite_runs_in_its_tiny_form_on_the_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     assert main(["bench", "gpu", "--quick", "--out", str(out)]) == 0
     res = json.loads(out.read_text())["gpu"]
-    assert set(res["details"]) == {"ceiling", "retrieval", "pretrain", "caption", "synth", "finetune"}
+    assert set(res["details"]) == {"ceiling", "retrieval", "pretrain", "caption", "synth", "vlm", "finetune"}
     rows = {r["metric"]: r for r in res["rows"]}
     assert not [m for m in rows if m.endswith(": failed")], [rows[m]["note"] for m in rows if m.endswith(": failed")]
     pre = res["details"]["pretrain"]
@@ -34,6 +34,9 @@ def test_gpu_suite_runs_in_its_tiny_form_on_the_cpu(tmp_path):
     best = max(r["images_per_s_per_gpu"] for r in runs.values())
     hours = rows["projected: LUPerson's 4.18 M images on one such GPU"]["value"]
     assert abs(hours - 4_180_000 / best / 3600) <= 0.01 * hours + 0.01
+    vlm = res["details"]["vlm"]
+    assert vlm["images_per_s"] > 0 and vlm["tokens_per_s"] > 0 and all(r["images_per_s_per_gpu"] > 0
+                                                                      for r in vlm["runs"].values())
     ft = res["details"]["finetune"]
     assert ft["in_memory"] > 0 and ft["end_to_end"] > 0 and ft["batch_size"] == 8 and ft["config"] == "text-reid"
     assert ft["image_reid"]["in_memory"] > 0 and ft["image_reid"]["config"] == "image-reid"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from _vlm_fixtures import write_tiny_vlm
+from spac.vlm.random_model import write_random_vlm
 from pipelines.cli import main
 from spac.annotator import SynthConfig, load_models
 from spac.vlm import load_instruction_templates, style_instruction
@@ -26,13 +26,13 @@ def setup(tmp_path_factory):
     broken.write_bytes(broken.read_bytes()[:150])  # a corrupt file among the inputs
     assert main(["import", "images", str(root / "folder"), "--out", str(root / "images"), "--shard-size", "8",
                  "--workers", "0"]) == 0
-    write_tiny_vlm(root / "vlm", "llava")
+    write_random_vlm(root / "vlm", "llava")
     return root
 
 
-def _args(setup, out, *extra):
-    return ["synth", "--data", str(setup / "images"), "--captioner", f"vlm:{setup / 'vlm'}", "--out", str(out),
-            "--shard-size", "8", "--batch-size", "4", "--max-new-tokens", "12", *extra]
+def _args(setup, out, *extra, model=None):
+    return ["synth", "--data", str(setup / "images"), "--captioner", f"vlm:{model or setup / 'vlm'}", "--out",
+            str(out), "--shard-size", "8", "--batch-size", "4", "--max-new-tokens", "12", *extra]
 
 
 def test_a_vlm_writes_a_caption_dataset_with_its_instructions_and_lineage(setup, tmp_path, capsys):
@@ -99,3 +99,16 @@ def test_bad_vlm_inputs_are_named(setup, tmp_path, capsys):
     if importlib.util.find_spec("vllm") is None:
         assert main(_args(setup, tmp_path / "d", "--workers", "0", "--engine", "vllm")) == 2
         assert "vLLM is not installed" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "idefics3"])
+def test_the_other_model_families_run_the_same_job(setup, tmp_path, family):
+    """Qwen2-VL and SmolVLM (Idefics3) directories load through the same auto classes and write the same layout."""
+    write_random_vlm(tmp_path / family, family)
+    out = tmp_path / "out"
+    assert main(_args(setup, out, "--workers", "0", "--vlm-styles", "3", model=tmp_path / family)) == 0
+    ds = open_dataset(out)
+    assert validate_dataset(out).ok and ds.manifest.producer["captioner"]["model_type"] == family
+    ok = [r for r in ds.iter_records() if r["status"] == "ok"]
+    assert len(ok) == 17 and all([c["style"] for c in r["captions"] if c["kind"] == "generated"]
+                                 == ["vlm-0", "vlm-1", "vlm-2"] for r in ok)

@@ -1,4 +1,4 @@
-"""spac.vlm: the vision-language-model captioner on tiny random-weight VLMs built offline (tests/_vlm_fixtures.py)."""
+"""spac.vlm: the vision-language-model captioner on tiny random-weight VLMs built offline (spac/vlm/random_model.py)."""
 from __future__ import annotations
 
 import io
@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 from _fixtures import jpeg_bytes
-from _vlm_fixtures import FAMILIES, write_tiny_vlm
+from spac.vlm.random_model import FAMILIES, write_random_vlm
 from PIL import Image
 
 from plip_runtime.config import ConfigError
@@ -29,7 +29,7 @@ FP32 = dict(precision="fp32", max_new_tokens=32)
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def vlm(request, tmp_path_factory):
-    directory = write_tiny_vlm(tmp_path_factory.mktemp(request.param), request.param)
+    directory = write_random_vlm(tmp_path_factory.mktemp(request.param), request.param)
     return VlmCaptioner.load(directory, device="cpu", styles=2)
 
 
@@ -134,7 +134,7 @@ def test_describe(vlm):
 
 
 def test_lineage_hash_is_reproducible_and_tracks_config_and_weights(tmp_path):
-    a, b = write_tiny_vlm(tmp_path / "a", "qwen2_vl"), write_tiny_vlm(tmp_path / "b", "qwen2_vl")
+    a, b = write_random_vlm(tmp_path / "a", "qwen2_vl"), write_random_vlm(tmp_path / "b", "qwen2_vl")
     assert lineage_sha256(a) == lineage_sha256(b), "seeded weights: the same files every time"
     (b / "tokenizer_config.json").write_text("{}")
     assert lineage_sha256(a) == lineage_sha256(b), "only config.json and the weights count"

@@ -39,10 +39,12 @@ SIZES = {
     "gpu": {"pretrain_config": "paper-rn50-bert", "batch": 128, "steps": 10, "warmup": 5, "train_images": 4096,
             "loader_steps": 8, "caption_config": "paper", "caption_batch": 256, "synth_images": 4096,
             "finetune_batch": 32, "finetune_images": 2048, "bot_batch": 64, "par_batch": 64,
+            "vlm_size": "small", "vlm_batch": 32, "vlm_tokens": 64, "vlm_images": 512,
             "synth_batch": 256, "workers_per_gpu": (1, 2, 4, 8), "retrieval": 20000, "matmul": 8192},
     "cpu": {"pretrain_config": "tiny", "batch": 8, "steps": 1, "warmup": 1, "train_images": 64,
             "loader_steps": 2, "caption_config": "tiny", "caption_batch": 4, "synth_images": 32, "synth_batch": 8,
             "finetune_batch": 8, "finetune_images": 48, "bot_batch": 8, "par_batch": 8,
+            "vlm_size": "tiny", "vlm_batch": 4, "vlm_tokens": 8, "vlm_images": 8,
             "workers_per_gpu": (1, 2), "retrieval": 500, "matmul": 256},
 }
 
@@ -205,6 +207,59 @@ def synth(workdir: Path, size: dict, cores: int) -> tuple[list, dict]:
     return rows, {"runs": runs, "best_workers_per_gpu": best_per_gpu}
 
 
+def vlm(workdir: Path, size: dict, cores: int) -> tuple[list, dict]:
+    """The vision-language captioner (``plip synth --captioner vlm:DIR``) on a random-weight LLaVA-architecture
+    model (spac.vlm.random_model, ``small``: ~190 M parameters, the compute of a small real VLM; its random decoder
+    never ends, so every caption runs to max_new_tokens): generation alone (images/s, tokens/s) and the whole job
+    per worker count per GPU, beside SPAC's rows."""
+    from PIL import Image
+
+    from pipelines.benchmarks.synth import _job, _render
+    from plip_runtime.device import resolve_device, resolve_precision
+    from spac.vlm import VlmCaptioner
+    from spac.vlm.random_model import write_random_vlm
+
+    cuda = torch.cuda.is_available()
+    device = resolve_device("auto")
+    gpus = torch.cuda.device_count() if cuda else 1
+    directory = write_random_vlm(workdir / "vlm", "llava", size["vlm_size"])
+    tokens, batch = size["vlm_tokens"], size["vlm_batch"]
+    captioner = VlmCaptioner.load(directory, device=str(device), styles=2, batch_size=2 * batch)
+    opts = captioner.options(max_new_tokens=tokens, precision=resolve_precision("auto", device))
+    images = [Image.new("RGB", (128, 256), (40 * k % 255, 90, 160)) for k in range(batch)]
+    captioner.caption(images, [str(k) for k in range(batch)], opts)  # warm-up: kernels, caches
+    rounds, t0 = 3, time.perf_counter()
+    outputs = [captioner.caption(images, [f"{r}-{k}" for k in range(batch)], opts)[0] for r in range(rounds)]
+    seconds = time.perf_counter() - t0
+    generated = sum(len(captioner.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+                    for per_round in outputs for per_image in per_round for text in per_image.values())
+    m = {"parameters": captioner.parameter_count(), "images_per_s": round(rounds * batch / seconds, 2),
+         "tokens_per_s": round(generated / seconds, 1), "precision": opts.precision, "device": device.type,
+         "batch_images": batch, "styles": 2, "max_new_tokens": tokens}
+    del captioner
+    where = f"{m['parameters'] / 1e6:.0f} M-parameter LLaVA, {batch} images x 2 styles, {opts.precision}"
+    rows = [{"metric": f"VLM captioner generation alone ({where}, {device.type})", "value": m["images_per_s"],
+             "unit": "images/s", "note": f"{m['tokens_per_s']} tokens/s generated; {tokens} new tokens per "
+                                         "caption (a random decoder never ends)"}]
+    data = _render(workdir / "vlm-images", size["vlm_images"], captions=0, size=(256, 128), shard_rows=256,
+                   per_identity=4, workers=0 if cores < 4 else cores)
+    m["runs"] = {}
+    for per_gpu in size["workers_per_gpu"][:2]:
+        workers = min(cores, per_gpu * gpus)
+        with GpuSampler() as sampler:
+            speed, rss, gpu_mib = _job(data, f"vlm:{directory}", workdir / f"vlm-synth-{per_gpu}", workers, batch,
+                                       max(1, cores // workers), shard_rows=2 * batch,
+                                       device="cuda" if cuda else "cpu", max_new_tokens=tokens)
+        m["runs"][per_gpu] = {"images_per_s_per_gpu": round(speed / gpus, 2), "workers": workers,
+                              "gpu_utilisation_pct": sampler.utilisation, "peak_gpu_mib_per_worker": round(gpu_mib),
+                              "peak_rss_mib_per_worker": round(rss)}
+        rows.append({"metric": f"plip synth --captioner vlm:DIR end to end, {per_gpu} worker(s) per GPU "
+                               f"({'cuda' if cuda else 'cpu'})", "value": round(speed / gpus, 2),
+                     "unit": "images/s per GPU", "note": f"{size['vlm_images']} images; GPU busy "
+                                                         f"{sampler.utilisation}%; worker peak GPU {gpu_mib:.0f} MiB"})
+    return rows, m
+
+
 def retrieval(size: dict) -> tuple[list, dict]:
     from plip_train.evaluate import bench_retrieval
 
@@ -314,6 +369,7 @@ def run(quick: bool, workdir: Path) -> dict:
     for name, section in (("retrieval", lambda: retrieval(size)),
                           ("pretrain", lambda: pretrain_and_loader(workdir, size, ceiling, cores)),
                           ("caption", lambda: caption(size)), ("synth", lambda: synth(workdir, size, cores)),
+                          ("vlm", lambda: vlm(workdir, size, cores)),
                           ("finetune", lambda: finetune(workdir, size, cores))):
         start = time.perf_counter()
         try:

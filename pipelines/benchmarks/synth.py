@@ -115,19 +115,20 @@ def _peak_gpu_mib() -> float:
     return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
 
 
-def _job(images: Path, ckpt: Path, out: Path, workers: int, batch_size: int, threads: int, shard_rows: int,
-         pin: bool = False, device: str = "cpu") -> tuple:
+def _job(images: Path, ckpt: Path | str, out: Path, workers: int, batch_size: int, threads: int, shard_rows: int,
+         pin: bool = False, device: str = "cpu", **settings) -> tuple:
     """(images/s of the job on warm workers, peak RSS of the biggest worker in MiB, peak GPU memory of the
-    biggest worker in MiB). ``pin``: worker i runs on core i only, so one worker cannot borrow an idle
-    core for its decode thread and Dask's threads."""
+    biggest worker in MiB). ``ckpt``: a SPAC captioner checkpoint, or ``vlm:DIR``; ``settings``: more SynthConfig
+    fields. ``pin``: worker i runs on core i only, so one worker cannot borrow an idle core for its decode thread
+    and Dask's threads."""
     from pipelines.cluster import dask_client
     from pipelines.synth_job import plan_units, run_synth
     from spac.captioner import find_checkpoint
     from spac.annotator import SynthConfig
     from synth_pedes import open_dataset
 
-    config = SynthConfig(captioner=str(find_checkpoint(ckpt).resolve()), batch_size=batch_size, threads=threads,
-                         device=device)
+    captioner = ckpt if str(ckpt).startswith("vlm:") else str(find_checkpoint(ckpt).resolve())
+    config = SynthConfig(captioner=captioner, batch_size=batch_size, threads=threads, device=device, **settings)
     with dask_client(workers) as client:
         if pin:
             for core, address in enumerate(sorted(client.scheduler_info()["workers"])):

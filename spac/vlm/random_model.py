@@ -1,8 +1,9 @@
-"""Tiny random-weight vision-language models, built offline, for the VLM captioner's tests.
+"""Random-weight vision-language models built offline: the tests' tiny ones, and the GPU benchmark's ``small`` one.
 
-``write_tiny_vlm(directory, family)`` writes a model directory as ``save_pretrained`` does (config, safetensors
-weights, processor, tokenizer, chat template) that ``AutoProcessor`` / ``AutoModelForImageTextToText`` load with
-``local_files_only=True``. Families:
+``write_random_vlm(directory, family, size)`` writes a model directory as ``save_pretrained`` does (config,
+safetensors weights, processor, tokenizer, chat template) that ``AutoProcessor`` / ``AutoModelForImageTextToText``
+load with ``local_files_only=True``. Nothing is downloaded, and the captions are word salad: these models test the
+machinery and time it, they caption nothing. Families (size ``tiny``):
 
 * ``llava``: ``LlavaForConditionalGeneration`` = a tiny ``CLIPVisionConfig`` (32x32 images, 8x8 patches: 16 image
   tokens after the CLS token is dropped) + a tiny ``LlamaConfig``; ``LlavaProcessor`` with a 32x32
@@ -22,6 +23,10 @@ The tokenizer is a ``tokenizers`` WordLevel model over a small vocabulary of eve
 punctuation, with the family's special tokens as added tokens, wrapped in ``PreTrainedTokenizerFast``.
 Weights come from ``torch.manual_seed(0)`` (matrices drawn with std 0.2, see ``_spread``): the same directory
 contents every time. About 0.2-0.3 MB each.
+
+Size ``small`` (``llava`` only) has the compute of a small real VLM for throughput figures: a CLIP ViT-B/16 at
+224x224 (196 image tokens) and a 30-layer, 576-wide Llama (SmolLM-135M's shape), about 230 M parameters; only its
+vocabulary is the tiny one, so its output layer is cheaper than a real model's.
 """
 from __future__ import annotations
 
@@ -80,23 +85,34 @@ def _spread(model, std: float = 0.2):
     return model.eval()
 
 
-def _llava(directory: Path) -> None:
+# LLaVA sizes: (vision width, MLP, layers, heads, image side, patch), (text width, MLP, layers, heads, KV heads,
+# positions)
+LLAVA_SIZES = {"tiny": ((32, 64, 2, 4, 32, 8), (32, 64, 2, 4, 2, 512)),
+               "small": ((768, 3072, 12, 12, 224, 16), (576, 1536, 30, 9, 3, 2048))}
+
+
+def _llava(directory: Path, size: str = "tiny") -> None:
     from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
                               LlavaImageProcessor, LlavaProcessor)
 
+    (v_width, v_mlp, v_layers, v_heads, side, patch), (t_width, t_mlp, t_layers, t_heads, t_kv, positions) = \
+        LLAVA_SIZES[size]
     special = ["<unk>", "<pad>", "<s>", "</s>", "<image>"]
     tokenizer, vocab = _tokenizer(special, ("USER", "ASSISTANT"), pad_token="<pad>", bos_token="<s>",
                                   eos_token="</s>", extra_special_tokens={"image_token": "<image>"})
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                              image_size=32, patch_size=8, projection_dim=32)
-    text = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+    vision = CLIPVisionConfig(hidden_size=v_width, intermediate_size=v_mlp, num_hidden_layers=v_layers,
+                              num_attention_heads=v_heads, image_size=side, patch_size=patch,
+                              projection_dim=v_width)
+    text = LlamaConfig(vocab_size=len(vocab), hidden_size=t_width, intermediate_size=t_mlp,
+                       num_hidden_layers=t_layers, num_attention_heads=t_heads, num_key_value_heads=t_kv,
+                       max_position_embeddings=positions,
                        pad_token_id=vocab["<pad>"], bos_token_id=vocab["<s>"], eos_token_id=vocab["</s>"])
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=vocab["<image>"],
-                         image_seq_length=16, vision_feature_layer=-1, vision_feature_select_strategy="default")
-    model = _spread(LlavaForConditionalGeneration(config))
-    images = LlavaImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=8,
+                         image_seq_length=(side // patch) ** 2, vision_feature_layer=-1,
+                         vision_feature_select_strategy="default")
+    model = _spread(LlavaForConditionalGeneration(config), std=0.2 if size == "tiny" else 0.02)
+    images = LlavaImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
+    processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=patch,
                                vision_feature_select_strategy="default", num_additional_image_tokens=1,
                                chat_template=LLAVA_CHAT)
     model.save_pretrained(directory)
@@ -164,16 +180,19 @@ def _idefics3(directory: Path) -> None:
     processor.save_pretrained(directory)
 
 
-def write_tiny_vlm(directory: Path, family: str) -> Path:
-    """Write a tiny random-weight VLM of ``family`` (:data:`FAMILIES`) to ``directory``; returns it."""
+def write_random_vlm(directory: Path, family: str, size: str = "tiny") -> Path:
+    """Write a random-weight VLM of ``family`` (:data:`FAMILIES`) and ``size`` (``tiny``; ``small`` for llava) to
+    ``directory``; returns it."""
     import torch
 
     builders = {"llava": _llava, "qwen2_vl": _qwen2_vl, "idefics3": _idefics3}
     if family not in builders:
-        raise ValueError(f"no tiny VLM family {family!r}; families: {FAMILIES}")
+        raise ValueError(f"no random VLM family {family!r}; families: {FAMILIES}")
+    if size != "tiny" and not (family == "llava" and size in LLAVA_SIZES):
+        raise ValueError(f"no {size!r} size for {family}: sizes are tiny (every family) and small (llava)")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        builders[family](directory)
+        builders[family](directory, size) if family == "llava" else builders[family](directory)
     return directory
