@@ -52,7 +52,7 @@ class SynthConfig(ConfigBase):
     captioner: str  # a SPAC captioner checkpoint directory, or vlm:DIR (a local vision-language model, spac.vlm)
     recognizers: tuple = ()  # e.g. ("classifier:/runs/rec",): combined slot by slot by the union recognizer
     prompt_captions: int = 1
-    batch_size: int = 32  # execution only: the rows are the same for any batch size (tests/test_synth_job.py)
+    batch_size: int = 32  # SPAC: execution only, the rows are the same for any batch size (tests/test_synth_job.py)
     decoding: str = "greedy"  # greedy | beam | nucleus
     # "cuda" picks cuda:<worker index % GPUs> inside a Dask worker. The device type (cpu, cuda) is part of the
     # output's identity (its kernels may round differently), the GPU's index is not
@@ -119,7 +119,10 @@ class SynthConfig(ConfigBase):
         computed (threads, batch size, which GPU), so that a resume may change those and the same rows made
         either way are the same dataset."""
         d = asdict(self)
-        for not_recorded in ("extra", "threads", "batch_size"):
+        # a vision-language model's captions may depend on the batch in the last bits (a left-padded prompt's
+        # attention sums in another order), enough to flip a near-tie greedy token: its batch size is recorded, so
+        # a resume with another one is refused rather than mixed into the dataset
+        for not_recorded in ("extra", "threads", *(() if self.vlm else ("batch_size",))):
             d.pop(not_recorded)
         d["device"] = self.device.partition(":")[0]
         if not d["calibration"]:  # plans made before the field existed keep their fingerprint
@@ -201,7 +204,8 @@ def load_models(config: SynthConfig) -> tuple:
         from .vlm import VlmCaptioner, vlm_directory
 
         captioner = VlmCaptioner.load(vlm_directory(config.captioner), device=device, styles=config.vlm_styles,
-                                      engine=config.engine)
+                                      engine=config.engine,  # one generate call per batch of images
+                                      batch_size=config.batch_size * config.vlm_styles)
     else:
         captioner = load_captioner(config.captioner, device=device)
     get_extractor(), load_library()  # spaCy and the templates load here, once, not in the first shard

@@ -83,6 +83,8 @@ def test_the_vlm_joins_the_recognizers_union_uncalibrated(setup):
     captioner, union = load_models(config)
     assert [m.name for m in union.members] == ["oracle", "captioner"] and union.members[1].captioner is captioner
     assert "vlm_styles" not in SynthConfig(captioner="runs/spac").to_dict()  # SPAC plans keep their fingerprint
+    assert config.to_dict()["batch_size"] == 32  # a VLM's rows may depend on it in the last bits: recorded
+    assert "batch_size" not in SynthConfig(captioner="runs/spac").to_dict()
 
 
 def test_bad_vlm_inputs_are_named(setup, tmp_path, capsys):
