@@ -100,3 +100,35 @@ def write_tiny_captioner(directory: Path) -> Path:
     model.set_shortlist(range(2000, 2024))
     save_checkpoint(directory, model, tok)
     return directory
+
+
+def image_dataset_with_a_corrupt_file(root: Path, identities: int, per_identity: int, seed: int, shard_size: int,
+                                      broken: int) -> Path:
+    """``root/images``: a ProcPedes image folder imported as LUPerson-NL is, whose ``broken``-th file (sorted) is
+    truncated to 150 bytes: the synthesis jobs' input, with one image that cannot be read."""
+    from pipelines.cli import main
+
+    assert main(["render", "--out", str(root / "folder"), "--format", "image-folder", "--identities",
+                 str(identities), "--images-per-identity", str(per_identity), "--captions-per-image", "0", "--seed",
+                 str(seed)]) == 0
+    target = sorted((root / "folder").rglob("*.jpg"))[broken]
+    target.write_bytes(target.read_bytes()[:150])
+    assert main(["import", "images", str(root / "folder"), "--out", str(root / "images"), "--shard-size",
+                 str(shard_size), "--workers", "0"]) == 0
+    return root / "images"
+
+
+def kill_9_mid_job(cmd: list[str], out: Path, timeout: float = 120) -> int:
+    """Start ``cmd`` (a dataset-writing command), SIGKILL it once its first shard is done, and return how many
+    shards were done then; the job must not have finished."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and len(list((out / "_stats").glob("part-*.json"))) < 1:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists(), "the kill should land mid-job"
+    return len(list((out / "_stats").glob("part-*.json")))

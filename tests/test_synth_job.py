@@ -1,7 +1,6 @@
 """plip synth: SPAC over an image dataset as a Dask job (tiny random-init captioner: the mechanics, not quality)."""
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _fixtures import make_writable, write_tiny_captioner
+from _fixtures import image_dataset_with_a_corrupt_file, kill_9_mid_job, make_writable, write_tiny_captioner
 from pipelines.cli import main
 from spac.captioner import load_config
 from spac.annotator import SynthConfig
@@ -24,12 +23,7 @@ DASK = str(Path(sys.executable).parent / "dask")
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    assert main(["render", "--out", str(root / "folder"), "--format", "image-folder", "--identities", "12",
-                 "--images-per-identity", "4", "--captions-per-image", "0", "--seed", "3"]) == 0
-    broken = sorted((root / "folder").rglob("*.jpg"))[5]
-    broken.write_bytes(broken.read_bytes()[:150])  # a corrupt file among the inputs
-    assert main(["import", "images", str(root / "folder"), "--out", str(root / "images"), "--shard-size", "20",
-                 "--workers", "0"]) == 0
+    image_dataset_with_a_corrupt_file(root, identities=12, per_identity=4, seed=3, shard_size=20, broken=5)
     write_tiny_captioner(root / "captioner")
     return root
 
@@ -206,14 +200,7 @@ def test_kill_9_then_resume_gives_exactly_the_uninterrupted_rows(setup, tmp_path
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "pipelines.cli", "synth", "--images", str(setup / "images"), "--captioner",
            str(setup / "captioner"), "--out", str(out), "--shard-size", "16", "--batch-size", "8", "--workers", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "_stats").glob("part-*.json"))) < 1:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    before = len(list((out / "_stats").glob("part-*.json")))
-    assert before < 3 and not (out / "manifest.json").exists(), "the kill should land mid-job"
+    assert kill_9_mid_job(cmd, out) < 3
     assert _synth(setup, out, "--workers", "0") == 0
     ref, resumed = open_dataset(tmp_path / "ref"), open_dataset(out)
     assert resumed.id == ref.id

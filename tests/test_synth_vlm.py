@@ -3,13 +3,11 @@ the same synthesis job as SPAC's captioner: the records, the instructions, the l
 exactly-once after kill -9, and the errors users meet first."""
 import importlib.util
 import json
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
+from _fixtures import image_dataset_with_a_corrupt_file, kill_9_mid_job
 from spac.vlm.random_model import write_random_vlm
 from pipelines.cli import main
 from spac.annotator import SynthConfig, load_models
@@ -20,12 +18,7 @@ from synth_pedes import SLOTS, open_dataset, validate_dataset
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth-vlm")
-    assert main(["render", "--out", str(root / "folder"), "--format", "image-folder", "--identities", "6",
-                 "--images-per-identity", "3", "--captions-per-image", "0", "--seed", "5"]) == 0
-    broken = sorted((root / "folder").rglob("*.jpg"))[4]
-    broken.write_bytes(broken.read_bytes()[:150])  # a corrupt file among the inputs
-    assert main(["import", "images", str(root / "folder"), "--out", str(root / "images"), "--shard-size", "8",
-                 "--workers", "0"]) == 0
+    image_dataset_with_a_corrupt_file(root, identities=6, per_identity=3, seed=5, shard_size=8, broken=4)
     write_random_vlm(root / "vlm", "llava")
     return root
 
@@ -65,14 +58,7 @@ def test_a_vlm_writes_a_caption_dataset_with_its_instructions_and_lineage(setup,
 def test_the_same_rows_after_kill_9_and_resume(setup, tmp_path):
     assert main(_args(setup, tmp_path / "ref", "--workers", "0")) == 0
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "pipelines.cli", *_args(setup, out, "--workers", "0")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "_stats").glob("part-*.json"))) < 1:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "manifest.json").exists(), "the kill should land mid-job"
+    kill_9_mid_job([sys.executable, "-m", "pipelines.cli", *_args(setup, out, "--workers", "0")], out)
     assert main(_args(setup, out, "--workers", "0")) == 0
     ref, resumed = open_dataset(tmp_path / "ref"), open_dataset(out)
     assert resumed.id == ref.id and resumed.to_table().to_pylist() == ref.to_table().to_pylist()
