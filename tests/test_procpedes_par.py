@@ -10,7 +10,7 @@ import pytest
 import scipy.io
 
 from pipelines.cli import main
-from plip_train.finetune.par import PA100K_GROUP_ORDER, read_pa100k
+from synth_pedes.sources.par_annotations import PA100K_GROUP_ORDER, read_pa100k
 from synth_pedes.procpedes import ProcPedesConfig, plan_items, render_record
 from synth_pedes.procpedes.par_layout import (ALWAYS_ZERO, PA100K_ATTRIBUTES, pa100k_labels, record_pa100k_labels,
                                               write_pa100k)
