@@ -77,6 +77,10 @@ def test_bad_vlm_inputs_are_named(setup, tmp_path, capsys):
     assert main(["synth", "--data", str(setup / "images"), "--captioner", f"vlm:{tmp_path}/none", "--out",
                  str(tmp_path / "a")]) == 2
     assert f"{tmp_path}/none" in capsys.readouterr().err
+    broken = write_random_vlm(tmp_path / "broken", "llava")
+    (broken / "chat_template.jinja").unlink()
+    assert main(_args(setup, tmp_path / "t", "--workers", "0", model=broken)) == 2
+    assert "no chat template" in capsys.readouterr().err and not (tmp_path / "t").exists()  # before any work
     calibration = tmp_path / "cal.json"
     calibration.write_text("{}")
     assert main(_args(setup, tmp_path / "b", "--workers", "0", "--recognizers", "oracle", "--calibration",

@@ -17,7 +17,7 @@ from plip_runtime.config import ConfigError
 from spac.templates import load_library
 from spac.vlm import (FIXED_INSTRUCTION, VLM_PREFIX, VlmCaptioner, VlmDecoding, image_attributes,
                       lineage_sha256, load_instruction_templates, style_instruction, template_example, vlm_directory)
-from spac.vlm.captioner import _pad_left
+from spac.vlm.model_dir import load_processor
 from spac.vlm.instructions import pick_template
 from spac.vlm.vllm_engine import MISSING
 from synth_pedes.schema import SLOTS
@@ -147,15 +147,24 @@ def test_lineage_hash_is_reproducible_and_tracks_config_and_weights(tmp_path):
     assert lineage_sha256(a) != lineage_sha256(b)
 
 
-def test_pad_token_fallback(vlm):
-    tokenizer = vlm.tokenizer
-    pad = tokenizer.pad_token
-    try:
-        tokenizer.pad_token, tokenizer.padding_side = None, "right"
-        _pad_left(vlm.processor)
-        assert tokenizer.pad_token == tokenizer.eos_token and tokenizer.padding_side == "left"
-    finally:
-        tokenizer.pad_token = pad
+def test_pad_token_fallback_and_left_padding(tmp_path):
+    directory = write_random_vlm(tmp_path / "m", "llava")
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    config.pop("pad_token", None)
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    tokenizer = load_processor(directory).tokenizer
+    assert tokenizer.pad_token == tokenizer.eos_token and tokenizer.padding_side == "left"
+
+
+def test_a_directory_that_cannot_build_prompts_is_refused_by_name(tmp_path):
+    no_template = write_random_vlm(tmp_path / "a", "llava")
+    (no_template / "chat_template.jinja").unlink()
+    with pytest.raises(ValueError, match=f"{no_template}: no chat template"):
+        load_processor(no_template)
+    no_vocabulary = write_random_vlm(tmp_path / "b", "llava")
+    (no_vocabulary / "tokenizer.json").unlink()  # tokenizer_config.json alone is no tokenizer
+    with pytest.raises(ValueError, match=r"missing tokenizer files"):
+        vlm_directory(no_vocabulary)
 
 
 # --- images and options -----------------------------------------------------------------------------------------
@@ -286,7 +295,7 @@ def test_vlm_directory_errors_name_the_path_and_what_is_missing(tmp_path):
     (empty / "tokenizer.json").write_text("{}")
     with pytest.raises(ValueError) as e:
         vlm_directory(f"vlm:{empty}")
-    assert "missing processor files (" in str(e.value) and "weights" in str(e.value)
+    assert "missing processor files (" in str(e.value) and "weights" in str(e.value)  # (a vocabulary is there)
     assert "missing config.json" not in str(e.value) and "tokenizer" not in str(e.value)
     (empty / "processor_config.json").write_text("{}")
     (empty / "model.safetensors").write_bytes(b"")

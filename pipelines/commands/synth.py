@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     if args.captioner.startswith("vlm:"):
         from spac.vlm import vlm_directory
 
-        vlm_directory(args.captioner)  # before any work: the directory and what it must hold
+        from spac.vlm.model_dir import load_processor
+
+        load_processor(vlm_directory(args.captioner))  # before any work: what the directory holds, and that it loads
         if args.engine == "vllm":
             from spac.vlm.vllm_engine import require_vllm
 

@@ -39,18 +39,6 @@ _log = logging.getLogger(__name__)
 ENGINES = ("transformers", "vllm")
 
 
-def _pad_left(processor) -> None:
-    """Left padding for batched generation, and a pad token (the EOS token, else UNK, when the model has none)."""
-    tokenizer = getattr(processor, "tokenizer", processor)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        fallback = tokenizer.eos_token or tokenizer.unk_token
-        if fallback is None:
-            raise ValueError("the VLM's tokenizer has no pad, end or unknown token to pad batches with")
-        tokenizer.pad_token = fallback
-        _log.info("the VLM's tokenizer has no pad token; padding with %r", fallback)
-
-
 class VlmCaptioner(VlmBase):
     """A transformers VLM loaded from a local directory (see the module docstring)."""
 
@@ -69,7 +57,7 @@ class VlmCaptioner(VlmBase):
         """Load the processor and model of a local model directory (``vlm_directory`` checks it first) on
         ``device``, in eval mode, with left padding. ``engine="vllm"`` returns a :class:`VllmCaptioner` instead
         (``engine_options`` go to it)."""
-        from .model_dir import vlm_directory
+        from .model_dir import load_processor, vlm_directory
 
         check_styles(styles)  # before minutes of loading
         if engine not in ENGINES:
@@ -80,12 +68,11 @@ class VlmCaptioner(VlmBase):
             return VllmCaptioner.load(directory, device=device, styles=styles, **engine_options)
         if engine_options:
             raise ValueError(f"unknown option(s) for the transformers engine: {sorted(engine_options)}")
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
         path = vlm_directory(directory)
         device = str(resolve_device(device))
-        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        _pad_left(processor)
+        processor = load_processor(path)
         model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True, dtype=torch.float32)
         model.to(device).eval()
         return cls(path, processor, model, device=device, styles=styles, batch_size=batch_size)

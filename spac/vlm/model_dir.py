@@ -13,7 +13,8 @@ VLM_PREFIX = "vlm:"
 _FIX = "a local Hugging Face model directory, e.g. saved by save_pretrained; nothing is downloaded"
 # any one of each group will do (transformers 5 writes processor_config.json, older saves preprocessor_config.json)
 _PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+# a tokenizer's vocabulary (tokenizer_config.json alone holds settings, not a vocabulary)
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 
 
@@ -80,3 +81,30 @@ def directory_record(directory: str | os.PathLike) -> dict:
     config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     return {"kind": "vlm", "path": str(directory), "model_type": config.get("model_type", ""),
             "architectures": list(config.get("architectures") or []), "sha256": lineage_sha256(directory)}
+
+
+def load_processor(directory: str | os.PathLike):
+    """The directory's processor, loaded (``local_files_only``), padding on the left for batched generation and
+    with a chat template: ValueError naming the directory and the problem when it does not load or cannot build
+    prompts, so ``plip synth`` refuses such a directory before any work rather than in every shard."""
+    from transformers import AutoProcessor
+
+    path = Path(directory)
+    try:
+        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, ImportError, KeyError, TypeError) as e:
+        raise ValueError(f"VLM captioner {path}: its processor or tokenizer does not load ({type(e).__name__}: "
+                         f"{str(e).strip().splitlines()[0] if str(e).strip() else e!r}); it must be {_FIX}") from e
+    if getattr(processor, "chat_template", None) is None and \
+            getattr(getattr(processor, "tokenizer", None), "chat_template", None) is None:
+        raise ValueError(f"VLM captioner {path}: no chat template (chat_template.jinja, or chat_template in "
+                         f"processor_config.json / tokenizer_config.json), so no prompt can be built; it must be {_FIX}")
+    tokenizer = getattr(processor, "tokenizer", processor)
+    tokenizer.padding_side = "left"  # batched generation: every prompt ends where its answer starts
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise ValueError(f"VLM captioner {path}: its tokenizer has no pad, end or unknown token to pad batches "
+                             f"with; it must be {_FIX}")
+        tokenizer.pad_token = fallback
+    return processor

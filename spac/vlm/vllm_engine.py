@@ -43,14 +43,12 @@ class VllmCaptioner(VlmBase):
         """vLLM's ``LLM`` over a local model directory (``llm_options`` go to it: ``max_model_len``,
         ``gpu_memory_utilization``, ...); the HF processor of the same directory builds the chat prompts."""
         vllm = require_vllm()
-        from transformers import AutoProcessor
-
-        from .model_dir import vlm_directory
+        from .model_dir import load_processor, vlm_directory
 
         path = vlm_directory(directory)
         if precision not in _DTYPES:
             raise ValueError(f"precision {precision!r} is not one of {', '.join(_DTYPES)}")
-        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        processor = load_processor(path)
         llm = vllm.LLM(model=str(path), tokenizer=str(path), dtype=_DTYPES[precision], seed=seed,
                        limit_mm_per_prompt={"image": 1}, **llm_options)
         return cls(path, llm, processor, styles=styles, device=device)
