@@ -143,3 +143,17 @@ def test_row_group_cache_is_bounded(dataset):
     for shard in range(3):
         cache.row(shard, 0, 0)
     assert len(cache._groups) == 2
+
+
+def test_a_dataset_whose_rows_were_all_filtered_says_so(tmp_path):
+    """What a user meets after a plip filter that kept nothing: the message says the rows were filtered, not that
+    the data is no caption dataset."""
+    from _fixtures import jpeg_bytes
+
+    from synth_pedes import make_record
+
+    records = [make_record(f"k/{i}", image_bytes=jpeg_bytes(i), status="filtered", error="unknown-slots",
+                           captions=[{"text": "a man", "kind": "generated"}]) for i in range(4)]
+    write_dataset(records, tmp_path / "d", name="d", kind="captions", shard_rows=4)
+    with pytest.raises(DataError, match=r"no row has status ok: all were filtered out or failed \(filtered=4\)"):
+        TrainIndex.build(open_dataset(tmp_path / "d"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -68,4 +69,9 @@ def run(args: argparse.Namespace) -> int:
         rows.append(("seed filter", "skipped: no --encoder (its thresholds need re-identification features)"))
     rows.append(("time", f"{time.perf_counter() - t0:.1f} s"))
     print_summary(f"filtered {counts['rows']} rows of {args.dataset}", rows)
+    if manifest.num_usable_rows == 0 and counts["rows"]:
+        print(f"plip filter: warning: no row was kept: every one of the {counts['rows']} rows is filtered or "
+              "failed (the counts above say by which rule), so nothing can train on this version. Loosen the rule "
+              "that took most (e.g. --max-unknown, --gender-threshold, --min-images) and filter the input again",
+              file=sys.stderr)
     return 0

@@ -117,9 +117,16 @@ class TrainIndex:
         if len(index) == 0:
             which = "".join(f", caption {name} in {list(v)}" for name, v in (("kinds", caption_kinds),
                                                                               ("styles", caption_styles)) if v)
+            if skipped["status"] and not (skipped["split"] or skipped["no_captions"]):
+                fix = ("no row has status ok: all were filtered out or failed "
+                       f"({', '.join(f'{k}={v}' for k, v in dataset.manifest.status_counts.items())}). Re-run "
+                       "plip filter with looser rules (its summary counts the rows each rule took, e.g. "
+                       "--max-unknown) or train on its input")
+            else:
+                fix = ("Train on a caption dataset (plip synth / plip filter output) or choose the split to train "
+                       "on: --set data.split=NAME (null: every row)")
             raise DataError(f"{dataset.directory}: no trainable rows (status ok, split in {splits}"
-                            f"{', with captions' if captions else ''}{which}); left out: {skipped}. Train on a caption dataset (plip synth / plip filter "
-                            "output) or choose the split to train on: --set data.split=NAME (null: every row).")
+                            f"{', with captions' if captions else ''}{which}); left out: {skipped}. {fix}.")
         return index
 
     def take(self, entries: np.ndarray) -> "TrainIndex":
@@ -223,7 +230,7 @@ def plan_epoch(index: TrainIndex, shape: BatchShape, seed: int, epoch: int) -> n
         carry = _deal_batches(groups, p, k, rng, batches)
     if not batches:
         raise DataError(f"the dataset has {len(index)} trainable rows, fewer than one batch of {shape.batch_size} "
-                        f"(after grouping by identity); lower data.batch_size")
+                        f"(after grouping by identity); lower the batch size (--batch-size, or data.batch_size)")
     return np.stack(batches)
 
 
