@@ -76,6 +76,9 @@ def test_fine_tune_selects_on_val_ma_and_reports_test_once(par, pretrained, tmp_
     test = _independent_test_metrics(run, best["step"], par)
     assert metrics["mA"] == pytest.approx(100 * test["ma"], abs=0.01)
     assert metrics["F1"] == pytest.approx(100 * test["instance_f1"], abs=0.01)
+    capsys.readouterr()
+    assert plip(["eval", "--checkpoint", str(run), "--data", str(par)]) == 2  # retrieval cannot score it
+    assert f"{run}/results.json" in capsys.readouterr().err
 
 
 def _independent_test_metrics(run, step, data) -> dict:

@@ -51,6 +51,26 @@ def check_model_arguments(args: argparse.Namespace) -> None:
         resolve_checkpoint(args.checkpoint, args.step)
 
 
+def note_attribute_run(args: argparse.Namespace) -> None:
+    """An attribute-recognition fine-tune has its own metrics: say where they are, and what retrieval measures on
+    it. Attribute data (no identities to retrieve by) is refused with that pointer rather than the evaluator's."""
+    import sys
+
+    from plip_runtime.runs import RUN_FILE, read_run_file
+    from synth_pedes import open_dataset
+
+    run = args.checkpoint if args.checkpoint is not None and (args.checkpoint / RUN_FILE).is_file() else None
+    if run is None or read_run_file(run)["kind"] != "plip-attributes":
+        return
+    where = f"{run} is an attribute-recognition fine-tune: its attribute metrics (mA, F1, per attribute) are in " \
+            f"{run}/results.json"
+    if open_dataset(args.data, verify=False).manifest.attribute_names:
+        raise ValueError(f"{where}; plip eval measures retrieval by identity, which {args.data} (attribute labels, "
+                         "no identities) cannot score")
+    print(f"plip eval: note: {where}. Retrieval here uses its fine-tuned image tower; its text tower is the "
+          "initialisation's, untouched by the fine-tune", file=sys.stderr)
+
+
 def load_embedder(args: argparse.Namespace, checkpoint=None):
     from plip_train import embed
 
@@ -113,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     check_model_arguments(args)
     check_dataset_dir("--data", args.data)
+    note_attribute_run(args)
     if args.select_on is not None:
         if args.checkpoint is None or args.step is not None:
             raise ValueError("--select-on chooses among the checkpoints of a run: use it with --checkpoint RUN and "
