@@ -438,3 +438,23 @@ def test_a_card_of_an_old_layout_dataset_lists_every_file_and_says_how_to_migrat
     assert meta["synth_pedes"]["rows"] == {"all": 12, "default_config": 12}
     assert "older layout" in text and f"plip migrate {old} --out NEW_DIR" in text
 
+
+
+def test_an_attribute_dataset_s_card_says_what_it_is_and_counts_its_labels(tmp_path):
+    """A PA-100K-layout import: the card calls it attribute recognition (not retrieval) and tabulates every
+    attribute's positives per split, in the order of the manifest's names."""
+    from synth_pedes import open_dataset
+
+    assert main(["render", "--format", "pa100k", "--out", str(tmp_path / "raw"), "--identities", "12",
+                 "--images-per-identity", "2"]) == 0
+    assert main(["import", "pa100k", str(tmp_path / "raw"), "--out", str(tmp_path / "pa"), "--workers", "0"]) == 0
+    assert main(["card", str(tmp_path / "pa"), "--workers", "0"]) == 0
+    text = (tmp_path / "pa" / "README.md").read_text()
+    assert "- image-classification" in text and "pedestrian-attribute-recognition" in text
+    assert "text-based-person-retrieval" not in text and "a pedestrian attribute recognition dataset" in text
+    ds = open_dataset(tmp_path / "pa")
+    rows = [r for r in ds.iter_records(["split", "attribute_labels"], status="ok") if r["split"] == "train"]
+    female = ds.manifest.attribute_names.index("Female")
+    positives = sum(r["attribute_labels"][female] for r in rows)
+    assert f"| {female} | Female | {positives} ({100 * positives / len(rows):.1f}%) |" in text
+    assert "Never positive here: " in text and "Glasses" in text.split("Never positive here: ")[1]

@@ -204,6 +204,7 @@ def _dataset_block(directory: Path, manifest: Manifest, verify: str, note: str, 
     return {"name": manifest.name, "pretty_name": pretty_name or manifest.name, "id": manifest.id,
             "kind": manifest.kind, "version": manifest.version, "path": str(directory),
             "description": manifest.description, "num_bytes": manifest.num_bytes, "splits": manifest.splits,
+            "attribute_names": list(manifest.attribute_names),
             "verified": verify, "verify_note": note}
 
 

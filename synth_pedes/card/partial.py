@@ -68,6 +68,8 @@ class PartialStats:
     unscored: Counter = field(default_factory=Counter)  # (kind, style) -> captions naming no attribute phrase
     repeating: Counter = field(default_factory=Counter)  # (kind, style) -> captions repeating a word (not scored)
     repeating_example: dict = field(default_factory=dict)  # (kind, style) -> one such caption
+    label_rows: Counter = field(default_factory=Counter)  # split -> ok rows with attribute_labels
+    label_positives: dict = field(default_factory=dict)  # split -> [positives per attribute position]
     truth_rows: int = 0
     truth_table_rows: int = 0  # rows (any status) whose image the --truth table lists
     truth_attr: Counter = field(default_factory=Counter)  # (slot, outcome) -> rows
@@ -83,8 +85,11 @@ class PartialStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("status_counts", "reasons", "splits", "sources", "identities", "sizes", "captions_per_image",
                      "caption_groups", "ngram_totals", "unknown_slots", "faith", "coverage", "truth_attr",
-                     "truth_spans", "scores", "unscored", "repeating"):
+                     "truth_spans", "scores", "unscored", "repeating", "label_rows"):
             getattr(self, name).update(getattr(other, name))
+        for split, positives in other.label_positives.items():
+            mine = self.label_positives.setdefault(split, [0] * len(positives))
+            self.label_positives[split] = [a + b for a, b in zip(mine, positives)]
         self.words = merge_top(self.words, other.words, TOP_WORDS)
         self.vocab.merge(other.vocab)
         for k, c in other.lengths.items():
@@ -121,7 +126,9 @@ def shard_partial(path: str, verify_sha256: bool = False, truth_table: str | Non
     table = load_truth_table(truth_table) if truth_table else {}
     grams: defaultdict = defaultdict(set)  # (style, n) -> this shard's distinct n-grams (bounded by the shard)
     row_index = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=READ_COLUMNS):
+    file = pq.ParquetFile(path)
+    columns = [*READ_COLUMNS, *(["attribute_labels"] if "attribute_labels" in file.schema_arrow.names else [])]
+    for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=columns):  # (record schema v1 has no labels)
         for row in batch.to_pylist():
             _add_row(part, row, path, row_index, grams, table)
             row_index += 1
@@ -169,6 +176,12 @@ def _add_row(part: PartialStats, row: dict, shard: str, index: int, grams: dict,
     attributes = row["attributes"]
     if attributes is not None:
         _add_attributes(part, attributes)
+    labels = row.get("attribute_labels")
+    if labels is not None:
+        split = row["split"] or ""
+        part.label_rows[split] += 1
+        counts = part.label_positives.setdefault(split, [0] * len(labels))
+        part.label_positives[split] = [c + v for c, v in zip(counts, labels)]
     truth = truth_from(listed) if listed is not None else truth_of(row["extra"])
     if truth is not None:
         part.truth_rows += 1

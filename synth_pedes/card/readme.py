@@ -91,11 +91,13 @@ def front_matter(doc: dict, data_files: DataFiles, license: str) -> str:
                                    for split, e in splits.items()}),
         download_size=sum(e["bytes"] for e in splits.values()), dataset_size=sum(e["bytes"] for e in splits.values()))
         for config, splits in data_files.configs.items()}
+    labelled = bool(d.get("attribute_names"))  # an attribute-recognition dataset (PA-100K, PETA, RAP)
     card = DatasetCardData(
         pretty_name=d["pretty_name"], license=license, language=["en"],
         size_categories=[size_category(data_files.default_rows)],
-        task_categories=["text-to-image", "image-to-text"],
-        tags=["person-re-identification", "text-based-person-retrieval", "synth-pedes", d["kind"]]
+        task_categories=["image-classification"] if labelled else ["text-to-image", "image-to-text"],
+        tags=(["pedestrian-attribute-recognition", "multi-label"] if labelled else
+              ["person-re-identification", "text-based-person-retrieval"]) + ["synth-pedes", d["kind"]]
         + (["synthetic-captions"] if doc["captions"]["by_kind"].keys() & {"generated", "prompt"} else []),
         configs=[{"config_name": config, "data_files": [{"split": split, "path": e["paths"]}
                                                         for split, e in splits.items()]}
@@ -177,8 +179,10 @@ def _caption_table(doc: dict) -> str:
 
 def what_it_is(doc: dict) -> str:
     d = doc["dataset"]
+    what = ("person images with binary attribute labels (a pedestrian attribute recognition dataset)"
+            if d.get("attribute_names") else KIND_TEXT.get(d["kind"], d["kind"]))
     parts = [f"**{d['name']}** (version {d['version']}, manifest id `{d['id']}`) holds "
-             f"{KIND_TEXT.get(d['kind'], d['kind'])}: one row per image with the image bytes, its identity, "
+             f"{what}: one row per image with the image bytes, its identity, "
              "six attribute slots (person, head, upper, lower, shoes, belongings; `unknown` where not visible), "
              "its captions (text, style, kind and the character spans of their attribute phrases), a status "
              "and provenance (see `synth_pedes/schema.py`)."]
@@ -238,6 +242,31 @@ def attributes_section(doc: dict) -> str:
         s = a["slots"][slot]
         common = ", ".join(f"{v} ({_pct(r)})" for v, _, r in s["top"][:4])
         lines.append(f"| {slot} | {_pct(s['unknown_rate'])} | {s['distinct_values']:,} | {common} |")
+    return "\n".join(lines)
+
+
+def attribute_labels_section(doc: dict) -> str:
+    """The binary attribute labels: what each position of ``attribute_labels`` means and how often it is positive
+    per split (empty for datasets without labels)."""
+    names = doc["dataset"].get("attribute_names") or []
+    labels = doc.get("attribute_labels") or {}
+    if not names:
+        return ""
+    splits = sorted(labels.get("rows", {}), key=lambda s: (SPLITS.index(s) if s in SPLITS else len(SPLITS), s))
+    lines = [f"Every row's `attribute_labels` holds {len(names)} 0/1 labels, in the order of the manifest's "
+             "`attribute_names` (below). Positives per split (share of the split's rows):", "",
+             "| # | attribute | " + " | ".join(f"{s} ({labels['rows'][s]:,})" for s in splits) + " |",
+             "|---|---|" + "---|" * len(splits)]
+    for i, name in enumerate(names):
+        cells = []
+        for s in splits:
+            positives, rows = labels["positives"][s][i], labels["rows"][s]
+            cells.append(f"{positives:,} ({_pct(positives / rows if rows else None)})")
+        lines.append(f"| {i} | {name} | " + " | ".join(cells) + " |")
+    never = [n for i, n in enumerate(names) if not any(labels["positives"][s][i] for s in splits)]
+    if never:
+        lines += ["", f"Never positive here: {', '.join(never)}. An attribute without positives scores at most 50 % "
+                      "mA (its positive recall is 0), so these pull a model's mean mA down whatever it learns."]
     return "\n".join(lines)
 
 
@@ -331,7 +360,9 @@ def render(doc: dict, data_files: DataFiles, dataset_path: str, license: str, re
         f"The full statistics report with plots is [{report}/index.html]({report}/index.html); the numbers are in "
         f"[{report}/stats.json]({report}/stats.json). Verification: {d['verify_note']}.",
         "## What the data is", what_it_is(doc), "## How it was made", how_made(doc),
-        "## Attributes", attributes_section(doc), "## Intended use and limits", limits(doc),
+        "## Attributes", attributes_section(doc),
+        *(["## Attribute labels", attribute_labels_section(doc)] if doc["dataset"].get("attribute_names") else []),
+        "## Intended use and limits", limits(doc),
         "## Compared with published datasets",
         reference.markdown_table(doc["comparison"]) + "\n\nn/r: not reported in the published sources. Published "
         "figures: PLIP (NeurIPS 2024) and Tan et al. (CVPR 2024); the manual rating is PLIP's 1-5 score of 500 pairs.",

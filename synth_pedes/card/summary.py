@@ -60,6 +60,8 @@ def summarize(stats: PartialStats) -> dict:
         "diversity": _diversity(stats), "openings": _openings(stats), "attributes": _attributes(stats),
         "faithfulness": _faithfulness(stats), "caption_faithfulness": _caption_scores(stats),
         "ground_truth": _ground_truth(stats),
+        "attribute_labels": {"rows": dict(sorted(stats.label_rows.items())),
+                             "positives": dict(sorted(stats.label_positives.items()))},
     }
     doc["warnings"] = degenerate_warnings(doc)
     return doc
