@@ -71,7 +71,8 @@ def run_synth(images: Path, out: Path, config: SynthConfig, *, shard_rows: int |
     warn_unsplittable(units, sizes, shard_rows, shard_bytes)
     producer = {"stage": "spac-synth", "config": config.to_dict(), "captioner": captioner,
                 "input": {"id": dataset.id, "name": dataset.manifest.name}}
-    return write_dataset(units, out, name=name or f"{dataset.manifest.name}-spac", kind="captions",
+    default_name = f"{dataset.manifest.name}-{'vlm' if config.vlm else 'spac'}"
+    return write_dataset(units, out, name=name or default_name, kind="captions",
                          transform=SpacAnnotator(config), shard_rows=shard_rows, rows_of=lambda u: u.rows,
                          shard_bytes=shard_bytes, size_of=sizes.__getitem__,
                          parents=[dataset.id], producer=producer, client=client, retries=retries,

@@ -161,10 +161,12 @@ def test_bad_inputs_are_named(par, tmp_path, capsys):
     assert plip([*base, "--data", str(captions_only), "--out", str(tmp_path / "a")]) == 2
     assert "has no attribute labels" in capsys.readouterr().err
     assert plip([*base, "--data", str(par), "--out", str(tmp_path / "b"), "--select-on", "test"]) == 2
-    assert "never test" in capsys.readouterr().err
+    assert "--select-on test would choose the checkpoint on the split it reports" in capsys.readouterr().err
     assert plip([*base, "--data", str(par), "--out", str(tmp_path / "c"), "--select-on", "dev"]) == 2
     err = capsys.readouterr().err
     assert "no 'dev' split" in err and "--select-on last" in err
+    assert plip([*base, "--data", str(par), "--out", str(tmp_path / "d"), "--select-on", "train"]) == 2
+    assert "the split the fine-tune trains on" in capsys.readouterr().err
 
 
 def test_linear_probe_trains_the_layer_alone(par, tmp_path):

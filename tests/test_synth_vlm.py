@@ -31,13 +31,13 @@ def _args(setup, out, *extra, model=None):
 def test_a_vlm_writes_a_caption_dataset_with_its_instructions_and_lineage(setup, tmp_path, capsys):
     out = tmp_path / "a"
     assert main(_args(setup, out, "--workers", "0")) == 0
-    assert "SPAC captions" in capsys.readouterr().out
+    assert "VLM captions" in capsys.readouterr().out
     assert validate_dataset(out).ok
     ds = open_dataset(out)
     captioner = ds.manifest.producer["captioner"]
     assert captioner["kind"] == "vlm" and captioner["model_type"] == "llava" and len(captioner["sha256"]) == 64
     assert ds.manifest.producer["config"]["captioner"] == f"vlm:{(setup / 'vlm').resolve()}"
-    assert "vision-language model llava" in ds.manifest.description
+    assert "vision-language model llava" in ds.manifest.description and ds.manifest.name == "folder-vlm"
     rows = list(ds.iter_records())
     assert len(rows) == 18 and sum(r["status"] == "error" for r in rows) == 1  # the corrupt file
     templates = load_instruction_templates()

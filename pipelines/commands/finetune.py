@@ -65,6 +65,9 @@ def select_on_override(args: argparse.Namespace, section: str) -> list[str]:
 
     if args.select_on is None:
         return []
+    if args.select_on == "test":
+        raise ValueError("--select-on test would choose the checkpoint on the split it reports; choose on a "
+                         "validation split (--select-on val, the default) or keep the last (--select-on last)")
     return [f"{section}.select_on={json.dumps(None if args.select_on == 'last' else args.select_on)}"]
 
 

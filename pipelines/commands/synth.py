@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..cluster import DEFAULT_WORKERS_PER_GPU
 from ._common import (add_cluster_arguments, add_device_argument, add_precision_argument, add_shard_arguments,
-                      check_captioner_dir, check_dataset_dir, close_progress, deprecated_alias, deprecated_help, print_summary,
-                      recognizer_specs, resolved_device, shard_sizes)
+                      check_captioner_dir, check_dataset_dir, close_progress, deprecated_alias, deprecated_help,
+                      int_at_least, print_summary, recognizer_specs, resolved_device, shard_sizes)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,17 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "join --recognizers and every slot takes the phrase most likely right")
     parser.add_argument("--prompt-captions", type=int, default=1, help="prompt captions per image (default 1)")
     vlm = parser.add_argument_group("vision-language captioner (--captioner vlm:DIR)")
-    vlm.add_argument("--vlm-styles", type=int, default=2,
+    vlm.add_argument("--vlm-styles", type=int_at_least(1), default=2,
                      help="captions per image, one per style: each style's instruction shows one template of the "
                           "library, drawn per image by --seed (default 2)")
     vlm.add_argument("--engine", choices=("transformers", "vllm"), default="transformers",
                      help="transformers (default: batched generate, any device) or vllm (its offline batch API, on a "
                           "GPU node where vLLM is installed)")
-    vlm.add_argument("--max-new-tokens", type=int, default=64, help="the longest caption, in tokens (default 64)")
+    vlm.add_argument("--max-new-tokens", type=int_at_least(1), default=64,
+                     help="the longest caption, in tokens (default 64)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per model batch (default 32)")
     parser.add_argument("--decoding", choices=("greedy", "beam", "nucleus"), default="greedy",
-                        help="how the captioner picks words: greedy (default), beam search, or nucleus sampling "
-                             "(seeded by --seed)")
+                        help="how the captioner picks words: greedy (default), beam search (a SPAC captioner "
+                             "only), or nucleus sampling (seeded by --seed)")
     add_device_argument(parser, "; cuda uses all GPUs (see --workers-per-gpu). auto is resolved on this machine: "
                                 "name cuda to use the GPUs of a --scheduler cluster")
     parser.add_argument("--workers-per-gpu", type=int, default=None,
@@ -51,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the random choices (prompt-caption templates, nucleus sampling); the same "
                              "seed gives the same captions (default 0)")
     parser.add_argument("--retries", type=int, default=2, help="attempts per failed shard before it is reported")
-    parser.add_argument("--name", default=None, help="dataset name (default: <input name>-spac)")
+    parser.add_argument("--name", default=None, help="dataset name (default: <input name>-spac, or -vlm for a "
+                                                     "vision-language captioner)")
     add_shard_arguments(parser, "1024", old_spelling=False)  # its --shard-size was rows
     add_cluster_arguments(parser)
 
@@ -85,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
         from spac.vlm.model_dir import load_processor
 
+        if args.decoding == "beam":
+            raise ValueError("--decoding beam is for a SPAC captioner; a vision-language captioner decodes greedy or "
+                             "nucleus (--decoding greedy|nucleus)")
         load_processor(vlm_directory(args.captioner))  # before any work: what the directory holds, and that it loads
         if args.engine == "vllm":
             from spac.vlm.vllm_engine import require_vllm
@@ -115,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if close_progress(progress, args.out, manifest):
         return 0
     seconds = time.perf_counter() - t0
-    print_summary(f"SPAC captions for {args.data}", [
+    print_summary(f"{'VLM' if config.vlm else 'SPAC'} captions for {args.data}", [
         ("dataset", args.out), ("id", manifest.id), ("parent", manifest.parents[0]), ("rows", manifest.num_rows),
         ("status", ", ".join(f"{k}={v}" for k, v in manifest.status_counts.items())),
         ("files", len(manifest.shards)),

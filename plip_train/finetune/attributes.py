@@ -15,6 +15,7 @@ reported once, for it, with the repository's metrics (:func:`plip_train.finetune
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +33,7 @@ from .par import par_metrics, positive_ratio, weighted_bce
 from .results import dataset_record, open_all, train_and_report, write_results
 from .selection import SelectingTrainer
 
+_log = logging.getLogger(__name__)
 KIND = "plip-attributes"
 SELECTION_METRIC = "mA"  # label-based mean accuracy on the validation split, as the repository keeps its best
 METRIC_NAMES = {"ma": "mA", "instance_acc": "Acc", "instance_prec": "Prec", "instance_recall": "Rec",
@@ -101,6 +103,10 @@ def evaluate_attributes(embedder, head: AttributeHead, dataset, split: str, name
     if not all_logits:
         raise DataError(f"{where}: no row with status ok to evaluate")
     logits, targets = torch.cat(all_logits), torch.cat(labels)
+    absent = [name for name, positives in zip(names, targets.sum(0).tolist()) if not positives]
+    if absent:  # their positive recall is 0 whatever the model does: the mean mA cannot reach 100
+        _log.warning("%s: %d of %d attributes have no positive image (%s): each scores at most 50 %% mA",
+                     where, len(absent), len(names), ", ".join(absent[:6]) + (" ..." if len(absent) > 6 else ""))
     loss = head.loss(logits, targets)
     found = par_metrics(logits.numpy(), targets.numpy(), threshold, from_logits=True)
     return {"split": split, "metrics": {name: round(100 * found[key], 2) for key, name in METRIC_NAMES.items()},

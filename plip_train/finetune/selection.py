@@ -45,6 +45,10 @@ class SelectingTrainer(Trainer):
         ``--select-on last``; e.g. ``no_val_example``) and a test split to report (``test_hint``: where to get one)."""
         splits = dict(self.dataset.manifest.splits)
         select_on, have = self.selection.select_on, ", ".join(sorted(splits))
+        if select_on is not None and select_on == self.cfg.data.split:
+            raise DataError(f"--select-on {select_on} is the split the fine-tune trains on, which measures how well "
+                            "it remembers, not how it generalises; choose on a validation split (--select-on val) or "
+                            "keep the last checkpoint (--select-on last)")
         if select_on is not None and select_on not in splits:
             raise DataError(f"{self.dataset.directory} has no {select_on!r} split to select the checkpoint on "
                             f"(splits: {have}); keep the schedule's last checkpoint instead (--select-on last; "

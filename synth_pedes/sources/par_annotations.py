@@ -69,7 +69,7 @@ class _Mat:
             # NotImplementedError: a MATLAB v7.3 (HDF5) file, which scipy cannot read. A missing file is not
             # caught: FileNotFoundError already says what is wrong.
             raise ValueError(f"{self.name}: cannot read it as a MATLAB v5 .mat file ({error}); "
-                             f"expected the {dataset} annotation file {expected}") from error
+                             f"expected the {dataset} annotation file {expected} ({self.path})") from error
 
     def fail(self, what: str) -> ValueError:
         return ValueError(f"{self.name}: {what}; this is not the {self.dataset} annotation file "
