@@ -80,6 +80,9 @@ def test_every_path_argument_is_made_absolute_before_any_work(tmp_path, monkeypa
         ["synth", "--data", "in", "--captioner", "../runs/cap", "--out", "out", "--scheduler", "tcp://h:8786"]))
     assert (args.data, args.captioner, args.out) == (tmp_path / "in", tmp_path / ".." / "runs" / "cap",
                                                        tmp_path / "out")
+    vlm = absolute_paths(build_parser().parse_args(["synth", "--data", "in", "--captioner", "vlm:models/smol",
+                                                    "--out", "out"]))
+    assert vlm.captioner == f"vlm:{tmp_path / 'models' / 'smol'}"  # a VLM directory too
     assert args.calibration is None and args.scheduler == "tcp://h:8786"  # no path given, no path made
     args = absolute_paths(build_parser().parse_args(["spac", "train", "--data", "a", str(tmp_path / "b"), "--out",
                                                      "r"]))

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data", type=Path, help="input image dataset (manifest + shards)")
     data.add_argument("--images", dest="data", type=Path, action=deprecated_alias("--data"),
                       help=deprecated_help("--data"))
-    parser.add_argument("--captioner", required=True, metavar="DIR|vlm:DIR",
+    parser.add_argument("--captioner", type=captioner_argument, required=True, metavar="DIR|vlm:DIR",
                         help="SPAC captioner checkpoint (plip spac train), or vlm:DIR, a local Hugging Face "
                              "vision-language model directory (Qwen2-VL, SmolVLM / Idefics3, LLaVA ...: loadable with "
                              "transformers' AutoModelForImageTextToText; nothing is downloaded)")
@@ -58,6 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster_arguments(parser)
 
 
+def captioner_argument(text: str) -> Path | str:
+    """``--captioner``: a SPAC checkpoint as a Path (made absolute with every path argument), or ``vlm:DIR`` with
+    DIR made absolute here, for the same reason: workers elsewhere would read a relative DIR against their own
+    directory."""
+    if text.startswith("vlm:"):
+        return f"vlm:{Path(text[len('vlm:'):]).absolute()}" if text[len("vlm:"):] else text
+    return Path(text)
+
+
 def read_calibration(path: Path | None, recognizers: tuple) -> str:
     """``--calibration FILE`` as canonical JSON text (it is part of the output's identity), checked against the
     union it will calibrate: the --recognizers and the captioner."""
@@ -82,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from ..synth_job import run_synth, threads_per_worker
 
     check_dataset_dir("--data", args.data)
-    if args.captioner.startswith("vlm:"):
+    if isinstance(args.captioner, str):  # vlm:DIR
         from spac.vlm import vlm_directory
 
         from spac.vlm.model_dir import load_processor
