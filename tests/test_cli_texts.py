@@ -123,6 +123,8 @@ NOT_THIS_COMMANDS_FLAG = {
        "checked has them (the trainers' build_index), in its task's direction: the evaluator's advice on choosing a "
        "split or a direction is for plip eval" for flag in ("--split", "--direction")
        for task in ("text-reid", "image-reid", "attributes")},
+    ("finetune image-reid", "--select-on", "pipelines.commands.finetune"): "run_task turns --select-on into a "
+    "setting only for a task that selects (select_section given); image ReID has no validation split and never does",
     ("convert official", "--set", "plip_runtime.config"): "convert's own config overrides (from --bert-dir) go "
                                                            "through the --set parser, whose messages name --set",
 }

@@ -120,8 +120,8 @@ class TrainIndex:
             if skipped["status"] and not (skipped["split"] or skipped["no_captions"]):
                 fix = ("no row has status ok: all were filtered out or failed "
                        f"({', '.join(f'{k}={v}' for k, v in dataset.manifest.status_counts.items())}). Re-run "
-                       "plip filter with looser rules (its summary counts the rows each rule took, e.g. "
-                       "--max-unknown) or train on its input")
+                       "plip filter with looser rules (its summary counts the rows each rule took) or train on its "
+                       "input")
             else:
                 fix = ("Train on a caption dataset (plip synth / plip filter output) or choose the split to train "
                        "on: --set data.split=NAME (null: every row)")
