@@ -209,10 +209,11 @@ def report(run_dir: Path, cfg: AttributesConfig, data_dir, eval_data=(), *, devi
                          cfg.par.weighted)
     head.load_state_dict(state)
     head.to(embedder.device).eval()
-    names = tuple(check_attribute_names(open_all([data_dir])[0]))
+    datasets = open_all([data_dir, *eval_data])
+    names = check_attribute_names(datasets[0])  # the training data's: every eval_data dataset must have the same
     evaluations = [{"dataset": dataset_record(dataset), **evaluate_attributes(embedder, head, dataset, "test", names,
                                                                               cfg.par.threshold)}
-                   for dataset in open_all([data_dir, *eval_data])]
+                   for dataset in datasets]
     return write_results(run_dir, cfg, embedder, evaluations, task="attributes", section=cfg.par, history=history,
                          seconds={"train": train_seconds, "test": round(time.perf_counter() - t0, 2)})
 
