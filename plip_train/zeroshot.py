@@ -119,8 +119,7 @@ def _embed_images(embedder, dataset, split: str, rows: _Rows, batch_size: int) -
     """Pass 2: the split's ok images, streamed in batches of ``batch_size``, in pass-1 order."""
     out = torch.empty((len(rows.keys), embedder.embed_dim), dtype=torch.float32)
     n = 0
-    for batch in dataset.iter_batches(["key", "split", "status", "image"], batch_size):
-        batch = batch.filter(pc.and_(pc.equal(batch.column("split"), split), pc.equal(batch.column("status"), "ok")))
+    for batch in dataset.iter_batches(["key", "image"], batch_size, status="ok", split=split):  # its files alone
         if batch.num_rows == 0:
             continue
         keys = batch.column("key").to_pylist()

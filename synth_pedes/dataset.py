@@ -145,22 +145,28 @@ class Dataset:
         """Every shard file: the rows of every status (see :meth:`paths_for` for one status's)."""
         return [self.directory / s.path for s in self.manifest.shards]
 
-    def paths_for(self, status: str | None) -> list[Path]:
+    def paths_for(self, status: str | None, split: str | None = None) -> list[Path]:
         """The files that can hold rows of ``status`` (None: every file): for ``ok`` only ``data/`` files, for
-        another status only ``rejected/`` ones (files of the older layout hold every status: all of them)."""
+        another status only ``rejected/`` ones; with ``split``, only that split's files (files of the older layout
+        hold every status and split: all of them)."""
         usable = None if status is None else status == "ok"
-        return [self.directory / s.path for s in self.manifest.files(usable)]
+        return [self.directory / s.path for s in self.manifest.files(usable)
+                if split is None or s.split is None or s.split == split]
 
     def iter_batches(self, columns: Sequence[str] | None = None, batch_size: int = 256,
-                     status: str | None = None) -> Iterator[pa.RecordBatch]:
-        """Stream record batches shard by shard (memory: one batch), optionally only rows of ``status``."""
-        for path in self.paths_for(status):
-            cols = None if columns is None else list(dict.fromkeys([*columns, *(["status"] if status else [])]))
+                     status: str | None = None, split: str | None = None) -> Iterator[pa.RecordBatch]:
+        """Stream record batches shard by shard (memory: one batch), optionally only rows of ``status`` and of
+        ``split`` (only the files that can hold them are read)."""
+        wanted = {"status": status, "split": split}
+        wanted = {column: value for column, value in wanted.items() if value is not None}
+        for path in self.paths_for(status, split):
+            cols = None if columns is None else list(dict.fromkeys([*columns, *wanted]))
             for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=cols):
-                if status is not None:
-                    batch = batch.filter(pc.equal(batch.column("status"), status))
-                    if columns is not None and "status" not in columns:
-                        batch = batch.drop_columns(["status"])
+                for column, value in wanted.items():
+                    batch = batch.filter(pc.equal(batch.column(column), value))
+                if columns is not None:
+                    extra = [c for c in wanted if c not in columns]
+                    batch = batch.drop_columns(extra) if extra else batch
                 yield batch
 
     def iter_records(self, columns: Sequence[str] | None = None, status: str | None = None) -> Iterator[dict]:

@@ -190,6 +190,10 @@ def test_iter_batches_filters_status(dataset_dir):
     assert [r["key"] for r in rows] == [f"test/{i:05d}.jpg" for i in range(0, 40, 7)]
     assert set(rows[0]) == {"key"}
     assert isinstance(ds.to_table(["key"]), pa.Table)
+    val = [r["key"] for b in ds.iter_batches(columns=["key"], status="ok", split="val") for r in b.to_pylist()]
+    assert val == [f"test/{i:05d}.jpg" for i in range(1, 40, 2) if i % 7]  # odd rows are val; every 7th an error
+    files = ds.paths_for("ok", "val")
+    assert files and all(p.name.startswith("val-") for p in files)  # only val's files are read
 
 
 # --- the directory layout that standard loaders read as it is (docs/formats.md#dataset-directory) ---------------

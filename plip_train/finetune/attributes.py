@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pyarrow.compute as pc
 import torch
 from torch import nn
 
@@ -70,7 +69,7 @@ class AttributeHead(nn.Module):
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         if self.weighted:
-            return weighted_bce(logits, labels, self.positive_ratio.cpu().numpy())
+            return weighted_bce(logits, labels, self.positive_ratio)  # on the logits' device: no copy per step
         bce = nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
         return bce.sum(dim=1).mean()  # summed over attributes, as the repository's size_sum
 
@@ -91,9 +90,8 @@ def evaluate_attributes(embedder, head: AttributeHead, dataset, split: str, name
     where = f"split {split!r} of {dataset.directory}"
     check_attribute_names(dataset, names)
     all_logits, labels = [], []
-    for batch in dataset.iter_batches(["image", "attribute_labels", "split"], batch_size=embedder.batch_size,
-                                      status="ok"):
-        batch = batch.filter(pc.equal(batch.column("split"), split))
+    for batch in dataset.iter_batches(["image", "attribute_labels"], batch_size=embedder.batch_size, status="ok",
+                                      split=split):  # (only the split's files are read)
         if not batch.num_rows:
             continue
         images = [image["bytes"] for image in batch.column("image").to_pylist()]

@@ -60,7 +60,7 @@ def weighted_bce(logits: Tensor, targets: Tensor, positive_ratio) -> Tensor:
     # weighted as the hard label they round to. Its `weights[targets > 1] = 0` runs on that 0/1 mask, so it
     # never fires in BCELoss; it is left out.
     positive = (targets.detach() > 0.5).to(logits.dtype)
-    ratio = torch.as_tensor(np.asarray(positive_ratio), dtype=logits.dtype, device=logits.device)
+    ratio = torch.as_tensor(positive_ratio, dtype=logits.dtype, device=logits.device)  # an array or a tensor
     if ratio.shape != (logits.shape[1],):
         raise ValueError(f"weighted_bce: positive_ratio has shape {tuple(ratio.shape)}, expected "
                          f"({logits.shape[1]},), one ratio per attribute")
